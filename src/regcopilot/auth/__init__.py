@@ -1,0 +1,1 @@
+"""Sessions: tokens, passwords, revocations and the SessionValidator."""

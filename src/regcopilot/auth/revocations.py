@@ -1,0 +1,70 @@
+"""Revoked session ids (logout), honoured by every instance until the token expires.
+
+Each process keeps the revoked ids in memory; Redis holds them for the cluster and the event
+bus tells every process at once. While the bus is down, each check also asks Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from regcopilot.cache.bus import EventBus
+from regcopilot.cache.memory import MemoryStore
+from regcopilot.cache.redis import RedisStore
+from regcopilot.cache.store import StoreError
+
+log = logging.getLogger("regcopilot.auth")
+
+MAX_LOCAL = 100_000
+
+
+class RevocationList:
+    def __init__(self, prefix: str, shared: RedisStore | None, bus: EventBus | None) -> None:
+        self.key_prefix = f"{prefix}revoked:"
+        self.local = MemoryStore(MAX_LOCAL)
+        self.shared = shared
+        self.bus = bus
+        if bus is not None:
+            bus.subscribe(self._on_event, on_connect=self._load)
+
+    async def revoke(self, jti: str, exp: int) -> None:
+        ttl = exp - time.time()
+        if ttl <= 0:
+            return
+        self.local.set_now(jti, "1", ttl)
+        if self.shared is not None:
+            try:
+                await self.shared.set(self.key_prefix + jti, "1", ttl)
+            except StoreError as exc:
+                log.warning("Revocation kept locally only, Redis failed: %s", exc)
+        if self.bus is not None:
+            await self.bus.publish({"type": "revoke", "jti": jti, "exp": exp})
+
+    async def is_revoked(self, jti: str) -> bool:
+        if self.local.get_now(jti) is not None:
+            return True
+        if self.shared is None or (self.bus is not None and self.bus.connected):
+            return False
+        try:
+            return await self.shared.get(self.key_prefix + jti) is not None
+        except StoreError:
+            return False
+
+    def _on_event(self, event: dict) -> None:
+        jti, exp = event.get("jti"), event.get("exp")
+        if event.get("type") == "revoke" and isinstance(jti, str) and isinstance(exp, int):
+            self.local.set_now(jti, "1", exp - time.time())
+
+    async def _load(self) -> None:
+        """On (re)subscribe, learn what was revoked while we were not listening."""
+        if self.shared is None:
+            return
+        client = self.shared.client
+        try:
+            async for key in client.scan_iter(match=f"{self.key_prefix}*", count=1000):
+                ttl = await client.pttl(key)
+                if ttl > 0:
+                    self.local.set_now(key.removeprefix(self.key_prefix), "1", ttl / 1000)
+        except Exception as exc:
+            log.warning("Could not load revocations from Redis: %s", exc)

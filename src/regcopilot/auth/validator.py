@@ -1,0 +1,152 @@
+"""SessionValidator: is the user behind a session still allowed in?
+
+Read top to bottom: near tier → shared tier → (one caller per user, cluster-wide) directory.
+A directory that cannot answer raises DirectoryUnavailable: the caller answers 503, nothing is
+cached, nobody is logged out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from regcopilot.cache.entry import CacheEntry
+from regcopilot.cache.redis import FAILURES
+from regcopilot.cache.tiers import ValidationCache, now_ms
+from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.users.directory import UserDirectory, Verdict, judge
+
+log = logging.getLogger("regcopilot.cache")
+
+LOCK_SECONDS = 2.0  # a holder that dies frees the lock after this
+LOCK_WAIT_SECONDS = 0.5  # then waiters stop waiting and ask the directory themselves
+LOCK_POLL_SECONDS = 0.005
+MAX_ATTEMPTS = 2
+
+
+class SessionValidator:
+    def __init__(
+        self,
+        cache: ValidationCache,
+        directory: UserDirectory,
+        metrics: AuthMetrics,
+        default_tenant: str,
+    ) -> None:
+        self.cache = cache
+        self.directory = directory
+        self.metrics = metrics
+        self.default_tenant = default_tenant
+        self._inflight: dict[str, asyncio.Future[tuple[CacheEntry, bool]]] = {}
+
+    async def validate(self, user_id: str) -> CacheEntry:
+        started = time.perf_counter()
+        entry = self.cache.peek(user_id)
+        if entry is None:
+            entry = await self.cache.get_shared(user_id)
+        if entry is not None:
+            log.debug("Using cached validation result")
+            self._record(user_id, started, entry, hit=True, queried=False)
+            return entry
+        log.debug("Cache miss - validating user against database")
+        entry, queried = await self._single_flight(user_id)
+        self._record(user_id, started, entry, hit=False, queried=queried)
+        return entry
+
+    def _record(
+        self, user_id: str, started: float, entry: CacheEntry, *, hit: bool, queried: bool
+    ) -> None:
+        self.metrics.validation(
+            user_id,
+            hit=hit,
+            ms=(time.perf_counter() - started) * 1000,
+            ok=entry.is_valid,
+            queried=queried,
+            reason=entry.reason,
+        )
+
+    async def _single_flight(self, user_id: str) -> tuple[CacheEntry, bool]:
+        """Concurrent misses for one user in this process share one load."""
+        running = self._inflight.get(user_id)
+        if running is not None:
+            entry, _ = await asyncio.shield(running)
+            return entry, False
+        future: asyncio.Future[tuple[CacheEntry, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._inflight[user_id] = future
+        try:
+            result = await self._load_once_in_cluster(user_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[user_id]
+
+    async def _load_once_in_cluster(self, user_id: str) -> tuple[CacheEntry, bool]:
+        """Across processes, a short Redis lock lets one load while the others watch Redis."""
+        if not self.cache.shared_usable:
+            return await self._load(user_id), True
+        assert self.cache.shared is not None
+        lock = self.cache.shared.client.lock(
+            f"{self.cache.prefix}lock:{user_id}", timeout=LOCK_SECONDS, blocking=False
+        )
+        try:
+            acquired = await lock.acquire()
+        except FAILURES:
+            acquired = False  # Redis is sick: the directory is still the truth
+        if not acquired:
+            entry = await self._wait_for_holder(user_id)
+            if entry is not None:
+                return entry, False
+            return await self._load(user_id), True
+        try:
+            entry = await self.cache.get_shared(user_id)  # filled while we took the lock?
+            if entry is not None:
+                return entry, False
+            return await self._load(user_id), True
+        finally:
+            with contextlib.suppress(*FAILURES, Exception):
+                await lock.release()
+
+    async def _wait_for_holder(self, user_id: str) -> CacheEntry | None:
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while time.monotonic() < deadline and self.cache.shared_usable:
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+            entry = await self.cache.get_shared(user_id)
+            if entry is not None:
+                return entry
+        return None
+
+    async def _load(self, user_id: str) -> CacheEntry:
+        """Ask the directory; if the user changed while we asked, ask again before caching."""
+        for _ in range(MAX_ATTEMPTS):
+            asked_at = now_ms()
+            user = await self.directory.get(user_id)  # DirectoryUnavailable propagates
+            verdict = judge(user, self.default_tenant)
+            entry = _entry(verdict, asked_at)
+            if not self.cache.changed_since(user_id, asked_at):
+                await self.cache.put(
+                    user_id, entry, self.cache.entry_ttl(entry, verdict.banned_until)
+                )
+                return entry
+        return entry  # still changing: answer, but do not cache a moving target
+
+    async def user_changed(self, user_id: str) -> None:
+        """Called for every change the directory announces, from whoever made it."""
+        await self.cache.invalidate(user_id)
+
+
+def _entry(verdict: Verdict, asked_at: int) -> CacheEntry:
+    return CacheEntry(
+        is_valid=verdict.valid,
+        timestamp=asked_at,
+        tenant_id=verdict.tenant_id,
+        reason=verdict.reason,
+        role=verdict.role,
+    )

@@ -1,0 +1,1 @@
+"""The validation cache: stores (memory, Redis), the tiers in front of the directory."""

@@ -1,0 +1,50 @@
+"""A cached validation result and its JSON form (never pickle: Redis is shared)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MAX_ENTRY_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    is_valid: bool
+    timestamp: int  # ms since the epoch, when the directory answered
+    tenant_id: str | None
+    reason: str | None
+    role: str | None = None
+
+    def encode(self) -> str:
+        body: dict[str, Any] = {
+            "isValid": self.is_valid,
+            "timestamp": self.timestamp,
+            "tenantId": self.tenant_id,
+            "reason": self.reason,
+        }
+        if self.role is not None:
+            body["role"] = self.role
+        return json.dumps(body, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str | bytes | None) -> CacheEntry | None:
+        """Anything that is not a well-formed entry is a miss, never a pass."""
+        if raw is None or len(raw) > MAX_ENTRY_BYTES:
+            return None
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(body, dict):
+            return None
+        valid, ts = body.get("isValid"), body.get("timestamp")
+        tenant, reason, role = body.get("tenantId"), body.get("reason"), body.get("role")
+        if type(valid) is not bool or type(ts) is not int:
+            return None
+        if not all(v is None or isinstance(v, str) for v in (tenant, reason, role)):
+            return None
+        if valid and reason is not None:
+            return None
+        return cls(valid, ts, tenant, reason, role)

@@ -1,0 +1,247 @@
+"""The validation cache: a near tier in process memory in front of a shared Redis tier.
+
+Policy, in one place:
+- no Redis: the memory tier is the cache (`in-memory`);
+- Redis healthy: Redis is the shared truth; the near tier keeps hot entries so a warm hit costs
+  no round trip, trusted for the full TTL only while the invalidation feed is connected
+  (otherwise for NEAR_TTL_UNTRUSTED seconds);
+- Redis failing: a breaker skips it, the memory tier serves, a background probe brings Redis
+  back; invalidations missed meanwhile are replayed into Redis on recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime
+
+from cachetools import LRUCache
+
+from regcopilot.cache.breaker import Breaker
+from regcopilot.cache.entry import CacheEntry
+from regcopilot.cache.memory import MemoryStore
+from regcopilot.cache.redis import RedisStore
+from regcopilot.cache.store import StoreError
+
+log = logging.getLogger("regcopilot.cache")
+
+NEAR_TTL_UNTRUSTED = 1.0
+PROBE_SECONDS = 0.5
+TTL_JITTER = 0.1  # entries written together must not all expire together
+SIZE_CACHE_SECONDS = 2.0
+MAX_PENDING_INVALIDATIONS = 10_000
+RECENT_INVALIDATIONS = 10_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ValidationCache:
+    def __init__(
+        self,
+        *,
+        ttl: int,
+        max_size: int,
+        prefix: str = "copilot:auth:",
+        shared: RedisStore | None = None,
+    ) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self.prefix = prefix
+        self.key_prefix = f"{prefix}validation:"
+        self.near = MemoryStore(max_size)
+        self.shared = shared
+        self.breaker = Breaker()
+        self.feed_connected = shared is None  # no shared tier ⇒ nothing to be told about
+        self._pending: set[str] = set()
+        self._pending_overflow = False
+        self._probe: asyncio.Task[None] | None = None
+        self._size: tuple[float, int] | None = None
+        # When each user was last invalidated here: an answer older than that is stale even
+        # if another process wrote it to Redis after we dropped the key.
+        self._invalidated: LRUCache[str, int] = LRUCache(RECENT_INVALIDATIONS)
+
+    # --- the backend as the guide names it -------------------------------------------
+    @property
+    def backend(self) -> str:
+        if self.shared is None:
+            return "in-memory"
+        return "redis" if self.breaker.allows else self.breaker.state
+
+    @property
+    def shared_usable(self) -> bool:
+        return self.shared is not None and self.breaker.allows
+
+    def key(self, user_id: str) -> str:
+        return self.key_prefix + user_id
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.shared is None:
+            log.warning("REDIS_URL not configured - using in-memory cache")
+            return
+        await self._check()
+        self._probe = asyncio.create_task(self._probe_loop(), name="redis-probe")
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self.shared is not None:
+            await self.shared.close()
+
+    async def _check(self) -> None:
+        assert self.shared is not None
+        try:
+            await self.shared.ping()
+        except StoreError as exc:
+            if self.breaker.trip(exc, str(exc)) or self.breaker.transitions == 0:
+                log.error("Redis cache unavailable (%s) - using in-memory cache", exc)
+            return
+        if self.breaker.success():
+            await self._replay_invalidations()
+            log.info("Redis cache connected successfully")
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_SECONDS)
+            if self.breaker.open:
+                await self._check()
+
+    def _failed(self, exc: StoreError) -> None:
+        if self.breaker.failure(exc, str(exc)):
+            log.error("Redis cache failing (%s) - using in-memory cache", exc)
+
+    # --- reads ----------------------------------------------------------------------
+    def peek(self, user_id: str) -> CacheEntry | None:
+        """The near tier only: no await, no network."""
+        return CacheEntry.decode(self.near.get_now(self.key_prefix + user_id))
+
+    async def get_shared(self, user_id: str) -> CacheEntry | None:
+        if not self.shared_usable:
+            return None
+        assert self.shared is not None
+        key = self.key(user_id)
+        try:
+            raw = await self.shared.get(key)
+        except StoreError as exc:
+            self._failed(exc)
+            return None
+        self.breaker.success()
+        entry = CacheEntry.decode(raw)
+        if raw is not None and entry is None:
+            log.warning("Discarding malformed validation entry for %s", user_id)
+            return None
+        if entry is not None and self.changed_since(user_id, entry.timestamp):
+            return None
+        if entry is not None:
+            left = self.ttl - (now_ms() - entry.timestamp) / 1000
+            if left > 0:
+                self.near.set_now(key, raw, self._near_ttl(left))  # type: ignore[arg-type]
+        return entry
+
+    async def get(self, user_id: str) -> CacheEntry | None:
+        return self.peek(user_id) or await self.get_shared(user_id)
+
+    # --- writes ---------------------------------------------------------------------
+    def entry_ttl(self, entry: CacheEntry, banned_until: datetime | None = None) -> float:
+        ttl = self.ttl * (1 - random.random() * TTL_JITTER)
+        if banned_until is not None:
+            # A ban with a known end is cached no longer than it lasts.
+            ttl = min(ttl, max(0.0, (banned_until - datetime.now(UTC)).total_seconds()))
+        return ttl
+
+    def _near_ttl(self, ttl: float) -> float:
+        if self.shared is None or not self.breaker.allows or self.feed_connected:
+            return ttl
+        return min(ttl, NEAR_TTL_UNTRUSTED)
+
+    async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        key, raw = self.key(user_id), entry.encode()
+        self.near.set_now(key, raw, self._near_ttl(ttl))
+        if not self.shared_usable:
+            return
+        assert self.shared is not None
+        try:
+            await self.shared.set(key, raw, ttl)
+        except StoreError as exc:
+            self._failed(exc)
+
+    def changed_since(self, user_id: str, ts_ms: int) -> bool:
+        return self._invalidated.get(user_id, -1) >= ts_ms
+
+    async def invalidate(self, user_id: str) -> None:
+        """Drop a user's entry from both tiers; a Redis we cannot reach gets it later."""
+        self._invalidated[user_id] = now_ms()
+        key = self.key(user_id)
+        self.near.delete_now(key)
+        if self.shared is None:
+            return
+        if self.shared_usable:
+            try:
+                await self.shared.delete(key)
+                return
+            except StoreError as exc:
+                self._failed(exc)
+        self._remember(user_id)
+
+    def drop_near(self, user_id: str) -> None:
+        self.near.delete_now(self.key(user_id))
+
+    def _remember(self, user_id: str) -> None:
+        if len(self._pending) >= MAX_PENDING_INVALIDATIONS:
+            self._pending_overflow = True
+        else:
+            self._pending.add(user_id)
+
+    async def _replay_invalidations(self) -> None:
+        assert self.shared is not None
+        pending, overflow = self._pending, self._pending_overflow
+        self._pending, self._pending_overflow = set(), False
+        try:
+            if overflow:
+                async for key in self.shared.client.scan_iter(match=f"{self.key_prefix}*"):
+                    await self.shared.client.delete(key)
+            for user_id in pending:
+                await self.shared.delete(self.key(user_id))
+        except Exception as exc:  # replay again on the next recovery
+            self._pending |= pending
+            self._pending_overflow |= overflow
+            log.warning("Could not replay invalidations into Redis: %s", exc)
+        if pending or overflow:
+            log.info("Replayed %d missed invalidations into Redis", len(pending))
+
+    def set_feed_connected(self, connected: bool) -> None:
+        """While changes may be missed, near entries must not outlive NEAR_TTL_UNTRUSTED."""
+        if self.feed_connected and not connected and self.shared is not None:
+            self.near.clear()
+        self.feed_connected = connected or self.shared is None
+
+    # --- size -----------------------------------------------------------------------
+    async def size(self) -> int:
+        """Entries in the tier that is the truth: Redis (the same from every instance) or
+        this process's memory."""
+        if not self.shared_usable:
+            return await self.near.count(self.key_prefix)
+        now = time.monotonic()
+        if self._size and now - self._size[0] < SIZE_CACHE_SECONDS:
+            return self._size[1]
+        assert self.shared is not None
+        try:
+            n = await self.shared.count(self.key_prefix)
+        except StoreError as exc:
+            self._failed(exc)
+            return await self.near.count(self.key_prefix)
+        self._size = (now, n)
+        return n
+
+    @property
+    def reported_max_size(self) -> int | None:
+        return None if self.backend == "redis" else self.max_size

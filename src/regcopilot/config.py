@@ -1,0 +1,180 @@
+"""Settings from the environment (and a `.env` file), checked once at startup.
+
+A bad value raises ConfigError whose message is one line naming the variable, so an operator
+sees exactly what to fix instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("regcopilot.config")
+
+MIN_SECRET_BYTES = 32
+SECRET_FILE = ".nextauth_secret"
+
+
+class ConfigError(Exception):
+    """A configuration value that stops startup; str() is one line for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    NEXTAUTH_SECRET: str | None = None
+    NEXTAUTH_URL: str = "http://localhost:3000"
+    DATABASE_URL: str = "sqlite:///./data/regcopilot.db"
+    DATABASE_TIMEOUT_SECONDS: float = 2.0
+    DATABASE_POOL_SIZE: int = 10
+    # Supabase's transaction-mode pooler rejects prepared statements; 0 turns asyncpg's cache off.
+    DATABASE_STATEMENT_CACHE_SIZE: int = 100
+    NEXT_PUBLIC_SUPABASE_URL: str | None = None
+    NEXT_PUBLIC_SUPABASE_ANON_KEY: str | None = None
+    SUPABASE_SERVICE_ROLE_KEY: str | None = None
+    SUPABASE_DEMO_TENANT_ID: str = "default"
+    REDIS_URL: str | None = None
+    REDIS_TIMEOUT_MS: int = 50
+    REDIS_KEY_PREFIX: str = "copilot:auth:"
+    CACHE_TTL_SECONDS: int = 300
+    MAX_CACHE_SIZE: int = 10_000
+    SESSION_VALIDATION_INTERVAL_SECONDS: int = 300
+    SESSION_MAX_AGE_SECONDS: int = 86_400
+    OBSERVABILITY_TOKEN: str | None = None
+    APP_ENV: Literal["development", "production"] = "development"
+    DATA_DIR: str = "./data"
+    LOG_LEVEL: str = "INFO"
+
+    @field_validator("NEXTAUTH_URL")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/")
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _db_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme in ("postgres", "postgresql") and parts.hostname:
+            return v
+        if parts.scheme == "sqlite" and v.startswith("sqlite:///") and len(v) > len("sqlite:///"):
+            return v
+        raise ValueError("must be postgresql://user@host/db or sqlite:///path")
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("redis", "rediss", "unix") or (
+            parts.scheme != "unix" and not parts.hostname
+        ):
+            raise ValueError("must be redis://host:6379, redis://:<password>@host:6379 or rediss://")
+        try:
+            parts.port  # noqa: B018 - raises on a non-numeric port
+        except ValueError as exc:
+            raise ValueError("has an invalid port") from exc
+        return v
+
+    @field_validator("NEXT_PUBLIC_SUPABASE_URL")
+    @classmethod
+    def _supabase_url(cls, v: str | None) -> str | None:
+        if v and not (urlsplit(v).scheme in ("http", "https") and urlsplit(v).hostname):
+            raise ValueError("must be an https:// URL such as https://xxx.supabase.co")
+        return v or None
+
+    @field_validator(
+        "CACHE_TTL_SECONDS",
+        "MAX_CACHE_SIZE",
+        "SESSION_VALIDATION_INTERVAL_SECONDS",
+        "SESSION_MAX_AGE_SECONDS",
+        "REDIS_TIMEOUT_MS",
+        "DATABASE_POOL_SIZE",
+    )
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("must be greater than 0")
+        return v
+
+    @field_validator("DATABASE_TIMEOUT_SECONDS")
+    @classmethod
+    def _positive_float(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be greater than 0")
+        return v
+
+    @property
+    def production(self) -> bool:
+        return self.APP_ENV == "production"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.NEXTAUTH_URL.startswith("https://")
+
+    @property
+    def cache_ttl(self) -> int:
+        """The TTL in force: the guide wants it equal to the interval; the smaller wins."""
+        return min(self.CACHE_TTL_SECONDS, self.SESSION_VALIDATION_INTERVAL_SECONDS)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else "configuration"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"{name} {msg}" if not msg.startswith(name) else msg
+
+
+def _load_or_create_secret(data_dir: Path) -> str:
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read, check and complete the settings; raises ConfigError with a one-line message."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+
+    if settings.NEXTAUTH_SECRET:
+        if len(settings.NEXTAUTH_SECRET.encode()) < MIN_SECRET_BYTES:
+            if settings.production:
+                raise ConfigError(
+                    f"NEXTAUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes in production "
+                    "(openssl rand -base64 32)"
+                )
+            log.warning("NEXTAUTH_SECRET is shorter than %d bytes", MIN_SECRET_BYTES)
+    elif settings.production:
+        raise ConfigError("NEXTAUTH_SECRET is required when APP_ENV=production")
+    else:
+        settings.NEXTAUTH_SECRET = _load_or_create_secret(Path(settings.DATA_DIR))
+        log.warning(
+            "NEXTAUTH_SECRET not set - using a generated secret kept in %s",
+            Path(settings.DATA_DIR) / SECRET_FILE,
+        )
+
+    if settings.CACHE_TTL_SECONDS != settings.SESSION_VALIDATION_INTERVAL_SECONDS:
+        log.warning(
+            "CACHE_TTL_SECONDS (%d) differs from SESSION_VALIDATION_INTERVAL_SECONDS (%d); "
+            "using %d s for both",
+            settings.CACHE_TTL_SECONDS,
+            settings.SESSION_VALIDATION_INTERVAL_SECONDS,
+            settings.cache_ttl,
+        )
+    return settings

@@ -1,0 +1,1 @@
+"""Authentication metrics: recorded per process, totalled for the cluster in Redis."""

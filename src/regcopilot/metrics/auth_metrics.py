@@ -1,0 +1,125 @@
+"""AuthMetrics: what the request path records. Recording is a few integer additions; with
+Redis, a background task flushes the batch once a second so the cluster shares one set of
+numbers, and no request pays a round trip for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from regcopilot.metrics.cluster import FAILURES, ClusterMetrics
+from regcopilot.metrics.counters import Counters, Snapshot
+
+log = logging.getLogger("regcopilot.metrics")
+
+FLUSH_SECONDS = 1.0
+
+
+class AuthMetrics:
+    def __init__(self, cluster: ClusterMetrics | None = None) -> None:
+        self.start_ms = int(time.time() * 1000)
+        self.local = Counters()
+        self.cluster = cluster
+        self._pending = Counters() if cluster is not None else None
+        self._task: asyncio.Task[None] | None = None
+        self.cluster_ok = False
+        self._backend: Callable[[], str] = lambda: "in-memory"
+
+    # --- recording (request path) -----------------------------------------------------
+    def _both(self) -> tuple[Counters, ...]:
+        return (self.local,) if self._pending is None else (self.local, self._pending)
+
+    def login(self, user_id: str) -> None:
+        now_ms = int(time.time() * 1000)
+        for c in self._both():
+            c.login(now_ms)
+            c.seen(user_id, now_ms)
+
+    def validation(
+        self, user_id: str, *, hit: bool, ms: float, ok: bool, queried: bool, reason: str | None
+    ) -> None:
+        now_ms = int(time.time() * 1000)
+        for c in self._both():
+            v = c.values
+            v["validations"] += 1
+            v["cacheHits" if hit else "cacheMisses"] += 1
+            if queried:
+                v["databaseQueries"] += 1
+                if reason in ("deleted", "not_found"):
+                    v["deletedDetected"] += 1
+                elif reason == "banned":
+                    v["bannedDetected"] += 1
+            elif not hit:
+                v["coalesced"] += 1
+            if not ok:
+                v["failures"] += 1
+            c.observe(ms)
+            c.seen(user_id, now_ms)
+
+    # --- cluster flushing -------------------------------------------------------------
+    def start(self, backend: Callable[[], str]) -> None:
+        self._backend = backend
+        if self.cluster is not None:
+            self._task = asyncio.create_task(self._flush_loop(), name="metrics-flush")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            with contextlib.suppress(*FAILURES):
+                await self.flush()
+        if self.cluster is not None:
+            await self.cluster.close()
+
+    async def flush(self) -> None:
+        assert self.cluster is not None and self._pending is not None
+        batch, self._pending = self._pending, Counters()
+        try:
+            await self.cluster.flush(batch, self._backend())
+        except FAILURES:
+            self._merge_back(batch)
+            self.cluster_ok = False
+            raise
+        self.cluster_ok = True
+
+    def _merge_back(self, batch: Counters) -> None:
+        """Keep a failed batch for the next flush: counts are not lost while Redis is away."""
+        pending = self._pending
+        assert pending is not None
+        for name, n in batch.values.items():
+            pending.values[name] += n
+        pending.time_sum_ms += batch.time_sum_ms
+        pending.latency = [a + b for a, b in zip(pending.latency, batch.latency, strict=True)]
+        for hour, n in batch.logins_hourly.items():
+            pending.logins_hourly[hour] = pending.logins_hourly.get(hour, 0) + n
+        if batch.last_login_ms:
+            pending.last_login_ms = max(pending.last_login_ms or 0, batch.last_login_ms)
+        for user_id, ts in batch.active.items():
+            pending.seen(user_id, ts)
+
+    async def _flush_loop(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            ticks += 1
+            try:
+                await self.flush()
+                if ticks % 60 == 0 and self.cluster is not None:
+                    await self.cluster.prune_hours()
+            except FAILURES as exc:
+                log.debug("Metrics flush deferred: %s", exc)
+
+    # --- reading ----------------------------------------------------------------------
+    async def snapshot(self) -> Snapshot:
+        """Cluster totals when Redis answers; this process's own numbers otherwise."""
+        if self.cluster is not None:
+            with contextlib.suppress(*FAILURES):
+                await self.flush()  # so every instance reports the same totals right now
+                return await self.cluster.read()
+        snap = self.local.snapshot(self.start_ms)
+        snap.scope = "process"
+        return snap

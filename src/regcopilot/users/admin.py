@@ -1,0 +1,67 @@
+"""Admin actions on users, shared by the HTTP API and the CLI so both behave the same:
+change the directory, then drop the user's cached validation everywhere at once."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from regcopilot.users.directory import FOREVER, UserDirectory, is_uuid
+
+Invalidate = Callable[[str], Awaitable[None]]
+
+
+class UnknownUser(LookupError):
+    pass
+
+
+def ban_end(until: datetime | None, seconds: int | None) -> datetime:
+    if until is not None and seconds is not None:
+        raise ValueError("give either an end time or a duration, not both")
+    if seconds is not None:
+        if seconds <= 0:
+            raise ValueError("duration must be positive")
+        return datetime.now(UTC) + timedelta(seconds=seconds)
+    if until is not None:
+        until = until if until.tzinfo else until.replace(tzinfo=UTC)
+        if until <= datetime.now(UTC):
+            raise ValueError("ban end must be in the future")
+        return until
+    return FOREVER
+
+
+class UserAdmin:
+    def __init__(self, directory: UserDirectory, invalidate: Invalidate | None = None) -> None:
+        self.directory = directory
+        self._invalidate = invalidate
+
+    async def _after(self, user_id: str, changed: bool) -> None:
+        if not changed:
+            raise UnknownUser(user_id)
+        # The directory's trigger tells every instance; dropping our own copy now makes the
+        # very next request here a refusal without waiting for the feed.
+        if self._invalidate is not None:
+            await self._invalidate(user_id)
+
+    async def ban(self, user_id: str, until: datetime | None = None, seconds: int | None = None
+                  ) -> datetime:
+        end = ban_end(until, seconds)
+        await self._after(user_id, await self.directory.set_banned_until(_check(user_id), end))
+        return end
+
+    async def unban(self, user_id: str) -> None:
+        await self._after(user_id, await self.directory.set_banned_until(_check(user_id), None))
+
+    async def delete(self, user_id: str, *, soft: bool = False) -> None:
+        await self._after(user_id, await self.directory.delete(_check(user_id), soft=soft))
+
+    async def invalidate(self, user_id: str) -> None:
+        await self.directory.announce(_check(user_id))
+        if self._invalidate is not None:
+            await self._invalidate(user_id)
+
+
+def _check(user_id: str) -> str:
+    if not is_uuid(user_id):
+        raise UnknownUser(user_id)
+    return user_id

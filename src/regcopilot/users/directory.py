@@ -1,0 +1,137 @@
+"""The UserDirectory protocol, its records, and the rule that makes a user valid.
+
+Both backends (SQLite, PostgreSQL) return rows as `User`; deciding validity happens here once,
+so the two can never disagree about what "banned" means.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+class DirectoryUnavailable(Exception):
+    """The directory could not answer (down, timeout). Never an invalid user, never cached."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+    password_hash: str | None
+    app_meta: dict
+    user_meta: dict
+    banned_until: datetime | None
+    deleted_at: datetime | None
+    last_sign_in_at: datetime | None
+    created_at: datetime | None
+
+    @property
+    def role(self) -> str | None:
+        role = self.app_meta.get("role")
+        return role if isinstance(role, str) else None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def tenant_id(self, default: str) -> str:
+        tenant = self.app_meta.get("tenant_id")
+        return tenant if isinstance(tenant, str) and tenant else default
+
+    @property
+    def full_name(self) -> str | None:
+        name = self.user_meta.get("full_name")
+        return name if isinstance(name, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the directory says about a user: valid, or invalid with a reason."""
+
+    valid: bool
+    reason: str | None = None  # not_found | deleted | banned
+    tenant_id: str | None = None
+    role: str | None = None
+    banned_until: datetime | None = None
+
+
+def judge(user: User | None, default_tenant: str, now: datetime | None = None) -> Verdict:
+    if user is None:
+        return Verdict(False, "not_found")
+    tenant = user.tenant_id(default_tenant)
+    if user.deleted_at is not None:
+        return Verdict(False, "deleted", tenant)
+    now = now or datetime.now(UTC)
+    if user.banned_until is not None and user.banned_until > now:
+        return Verdict(False, "banned", tenant, user.role, user.banned_until)
+    return Verdict(True, None, tenant, user.role)
+
+
+ChangeCallback = Callable[[str], Awaitable[None] | None]
+StateCallback = Callable[[bool], None]
+
+
+class UserDirectory(Protocol):
+    """One protocol for SQLite and PostgreSQL; callers never learn which one they hold."""
+
+    kind: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def get(self, user_id: str) -> User | None: ...
+    async def find_by_email(self, email: str) -> User | None: ...
+    async def add(
+        self,
+        email: str,
+        password_hash: str,
+        *,
+        admin: bool = False,
+        tenant_id: str | None = None,
+        full_name: str | None = None,
+    ) -> User: ...
+    async def list(self, limit: int = 100) -> list[User]: ...
+    async def set_banned_until(self, user_id: str, until: datetime | None) -> bool: ...
+    async def delete(self, user_id: str, *, soft: bool = False) -> bool: ...
+    async def record_sign_in(self, user_id: str) -> None: ...
+    async def announce(self, user_id: str) -> None:
+        """Tell every watcher this user changed (used when nothing in the row did)."""
+        ...
+    async def count(self) -> int: ...
+    async def watch(self, on_change: ChangeCallback, on_state: StateCallback) -> None:
+        """Run until cancelled, calling on_change(user_id) for every change to a user's
+        validity made by anyone (this app, the CLI, plain SQL); on_state(False) while
+        changes may be missed."""
+        ...
+
+
+def open_directory(
+    url: str, *, timeout: float = 2.0, pool_size: int = 10, statement_cache_size: int = 100
+) -> UserDirectory:
+    if url.startswith("sqlite:"):
+        from regcopilot.users.sqlite import SqliteDirectory
+
+        return SqliteDirectory(url.removeprefix("sqlite:///"), timeout=timeout)
+    from regcopilot.users.postgres import PostgresDirectory
+
+    return PostgresDirectory(
+        url, timeout=timeout, pool_size=pool_size, statement_cache_size=statement_cache_size
+    )
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True

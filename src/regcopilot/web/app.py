@@ -1,0 +1,34 @@
+"""create_app: settings → services → middleware → routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from regcopilot import __version__
+from regcopilot.config import Settings, load_settings
+from regcopilot.web.middleware import SessionMiddleware
+from regcopilot.web.routes import admin, auth, health, observability, pages
+from regcopilot.web.services import build_services
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
+    app.state.services = services
+    for module in (auth, pages, health, observability, admin):
+        app.include_router(module.router)
+    app.add_middleware(SessionMiddleware, services=services)
+    return app

@@ -1,0 +1,39 @@
+"""Request helpers shared by the routes."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+
+from regcopilot.web.services import Services
+from regcopilot.web.session import SessionUser
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def current_user(request: Request) -> SessionUser:
+    user = getattr(request.state, "user", None)
+    if user is None:
+        raise HTTPException(401, "not signed in")
+    return user
+
+
+def admin_user(request: Request) -> SessionUser:
+    user = current_user(request)
+    if not user.is_admin:
+        raise HTTPException(403, "admin role required")
+    return user
+
+
+def monitor_or_admin(request: Request) -> None:
+    """A monitor's bearer token (checked by the middleware) or a signed-in admin."""
+    if getattr(request.state, "monitor", False):
+        return
+    user = getattr(request.state, "user", None)
+    if user is None or not user.is_admin:
+        raise HTTPException(401, "admin session or Authorization: Bearer token required")
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None

@@ -1,0 +1,155 @@
+"""Every protected request is validated here: token → revocation → SessionValidator.
+
+Pure ASGI (no BaseHTTPMiddleware): the warm path is a dict lookup for the decoded token, one
+for the revocation and one for the near cache — no network, no await on I/O.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from http.cookies import SimpleCookie
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from regcopilot.auth.tokens import InvalidToken
+from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.services import Services
+from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
+
+log = logging.getLogger("regcopilot.auth")
+
+PUBLIC_PATHS = frozenset(
+    {
+        "/login",
+        "/api/auth/login",
+        "/api/auth/logout",
+        "/api/auth/session",
+        "/api/health",
+        "/api/ready",
+        "/favicon.ico",
+    }
+)
+PUBLIC_PREFIXES = ("/static/",)
+MONITOR_PATHS = frozenset({"/api/observability", "/metrics"})
+RETRY_AFTER_SECONDS = "5"
+
+
+def read_cookie(scope: Scope, name: str) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            raw = value.decode("latin-1")
+            if name not in raw:
+                continue
+            cookie: SimpleCookie = SimpleCookie()
+            try:
+                cookie.load(raw)
+            except Exception:
+                return None
+            morsel = cookie.get(name)
+            if morsel is not None and morsel.value:
+                return morsel.value
+    return None
+
+
+def bearer(scope: Scope) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            text = value.decode("latin-1")
+            if text[:7].lower() == "bearer ":
+                return text[7:].strip()
+    return None
+
+
+class SessionMiddleware:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.cookie = cookie_name(services.settings)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        state = scope.setdefault("state", {})
+        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            if path == "/api/auth/session":
+                await self._soft(scope, state)
+            await self.app(scope, receive, send)
+            return
+        if path in MONITOR_PATHS and self._monitor_token_ok(scope):
+            state["monitor"] = True
+            await self.app(scope, receive, send)
+            return
+        status, reason = await self._authenticate(scope, state)
+        if status == 200:
+            await self.app(scope, receive, send)
+            return
+        await self._refuse(scope, send, status, reason)
+
+    def _monitor_token_ok(self, scope: Scope) -> bool:
+        expected = self.services.settings.OBSERVABILITY_TOKEN
+        given = bearer(scope)
+        return bool(expected and given and hmac.compare_digest(given, expected))
+
+    async def _authenticate(self, scope: Scope, state: dict[str, Any]) -> tuple[int, str]:
+        token = read_cookie(scope, self.cookie)
+        if token is None:
+            return 401, "not signed in"
+        services = self.services
+        try:
+            claims = services.tokens.decode(token)
+        except InvalidToken as exc:
+            services.security.invalid_token(str(exc), scope)
+            return 401, "invalid session"
+        if await services.revocations.is_revoked(claims.jti):
+            services.security.invalid_token("revoked", scope)
+            return 401, "session ended"
+        try:
+            entry = await services.validator.validate(claims.sub)
+        except DirectoryUnavailable as exc:
+            log.warning("User directory unavailable: %s", exc)
+            return 503, "user directory unavailable, try again shortly"
+        if not entry.is_valid:
+            return 401, f"account {entry.reason or 'invalid'}"
+        state["user"] = SessionUser(
+            id=claims.sub,
+            email=claims.email,
+            tenant_id=entry.tenant_id or claims.tenant,
+            role=entry.role,
+            jti=claims.jti,
+            exp=claims.exp,
+        )
+        return 200, ""
+
+    async def _soft(self, scope: Scope, state: dict[str, Any]) -> None:
+        """For /api/auth/session: attach the user if the session is good, never refuse."""
+        status, reason = await self._authenticate(scope, state)
+        state["session_status"] = (status, reason)
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, reason: str) -> None:
+        headers: list[tuple[bytes, bytes]] = []
+        if status == 503:
+            headers.append((b"retry-after", RETRY_AFTER_SECONDS.encode()))
+        elif read_cookie(scope, self.cookie) is not None:
+            # Cleared only when the session itself is bad: a 503 keeps people signed in.
+            headers.append((b"set-cookie", clear_cookie_header(self.services.settings).encode()))
+        wants_page = not scope["path"].startswith("/api/") and scope["path"] != "/metrics"
+        if wants_page and status == 401 and scope["method"] in ("GET", "HEAD"):
+            headers.append((b"location", b"/login"))
+            await _send(send, 303, headers, b"", b"text/plain")
+            return
+        body = json.dumps({"error": reason, "status": status}).encode()
+        await _send(send, status, headers, body, b"application/json")
+
+
+async def _send(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, ctype: bytes
+) -> None:
+    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+    headers.append((b"cache-control", b"no-store"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

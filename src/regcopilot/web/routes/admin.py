@@ -1,0 +1,104 @@
+"""Admin API: invalidate, ban, unban, delete, list and create users (admin role only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from regcopilot.auth.passwords import MAX_PASSWORD_BYTES, hash_password
+from regcopilot.users.admin import UnknownUser, UserAdmin
+from regcopilot.users.directory import DirectoryUnavailable, User
+from regcopilot.web.deps import admin_user, services
+
+router = APIRouter(prefix="/api/admin", dependencies=[Depends(admin_user)])
+
+
+class InvalidateBody(BaseModel):
+    userId: str = Field(min_length=1, max_length=64)
+
+
+class BanBody(BaseModel):
+    until: datetime | None = None
+    durationSeconds: int | None = Field(default=None, gt=0)
+
+
+class NewUser(BaseModel):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=8, max_length=MAX_PASSWORD_BYTES)
+    admin: bool = False
+    tenantId: str | None = None
+    fullName: str | None = None
+
+
+def _admin(request: Request) -> UserAdmin:
+    svc = services(request)
+    return UserAdmin(svc.directory, svc.validator.user_changed)
+
+
+def public(user: User, default_tenant: str) -> dict:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "role": user.role,
+        "tenantId": user.tenant_id(default_tenant),
+        "bannedUntil": user.banned_until.isoformat() if user.banned_until else None,
+        "deletedAt": user.deleted_at.isoformat() if user.deleted_at else None,
+        "lastSignInAt": user.last_sign_in_at.isoformat() if user.last_sign_in_at else None,
+    }
+
+
+async def _run(coro) -> None:  # type: ignore[no-untyped-def]
+    try:
+        return await coro
+    except UnknownUser:
+        raise HTTPException(404, "no such user") from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except DirectoryUnavailable:
+        raise HTTPException(503, "user directory unavailable", {"Retry-After": "5"}) from None
+
+
+@router.post("/invalidate-user")
+async def invalidate_user(body: InvalidateBody, request: Request) -> dict:
+    await _run(_admin(request).invalidate(body.userId))
+    return {"ok": True, "userId": body.userId}
+
+
+@router.post("/users/{user_id}/ban")
+async def ban(user_id: str, request: Request, body: BanBody | None = None) -> dict:
+    body = body or BanBody()
+    end = await _run(_admin(request).ban(user_id, body.until, body.durationSeconds))
+    return {"ok": True, "userId": user_id, "bannedUntil": end.isoformat()}
+
+
+@router.post("/users/{user_id}/unban")
+async def unban(user_id: str, request: Request) -> dict:
+    await _run(_admin(request).unban(user_id))
+    return {"ok": True, "userId": user_id}
+
+
+@router.delete("/users/{user_id}")
+async def delete(user_id: str, request: Request, soft: bool = False) -> dict:
+    await _run(_admin(request).delete(user_id, soft=soft))
+    return {"ok": True, "userId": user_id, "soft": soft}
+
+
+@router.get("/users")
+async def list_users(request: Request, limit: int = 100) -> dict:
+    svc = services(request)
+    users = await _run(svc.directory.list(max(1, min(limit, 1000))))
+    return {"users": [public(u, svc.settings.SUPABASE_DEMO_TENANT_ID) for u in users]}
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: NewUser, request: Request) -> dict:
+    svc = services(request)
+    user = await _run(
+        svc.directory.add(
+            body.email, hash_password(body.password), admin=body.admin,
+            tenant_id=body.tenantId, full_name=body.fullName,
+        )
+    )
+    return public(user, svc.settings.SUPABASE_DEMO_TENANT_ID)

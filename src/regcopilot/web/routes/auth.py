@@ -1,0 +1,176 @@
+"""Sign in, sign out, and the current session."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from regcopilot.auth.passwords import MAX_PASSWORD_BYTES, verify_password
+from regcopilot.auth.rate_limit import RateLimited
+from regcopilot.auth.tokens import InvalidToken
+from regcopilot.users.directory import DirectoryUnavailable, judge
+from regcopilot.web.deps import client_ip, services
+from regcopilot.web.middleware import read_cookie
+from regcopilot.web.pages import render
+from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
+
+router = APIRouter()
+
+MAX_EMAIL = 320
+BAD_CREDENTIALS = "Invalid email or password"
+
+
+class LoginBody(BaseModel):
+    email: str = Field(min_length=3, max_length=MAX_EMAIL)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_BYTES)
+
+
+class LoginFailed(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+async def _read_login(request: Request) -> tuple[dict[str, Any], bool]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            raise LoginFailed(400, "request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise LoginFailed(400, "expected a JSON object with email and password")
+        return body, False
+    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}, True
+    raise LoginFailed(415, "send application/json or a form with email and password")
+
+
+async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    try:
+        body = LoginBody.model_validate(
+            {"email": fields.get("email"), "password": fields.get("password")}
+        )
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = err["loc"][0] if err["loc"] else "body"
+        raise LoginFailed(422, f"{where}: {err['msg']}") from None
+    svc = services(request)
+    ip = client_ip(request)
+    email = body.email.strip().lower()
+    try:
+        await svc.limiter.check(email, ip)
+    except RateLimited as limited:
+        svc.security.rate_limited(limited.what, ip)
+        raise LoginFailed(
+            429, "Too many failed sign-in attempts, try again later",
+            {"Retry-After": str(limited.retry_after)},
+        ) from None
+    try:
+        user = await svc.directory.find_by_email(email)
+    except DirectoryUnavailable:
+        raise LoginFailed(503, "user directory unavailable, try again shortly",
+                          {"Retry-After": "5"}) from None
+    verdict = judge(user, svc.settings.SUPABASE_DEMO_TENANT_ID)
+    password_ok = verify_password(body.password, user.password_hash if user else None)
+    if user is None or not password_ok or verdict.reason in ("deleted", "not_found"):
+        svc.security.failed_login(email, ip)
+        await svc.limiter.failed(email, ip)
+        raise LoginFailed(401, BAD_CREDENTIALS)
+    if verdict.reason == "banned":
+        svc.security.failed_login(email, ip)
+        raise LoginFailed(403, "This account is banned")
+    await svc.limiter.succeeded(email, ip)
+    token, claims = svc.tokens.issue(
+        sub=user.id, email=user.email, tenant=verdict.tenant_id or "", role=user.role
+    )
+    svc.metrics.login(user.id)
+    try:
+        await svc.directory.record_sign_in(user.id)
+    except DirectoryUnavailable:
+        pass  # the sign-in stamp is bookkeeping; the login itself succeeded
+    return token, {
+        "user": {
+            "id": user.id,
+            "email": user.email,
+            "name": user.full_name,
+            "tenantId": verdict.tenant_id,
+            "role": user.role,
+        },
+        "expires": datetime.fromtimestamp(claims.exp, UTC).isoformat(),
+    }
+
+
+@router.post("/api/auth/login")
+async def login(request: Request) -> Response:
+    is_form = False
+    try:
+        fields, is_form = await _read_login(request)
+        token, body = await _login(request, fields)
+    except LoginFailed as failure:
+        if is_form:
+            return render(
+                request, "login.html", {"error": failure.message}, status_code=failure.status
+            )
+        return JSONResponse(
+            {"error": failure.message}, status_code=failure.status, headers=failure.headers
+        )
+    settings = services(request).settings
+    cookie = set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
+    if is_form:
+        response: Response = RedirectResponse("/", status_code=303)
+    else:
+        response = JSONResponse(body)
+    response.headers.append("set-cookie", cookie)
+    return response
+
+
+@router.post("/api/auth/logout")
+async def logout(request: Request) -> Response:
+    svc = services(request)
+    token = read_cookie(request.scope, cookie_name(svc.settings))
+    if token:
+        try:
+            claims = svc.tokens.decode(token)
+        except InvalidToken:
+            claims = None
+        if claims is not None:
+            await svc.revocations.revoke(claims.jti, claims.exp)
+    ctype = request.headers.get("content-type", "")
+    response: Response
+    if "form" in ctype:
+        response = RedirectResponse("/login", status_code=303)
+    else:
+        response = JSONResponse({"ok": True})
+    response.headers.append("set-cookie", clear_cookie_header(svc.settings))
+    return response
+
+
+@router.get("/api/auth/session")
+async def session(request: Request) -> Response:
+    user = getattr(request.state, "user", None)
+    if user is None:
+        status, _ = getattr(request.state, "session_status", (401, ""))
+        if status == 503:
+            return JSONResponse(
+                {"error": "user directory unavailable"}, status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        return JSONResponse({})
+    return JSONResponse(
+        {
+            "user": {
+                "id": user.id,
+                "email": user.email,
+                "tenantId": user.tenant_id,
+                "role": user.role,
+            },
+            "expires": datetime.fromtimestamp(user.exp, UTC).isoformat(),
+        }
+    )

@@ -1,0 +1,39 @@
+"""`GET /api/observability`: the guide's authentication metrics for the cluster."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from regcopilot.metrics.report import build
+from regcopilot.web.deps import monitor_or_admin, services
+
+router = APIRouter()
+
+
+async def observability_report(request: Request) -> dict:
+    svc = services(request)
+    cache = svc.cache
+    snap = await svc.metrics.snapshot()
+    return build(
+        snap,
+        cache_size=await cache.size(),
+        max_size=cache.reported_max_size,
+        ttl_seconds=cache.ttl,
+        backend=cache.backend,
+        extra={
+            "security": svc.security.report(),
+            "invalidation": {
+                "feed": "connected" if svc.feed_connected else "disconnected",
+                "events": (
+                    "n/a" if svc.bus is None
+                    else "connected" if svc.bus.connected else "disconnected"
+                ),
+                "nearCacheTrusted": cache.feed_connected,
+            },
+        },
+    )
+
+
+@router.get("/api/observability", dependencies=[Depends(monitor_or_admin)])
+async def observability(request: Request) -> dict:
+    return await observability_report(request)

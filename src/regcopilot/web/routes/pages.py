@@ -1,0 +1,32 @@
+"""HTML pages: sign-in form and the signed-in home."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from regcopilot.web.deps import current_user
+from regcopilot.web.pages import render
+from regcopilot.web.session import SessionUser
+
+router = APIRouter()
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request) -> Response:
+    return render(request, "login.html")
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request, user: SessionUser = Depends(current_user)) -> Response:
+    return render(request, "home.html", {"user": user})
+
+
+@router.get("/api/me")
+async def me(user: SessionUser = Depends(current_user)) -> dict:
+    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role}
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response:
+    return Response(status_code=204)
