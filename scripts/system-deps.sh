@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the test suite and the benchmarks use (load generator, browser, CLI tools).
+# Installs only what is missing; a no-op on a machine that has them all.
+set -euo pipefail
+packages=(curl jq bc wrk nginx-light chromium redis-tools)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "system-deps: missing ${missing[*]} (run as root to install)" >&2
+  exit 0
+fi
+echo "system-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

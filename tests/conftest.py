@@ -1,0 +1,148 @@
+"""Fixtures on the real services of this machine kind: PostgreSQL at 127.0.0.1:5432 and Redis
+at 127.0.0.1:6379. Each test run uses its own database and its own Redis key prefix, and removes
+them afterwards; nothing else on those servers is touched."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from regcopilot.auth.passwords import hash_password
+from regcopilot.config import load_settings
+from regcopilot.web.app import create_app
+from regcopilot.web.services import Services
+
+PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_SECRET = "test-secret-" + "x" * 40
+PASSWORD = "correct horse battery"
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Any:
+    """A fresh PostgreSQL database for this test process, dropped at the end."""
+    name = f"regcopilot_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    _run(admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    _run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def redis_prefix() -> Any:
+    """A key prefix of this test's own on the shared Redis, deleted afterwards."""
+    prefix = f"regcopilot-test-{uuid.uuid4().hex[:12]}:copilot:auth:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@dataclass
+class Instance:
+    """An app under test, served in process through httpx."""
+
+    client: httpx.AsyncClient
+    services: Services
+
+    async def login(self, email: str, password: str = PASSWORD) -> httpx.Response:
+        return await self.client.post(
+            "/api/auth/login", json={"email": email, "password": password}
+        )
+
+    async def add_user(self, email: str, *, admin: bool = False, password: str = PASSWORD,
+                       tenant: str | None = None) -> str:
+        user = await self.services.directory.add(
+            email, hash_password(password), admin=admin, tenant_id=tenant
+        )
+        return user.id
+
+    def counters(self) -> dict[str, int]:
+        return self.services.metrics.local.values
+
+
+@pytest.fixture
+def settings_for(tmp_path: Any, pg_url: str, redis_prefix: str) -> Callable[..., Any]:
+    """Settings for a directory ('sqlite'|'postgres') × cache ('memory'|'redis'|URL)."""
+
+    def make(directory: str = "sqlite", cache: str = "memory", **overrides: Any) -> Any:
+        db = f"sqlite:///{tmp_path}/users.db" if directory == "sqlite" else pg_url
+        redis_url = {"memory": None, "redis": REDIS_URL}.get(cache, cache)
+        values: dict[str, Any] = {
+            "DATABASE_URL": db,
+            "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": redis_prefix,
+            "NEXTAUTH_SECRET": TEST_SECRET,
+            "DATA_DIR": str(tmp_path / "data"),
+            "OBSERVABILITY_TOKEN": "monitor-token",
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def pg_clean(pg_url: str) -> AsyncIterator[None]:
+    """Postgres tests share one database per process: empty the users table first."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('auth.users') IS NOT NULL")
+        if exists:
+            await conn.execute("DELETE FROM auth.users")
+    finally:
+        await conn.close()
+    yield
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Any) -> AsyncIterator[Instance]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield Instance(client, app.state.services)
+
+
+@pytest.fixture
+def instance(settings_for: Callable[..., Any], pg_clean: None) -> Callable[..., Any]:
+    """`async with instance("postgres", "redis") as app:` — an app on real backends."""
+
+    def make(directory: str = "sqlite", cache: str = "memory", **overrides: Any) -> Any:
+        return serve(settings_for(directory, cache, **overrides))
+
+    return make
+
+
+@pytest.fixture
+async def shared_redis() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    yield client
+    await client.aclose()
