@@ -13,6 +13,9 @@ from redis.exceptions import RedisError
 from regcopilot.cache.store import StoreError
 
 FAILURES = (RedisError, OSError, TimeoutError)
+# New connections are rare (pooled) but come in bursts when many requests arrive at once on a
+# busy event loop; a refused connection fails at once whatever this is.
+CONNECT_TIMEOUT_FLOOR_S = 0.25
 
 
 def connect(url: str, timeout_s: float, **extra: Any) -> aioredis.Redis:
@@ -20,7 +23,7 @@ def connect(url: str, timeout_s: float, **extra: Any) -> aioredis.Redis:
         url,
         decode_responses=True,
         socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
+        socket_connect_timeout=max(timeout_s, CONNECT_TIMEOUT_FLOOR_S),
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
         **extra,
