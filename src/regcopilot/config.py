@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     REDIS_KEY_PREFIX: str = "copilot:auth:"
     CACHE_TTL_SECONDS: int = 300
     MAX_CACHE_SIZE: int = 10_000
+    # Benchmark-only: "redis-only" skips the near tier (the upstream design), "none" asks the
+    # directory on every request. Production leaves the default.
+    CACHE_MODE: Literal["tiered", "redis-only", "none"] = "tiered"
     SESSION_VALIDATION_INTERVAL_SECONDS: int = 300
     SESSION_MAX_AGE_SECONDS: int = 86_400
     OBSERVABILITY_TOKEN: str | None = None

@@ -25,6 +25,9 @@ LOCK_WAIT_SECONDS = 0.5  # then waiters stop waiting and ask the directory thems
 LOCK_POLL_SECONDS = 0.005
 MAX_ATTEMPTS = 2
 
+# Where an answer came from: Redis, another process's load (waited for), or the directory.
+SHARED, COALESCED, DIRECTORY = "shared", "coalesced", "directory"
+
 
 class SessionValidator:
     def __init__(
@@ -38,60 +41,68 @@ class SessionValidator:
         self.directory = directory
         self.metrics = metrics
         self.default_tenant = default_tenant
-        self._inflight: dict[str, asyncio.Future[tuple[CacheEntry, bool]]] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[CacheEntry, str]]] = {}
 
     async def validate(self, user_id: str) -> CacheEntry:
         started = time.perf_counter()
         entry = self.cache.peek(user_id)
-        if entry is None:
-            entry = await self.cache.get_shared(user_id)
         if entry is not None:
-            log.debug("Using cached validation result")
-            self._record(user_id, started, entry, hit=True, queried=False)
+            self._record(user_id, started, entry, source=SHARED, leader=False)
             return entry
-        log.debug("Cache miss - validating user against database")
-        entry, queried = await self._single_flight(user_id)
-        self._record(user_id, started, entry, hit=False, queried=queried)
+        entry, source, leader = await self._single_flight(user_id)
+        self._record(user_id, started, entry, source=source, leader=leader)
         return entry
 
     def _record(
-        self, user_id: str, started: float, entry: CacheEntry, *, hit: bool, queried: bool
+        self, user_id: str, started: float, entry: CacheEntry, *, source: str, leader: bool
     ) -> None:
+        hit = source == SHARED
+        log.debug(
+            "Using cached validation result" if hit
+            else "Cache miss - validating user against database"
+        )
         self.metrics.validation(
             user_id,
             hit=hit,
             ms=(time.perf_counter() - started) * 1000,
             ok=entry.is_valid,
-            queried=queried,
+            queried=leader and source == DIRECTORY,
             reason=entry.reason,
         )
 
-    async def _single_flight(self, user_id: str) -> tuple[CacheEntry, bool]:
-        """Concurrent misses for one user in this process share one load."""
+    async def _single_flight(self, user_id: str) -> tuple[CacheEntry, str, bool]:
+        """Concurrent near-tier misses for one user in this process share one lookup:
+        one Redis GET, and at most one directory query."""
         running = self._inflight.get(user_id)
         if running is not None:
-            entry, _ = await asyncio.shield(running)
-            return entry, False
-        future: asyncio.Future[tuple[CacheEntry, bool]] = (
+            entry, source = await asyncio.shield(running)
+            return entry, source, False
+        future: asyncio.Future[tuple[CacheEntry, str]] = (
             asyncio.get_running_loop().create_future()
         )
         self._inflight[user_id] = future
         try:
-            result = await self._load_once_in_cluster(user_id)
+            result = await self._lookup(user_id)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning without waiters
             raise
         else:
             future.set_result(result)
-            return result
+            return result[0], result[1], True
         finally:
             del self._inflight[user_id]
 
-    async def _load_once_in_cluster(self, user_id: str) -> tuple[CacheEntry, bool]:
+    async def _lookup(self, user_id: str) -> tuple[CacheEntry, str]:
+        entry = await self.cache.get_shared(user_id)
+        if entry is not None:
+            return entry, SHARED
+        return await self._load_once_in_cluster(user_id)
+
+    async def _load_once_in_cluster(self, user_id: str) -> tuple[CacheEntry, str]:
         """Across processes, a short Redis lock lets one load while the others watch Redis."""
         if not self.cache.shared_usable:
-            return await self._load(user_id), True
+            return await self._load(user_id), DIRECTORY
         assert self.cache.shared is not None
         lock = self.cache.shared.client.lock(
             f"{self.cache.prefix}lock:{user_id}", timeout=LOCK_SECONDS, blocking=False
@@ -103,13 +114,13 @@ class SessionValidator:
         if not acquired:
             entry = await self._wait_for_holder(user_id)
             if entry is not None:
-                return entry, False
-            return await self._load(user_id), True
+                return entry, COALESCED
+            return await self._load(user_id), DIRECTORY
         try:
             entry = await self.cache.get_shared(user_id)  # filled while we took the lock?
             if entry is not None:
-                return entry, False
-            return await self._load(user_id), True
+                return entry, COALESCED
+            return await self._load(user_id), DIRECTORY
         finally:
             with contextlib.suppress(*FAILURES, Exception):
                 await lock.release()

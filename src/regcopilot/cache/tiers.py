@@ -48,8 +48,11 @@ class ValidationCache:
         max_size: int,
         prefix: str = "copilot:auth:",
         shared: RedisStore | None = None,
+        mode: str = "tiered",
     ) -> None:
         self.ttl = ttl
+        self.mode = mode  # "tiered" | "redis-only" | "none" (benchmark switches)
+        self.near_enabled = mode == "tiered"
         self.max_size = max_size
         self.prefix = prefix
         self.key_prefix = f"{prefix}validation:"
@@ -120,6 +123,8 @@ class ValidationCache:
     # --- reads ----------------------------------------------------------------------
     def peek(self, user_id: str) -> CacheEntry | None:
         """The near tier only: no await, no network."""
+        if not self.near_enabled:
+            return None
         return CacheEntry.decode(self.near.get_now(self.key_prefix + user_id))
 
     async def get_shared(self, user_id: str) -> CacheEntry | None:
@@ -141,7 +146,7 @@ class ValidationCache:
             return None
         if entry is not None:
             left = self.ttl - (now_ms() - entry.timestamp) / 1000
-            if left > 0:
+            if left > 0 and self.near_enabled:
                 self.near.set_now(key, raw, self._near_ttl(left))  # type: ignore[arg-type]
         return entry
 
@@ -162,10 +167,11 @@ class ValidationCache:
         return min(ttl, NEAR_TTL_UNTRUSTED)
 
     async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
-        if ttl <= 0:
+        if ttl <= 0 or self.mode == "none":
             return
         key, raw = self.key(user_id), entry.encode()
-        self.near.set_now(key, raw, self._near_ttl(ttl))
+        if self.near_enabled:
+            self.near.set_now(key, raw, self._near_ttl(ttl))
         if not self.shared_usable:
             return
         assert self.shared is not None

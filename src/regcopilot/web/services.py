@@ -81,7 +81,8 @@ def build_services(settings: Settings) -> Services:
     shared = RedisStore(url, timeout_ms=settings.REDIS_TIMEOUT_MS) if url else None
     bus = EventBus(url, f"{prefix}events") if url else None
     cache = ValidationCache(
-        ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE, prefix=prefix, shared=shared
+        ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE, prefix=prefix, shared=shared,
+        mode=settings.CACHE_MODE,
     )
     directory = open_directory(
         settings.DATABASE_URL,
