@@ -26,7 +26,7 @@ LOCK_POLL_SECONDS = 0.005
 MAX_ATTEMPTS = 2
 
 # Where an answer came from: Redis, another process's load (waited for), or the directory.
-SHARED, COALESCED, DIRECTORY = "shared", "coalesced", "directory"
+CACHED, COALESCED, DIRECTORY = "shared", "coalesced", "directory"
 
 
 class SessionValidator:
@@ -47,7 +47,7 @@ class SessionValidator:
         started = time.perf_counter()
         entry = self.cache.peek(user_id)
         if entry is not None:
-            self._record(user_id, started, entry, source=SHARED, leader=False)
+            self._record(user_id, started, entry, source=CACHED, leader=False)
             return entry
         entry, source, leader = await self._single_flight(user_id)
         self._record(user_id, started, entry, source=source, leader=leader)
@@ -56,7 +56,7 @@ class SessionValidator:
     def _record(
         self, user_id: str, started: float, entry: CacheEntry, *, source: str, leader: bool
     ) -> None:
-        hit = source == SHARED
+        hit = source == CACHED
         log.debug(
             "Using cached validation result" if hit
             else "Cache miss - validating user against database"
@@ -96,7 +96,7 @@ class SessionValidator:
     async def _lookup(self, user_id: str) -> tuple[CacheEntry, str]:
         entry = await self.cache.get_shared(user_id)
         if entry is not None:
-            return entry, SHARED
+            return entry, CACHED
         return await self._load_once_in_cluster(user_id)
 
     async def _load_once_in_cluster(self, user_id: str) -> tuple[CacheEntry, str]:

@@ -37,6 +37,8 @@ UNAVAILABLE = (
     asyncpg.QueryCanceledError,
 )
 RECONNECT_SECONDS = 0.5
+LISTEN_PING_SECONDS = 2.0
+LOST = ""  # queued by the termination listener: never a user id
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -191,25 +193,23 @@ class PostgresDirectory:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self.url, timeout=self.timeout)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(NOTIFY_CHANNEL, _notified)
+                conn.add_termination_listener(lambda _c: queue.put_nowait(LOST))
                 on_state(True)
-                while not lost.is_set():
-                    getter = asyncio.ensure_future(queue.get())
-                    waiter = asyncio.ensure_future(lost.wait())
-                    done, _ = await asyncio.wait(
-                        {getter, waiter}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if getter in done:
-                        waiter.cancel()
-                        result = on_change(getter.result())
-                        if asyncio.iscoroutine(result):
-                            await result
-                    else:
-                        getter.cancel()
+                while True:
+                    try:
+                        user_id = await asyncio.wait_for(queue.get(), LISTEN_PING_SECONDS)
+                    except TimeoutError:
+                        # A hung server closes nothing: only a query proves the line is live.
+                        await conn.fetchval("SELECT 1", timeout=self.timeout)
+                        continue
+                    if user_id == LOST:
+                        raise ConnectionResetError("listener connection closed")
+                    result = on_change(user_id)
+                    if asyncio.iscoroutine(result):
+                        await result
             except UNAVAILABLE as exc:
-                log.warning("User change listener lost: %s", exc)
+                log.warning("User change listener lost: %s", exc or type(exc).__name__)
             finally:
                 if conn is not None and not conn.is_closed():
                     conn.terminate()

@@ -1,0 +1,86 @@
+"""Real `regcopilot serve` processes on loopback ports, sharing one Redis and one PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import free_port, port_open, wait_until
+
+MONITOR_TOKEN = "cluster-monitor-token"
+
+
+class ServerProcess:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path, port: int | None = None,
+                 workers: int = 1):
+        self.name = name
+        self.env = env
+        self.port = port or free_port()
+        self.workers = workers
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "regcopilot.cli", "serve", "--port", str(self.port),
+             "--workers", str(self.workers)],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self._healthy, timeout=30, interval=0.1)
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
+        if not port_open(self.port):
+            return False
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200
+        return False
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (uvicorn's workers too): nothing gets to flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        wait_until(lambda: not port_open(self.port), timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def cluster_env(pg_url: str, prefix: str, data_dir: Path, **extra: Any) -> dict[str, str]:
+    env = {
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "REDIS_KEY_PREFIX": prefix,
+        "NEXTAUTH_SECRET": "cluster-secret-" + "y" * 40,
+        "OBSERVABILITY_TOKEN": MONITOR_TOKEN,
+        "DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "INFO",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
