@@ -26,7 +26,7 @@ LOCK_POLL_SECONDS = 0.005
 MAX_ATTEMPTS = 2
 
 # Where an answer came from: Redis, another process's load (waited for), or the directory.
-CACHED, COALESCED, DIRECTORY = "shared", "coalesced", "directory"
+CACHED, COALESCED, DIRECTORY = "cached", "coalesced", "directory"
 
 
 class SessionValidator:
