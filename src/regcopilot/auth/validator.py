@@ -160,4 +160,7 @@ def _entry(verdict: Verdict, asked_at: int) -> CacheEntry:
         tenant_id=verdict.tenant_id,
         reason=verdict.reason,
         role=verdict.role,
+        banned_until=(
+            int(verdict.banned_until.timestamp() * 1000) if verdict.banned_until else None
+        ),
     )

@@ -16,6 +16,9 @@ class CacheEntry:
     tenant_id: str | None
     reason: str | None
     role: str | None = None
+    # ms since the epoch: the end of the ban this entry reports. Every tier's copy must be
+    # gone by then, including copies taken from Redis by other instances.
+    banned_until: int | None = None
 
     def encode(self) -> str:
         body: dict[str, Any] = {
@@ -26,6 +29,8 @@ class CacheEntry:
         }
         if self.role is not None:
             body["role"] = self.role
+        if self.banned_until is not None:
+            body["bannedUntil"] = self.banned_until
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -47,4 +52,7 @@ class CacheEntry:
             return None
         if valid and reason is not None:
             return None
-        return cls(valid, ts, tenant, reason, role)
+        until = body.get("bannedUntil")
+        if until is not None and type(until) is not int:
+            return None
+        return cls(valid, ts, tenant, reason, role, until)

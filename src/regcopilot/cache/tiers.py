@@ -146,6 +146,8 @@ class ValidationCache:
             return None
         if entry is not None:
             left = self.ttl - (now_ms() - entry.timestamp) / 1000
+            if entry.banned_until is not None:
+                left = min(left, (entry.banned_until - now_ms()) / 1000)
             if left > 0 and self.near_enabled:
                 self.near.set_now(key, raw, self._near_ttl(left))  # type: ignore[arg-type]
         return entry

@@ -1,0 +1,221 @@
+"""Bans through the admin API: indefinite, with an end, lifted; bad input; who may call it;
+and `invalidate-user`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support import eventually
+
+BEARER = {"Authorization": "Bearer monitor-token"}
+COOKIE = "regcopilot.session-token"
+
+
+class Sessions:
+    """Switch one client between the admin's and a user's cookie."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.cookies: dict[str, str] = {}
+
+    async def login(self, email: str) -> str:
+        self.app.client.cookies.clear()
+        r = await self.app.login(email)
+        assert r.status_code == 200, r.text
+        self.cookies[email] = self.app.client.cookies.get(COOKIE)
+        return self.cookies[email]
+
+    def use(self, email: str) -> None:
+        self.app.client.cookies.clear()
+        self.app.client.cookies.set(COOKIE, self.cookies[email])
+
+    async def get(self, email: str, path: str = "/api/me"):
+        self.use(email)
+        return await self.app.client.get(path)
+
+    async def post(self, email: str, path: str, **kw):
+        self.use(email)
+        return await self.app.client.post(path, **kw)
+
+
+async def setup(app) -> tuple[Sessions, str]:
+    await app.add_user("admin@example.com", admin=True)
+    user_id = await app.add_user("alice@example.com")
+    s = Sessions(app)
+    await s.login("admin@example.com")
+    await s.login("alice@example.com")
+    assert (await s.get("alice@example.com")).status_code == 200
+    return s, user_id
+
+
+async def report(app) -> dict:
+    app.client.cookies.clear()
+    r = await app.client.get("/api/observability", headers=BEARER)
+    assert r.status_code == 200
+    return r.json()["authentication"]
+
+
+def cleared(response) -> bool:
+    return f"{COOKIE}=;" in response.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_indefinite_ban_then_unban(instance, cache):
+    async with instance("sqlite", cache) as app:
+        s, user_id = await setup(app)
+        r = await s.post("admin@example.com", f"/api/admin/users/{user_id}/ban")
+        assert r.status_code == 200, r.text
+        assert r.json()["bannedUntil"].startswith("9999-12-31")
+
+        r = await s.get("alice@example.com")
+        assert r.status_code == 401 and cleared(r)
+        assert "banned" in r.json()["error"]
+        assert (await report(app))["users"]["bannedDetected"] == 1
+
+        # Signing in again is refused as well.
+        app.client.cookies.clear()
+        assert (await app.login("alice@example.com")).status_code in (401, 403)
+
+        r = await s.post("admin@example.com", f"/api/admin/users/{user_id}/unban")
+        assert r.status_code == 200, r.text
+        assert (await s.get("alice@example.com")).status_code == 200
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_ban_with_an_end_lets_the_same_session_back_in(instance, cache):
+    async with instance("sqlite", cache) as app:
+        s, user_id = await setup(app)
+        r = await s.post(
+            "admin@example.com", f"/api/admin/users/{user_id}/ban", json={"durationSeconds": 1}
+        )
+        assert r.status_code == 200, r.text
+        end = datetime.fromisoformat(r.json()["bannedUntil"])
+        assert timedelta(0) < end - datetime.now(UTC) <= timedelta(seconds=1)
+
+        r = await s.get("alice@example.com")
+        assert r.status_code == 401
+        # The refusal is cached (TTL 300 s) but no longer than the ban lasts.
+        assert (await s.get("alice@example.com")).status_code == 401
+
+        await eventually(
+            lambda: _status(s.get("alice@example.com"), 200), timeout=5, interval=0.1
+        )
+
+
+async def test_ban_end_is_honoured_by_an_instance_that_read_it_from_redis(instance):
+    """Instance B first learns of the ban from the entry A wrote to Redis: B's own copy must
+    expire with the ban too, not live for the full TTL."""
+    async with instance("sqlite", "redis") as a, instance("sqlite", "redis") as b:
+        s, user_id = await setup(a)
+        r = await s.post(
+            "admin@example.com", f"/api/admin/users/{user_id}/ban", json={"durationSeconds": 1}
+        )
+        assert r.status_code == 200, r.text
+        # B has heard of the change (the directory's feed) before A caches the refusal.
+        await eventually(lambda: b.services.cache.changed_since(user_id, 0), timeout=5)
+        assert (await s.get("alice@example.com")).status_code == 401  # A caches it in Redis
+
+        b.client.cookies.set(COOKIE, s.cookies["alice@example.com"])
+        r = await b.client.get("/api/me")
+        assert r.status_code == 401
+        assert b.counters()["databaseQueries"] == 0, "B used A's entry"
+
+        await eventually(lambda: _status(b.client.get("/api/me"), 200), timeout=5, interval=0.1)
+
+
+async def test_ban_until_a_time(instance):
+    async with instance() as app:
+        s, user_id = await setup(app)
+        until = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+        r = await s.post(
+            "admin@example.com", f"/api/admin/users/{user_id}/ban",
+            json={"until": until.isoformat()},
+        )
+        assert r.status_code == 200, r.text
+        assert datetime.fromisoformat(r.json()["bannedUntil"]) == until
+        assert (await s.get("alice@example.com")).status_code == 401
+        r = await s.get("admin@example.com", "/api/admin/users")
+        listed = {u["email"]: u for u in r.json()["users"]}
+        assert datetime.fromisoformat(listed["alice@example.com"]["bannedUntil"]) == until
+
+
+async def test_ban_rejects_bad_input_clearly(instance):
+    async with instance() as app:
+        s, user_id = await setup(app)
+        past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+        future = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+        cases = [
+            (f"/api/admin/users/{user_id}/ban", {"until": past}, 422),
+            (f"/api/admin/users/{user_id}/ban", {"until": future, "durationSeconds": 5}, 422),
+            (f"/api/admin/users/{user_id}/ban", {"durationSeconds": 0}, 422),
+            (f"/api/admin/users/{user_id}/ban", {"durationSeconds": "soon"}, 422),
+            (f"/api/admin/users/{user_id}/ban", {"until": "tomorrow"}, 422),
+            (f"/api/admin/users/{uuid.uuid4()}/ban", {}, 404),
+            ("/api/admin/users/not-a-uuid/ban", {}, 404),
+            (f"/api/admin/users/{uuid.uuid4()}/unban", None, 404),
+            ("/api/admin/users/not-a-uuid/unban", None, 404),
+        ]
+        for path, body, status in cases:
+            r = await s.post("admin@example.com", path, json=body)
+            assert r.status_code == status, (path, body, r.status_code, r.text)
+            assert r.json().get("detail"), (path, body, r.text)
+        s.use("admin@example.com")
+        for path in (f"/api/admin/users/{uuid.uuid4()}", "/api/admin/users/not-a-uuid"):
+            r = await app.client.delete(path)
+            assert r.status_code == 404, (path, r.text)
+        # Nothing above touched Alice.
+        assert (await s.get("alice@example.com")).status_code == 200
+
+
+async def test_admin_routes_need_the_admin_role(instance):
+    async with instance() as app:
+        s, user_id = await setup(app)
+        s.use("alice@example.com")
+        calls = [
+            ("POST", f"/api/admin/users/{user_id}/ban", {}),
+            ("POST", f"/api/admin/users/{user_id}/unban", None),
+            ("DELETE", f"/api/admin/users/{user_id}", None),
+            ("POST", "/api/admin/invalidate-user", {"userId": user_id}),
+            ("GET", "/api/admin/users", None),
+            ("POST", "/api/admin/users", {"email": "x@example.com", "password": "12345678"}),
+        ]
+        for method, path, body in calls:
+            r = await app.client.request(method, path, json=body)
+            assert r.status_code == 403, (method, path, r.status_code)
+        app.client.cookies.clear()
+        for method, path, body in calls:
+            r = await app.client.request(method, path, json=body)
+            assert r.status_code == 401, (method, path, r.status_code)
+        # The monitor token reads metrics, it does not administer.
+        r = await app.client.get("/api/admin/users", headers=BEARER)
+        assert r.status_code == 401
+        assert (await s.get("alice@example.com")).status_code == 200
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_invalidate_user_drops_the_entry(instance, cache):
+    async with instance("sqlite", cache) as app:
+        s, user_id = await setup(app)
+        before = app.counters()["databaseQueries"]
+        assert (await s.get("alice@example.com")).status_code == 200
+        assert app.counters()["databaseQueries"] == before, "a cache hit"
+
+        r = await s.post("admin@example.com", "/api/admin/invalidate-user",
+                         json={"userId": user_id})
+        assert r.status_code == 200 and r.json() == {"ok": True, "userId": user_id}
+        queries = app.counters()["databaseQueries"]
+        assert (await s.get("alice@example.com")).status_code == 200
+        assert app.counters()["databaseQueries"] == queries + 1, "a miss after invalidation"
+        assert (await s.get("alice@example.com")).status_code == 200
+        assert app.counters()["databaseQueries"] == queries + 1
+
+        for body, status in (({"userId": "nope"}, 404), ({}, 422), ({"userId": ""}, 422)):
+            r = await s.post("admin@example.com", "/api/admin/invalidate-user", json=body)
+            assert r.status_code == status, (body, r.text)
+
+
+async def _status(response, expected: int) -> bool:
+    return (await response).status_code == expected
