@@ -63,7 +63,8 @@ async def test_pages_redirect_to_login_and_form_login_works(instance):
         assert r.status_code == 303 and r.headers["location"] == "/login"
         assert "<form" in (await app.client.get("/login")).text
         r = await app.client.post(
-            "/api/auth/login", data={"email": "bob@example.com", "password": "correct horse battery"}
+            "/api/auth/login",
+            data={"email": "bob@example.com", "password": "correct horse battery"},
         )
         assert r.status_code == 303 and r.headers["location"] == "/"
         r = await app.client.get("/")
