@@ -1,0 +1,122 @@
+"""Lockout delay across instances: time from a ban (admin API on one instance, or plain SQL on
+auth.users) until every one of three instances refuses the banned user's session.
+
+    .venv/bin/python bench/lockout.py [--trials 50]
+
+Uses this machine's PostgreSQL and Redis (a database and key prefix of its own, removed
+afterwards) and three `regcopilot serve` processes on loopback ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.cluster import ServerProcess, cluster_env
+from tests.test_multi_instance import COOKIE, PASSWORD, _reset_users, add_user
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+async def login(client: httpx.AsyncClient, email: str) -> str:
+    r = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    r.raise_for_status()
+    return r.cookies[COOKIE]
+
+
+async def refused_after(client: httpx.AsyncClient, cookie: str, t0: float,
+                        deadline: float) -> float:
+    while time.perf_counter() < deadline:
+        r = await client.get("/api/me", cookies={COOKIE: cookie})
+        if r.status_code == 401:
+            return time.perf_counter() - t0
+    raise TimeoutError("not refused before the deadline")
+
+
+async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, pg_url: str,
+                admin_cookie: str, path: str) -> float:
+    email = f"lock-{uuid.uuid4().hex[:10]}@example.com"
+    user_id = await add_user(pg_url, email)
+    cookie = await login(clients[1], email)
+    for c in clients:  # warm every near cache
+        for _ in range(2):
+            assert (await c.get("/api/me", cookies={COOKIE: cookie})).status_code == 200
+    if path == "api":
+        r = await clients[0].post(f"/api/admin/users/{user_id}/ban", json={},
+                                  cookies={COOKIE: admin_cookie})
+        r.raise_for_status()
+    else:
+        await pg.execute(
+            "UPDATE auth.users SET banned_until = now() + interval '1 hour' WHERE id = $1",
+            uuid.UUID(user_id),
+        )
+    t0 = time.perf_counter()
+    delays = await asyncio.gather(
+        *(refused_after(c, cookie, t0, t0 + 10) for c in clients)
+    )
+    return max(delays)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main(trials: int) -> None:
+    db = f"regcopilot_lockout_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    pg_url = f"postgresql://postgres@127.0.0.1:5432/{db}"
+    prefix = f"regcopilot-lockout-{uuid.uuid4().hex[:8]}:copilot:auth:"
+    tmp = Path(tempfile.mkdtemp(prefix="regcopilot-lockout-"))
+    servers: list[ServerProcess] = []
+    try:
+        await _reset_users(pg_url)
+        env = cluster_env(pg_url, prefix, tmp)
+        servers = [ServerProcess(n, env, tmp).start() for n in ("a", "b", "c")]
+        clients = [httpx.AsyncClient(base_url=s.url) for s in servers]
+        admin_email = f"admin-{uuid.uuid4().hex[:6]}@example.com"
+        await add_user(pg_url, admin_email, admin=True)
+        admin_cookie = await login(clients[0], admin_email)
+        pg = await asyncpg.connect(pg_url)
+        results: dict[str, list[float]] = {"api": [], "sql": []}
+        for _ in range(trials):
+            for path in results:
+                results[path].append(await trial(clients, pg, pg_url, admin_cookie, path))
+        await pg.close()
+        for c in clients:
+            await c.aclose()
+        print(f"lockout on all 3 instances, {trials} trials per path (ms):")
+        print("| path | p50 | p99 | max | mean |")
+        print("|---|---|---|---|---|")
+        for path, values in results.items():
+            ms = [v * 1000 for v in values]
+            print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} "
+                  f"| {statistics.mean(ms):.1f} |")
+    finally:
+        for s in servers:
+            s.stop()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.close()
+        r = redis.Redis()
+        keys = list(r.scan_iter(match=f"{prefix}*"))
+        if keys:
+            r.delete(*keys)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=50)
+    asyncio.run(main(parser.parse_args().trials))
