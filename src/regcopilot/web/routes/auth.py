@@ -87,6 +87,11 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         svc.security.failed_login(email, ip)
         raise LoginFailed(403, "This account is banned")
     await svc.limiter.succeeded(email, ip)
+    cached = await svc.cache.get(user.id)
+    if cached is not None and not cached.is_valid:
+        # The directory just said yes (e.g. unbanned a moment ago, before the change feed
+        # reached us): a stale refusal must not log the new session straight out again.
+        await svc.validator.user_changed(user.id)
     token, claims = svc.tokens.issue(
         sub=user.id, email=user.email, tenant=verdict.tenant_id or "", role=user.role
     )

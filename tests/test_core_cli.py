@@ -1,0 +1,154 @@
+"""`regcopilot users …` on a SQLite directory, run as the operator runs it; and a running
+instance on the same file that hears a CLI ban without being told."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from tests.conftest import PASSWORD, TEST_SECRET
+from tests.support import eventually
+
+REGCOPILOT = str(Path(sys.executable).with_name("regcopilot"))
+UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path}/users.db",
+        DATA_DIR=str(tmp_path / "data"),
+        NEXTAUTH_SECRET=TEST_SECRET,
+    )
+    return env
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REGCOPILOT, "users", *args], cwd=tmp_path, env=cli_env(tmp_path),
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def listed(tmp_path: Path) -> dict[str, str]:
+    """email → the list's state column."""
+    r = cli(tmp_path, "list")
+    assert r.returncode == 0, r.stderr
+    rows = {}
+    for line in r.stdout.splitlines()[1:]:
+        cols = line.split()
+        rows[cols[1]] = " ".join(cols[3:])
+    return rows
+
+
+def test_users_commands_on_sqlite(tmp_path):
+    r = cli(tmp_path, "add", "--email", "Admin@Example.com", "--password", PASSWORD, "--admin")
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"admin@example\.com id={UUID_RE} \(admin\)", r.stdout), r.stdout
+    r = cli(tmp_path, "add", "--email", "alice@example.com", "--password", PASSWORD)
+    assert r.returncode == 0, r.stderr
+    alice = re.search(rf"id=({UUID_RE})", r.stdout).group(1)
+
+    r = cli(tmp_path, "add", "--email", "ALICE@example.com", "--password", PASSWORD)
+    assert r.returncode != 0
+    assert r.stderr.startswith("error: ") and "alice@example.com" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = cli(tmp_path, "add", "--email", "bob@example.com", "--password", "short")
+    assert r.returncode != 0 and r.stderr.startswith("error: ")
+
+    r = cli(tmp_path, "list")
+    assert r.returncode == 0
+    assert "admin@example.com" in r.stdout and "admin" in r.stdout
+    assert listed(tmp_path) == {"admin@example.com": "active", "alice@example.com": "active"}
+
+    r = cli(tmp_path, "ban", alice, "--seconds", "3600")
+    assert r.returncode == 0, r.stderr
+    assert listed(tmp_path)["alice@example.com"].startswith("banned until")
+    r = cli(tmp_path, "unban", alice)
+    assert r.returncode == 0, r.stderr
+    assert listed(tmp_path)["alice@example.com"] == "active"
+
+    r = cli(tmp_path, "invalidate", alice)
+    assert r.returncode == 0 and alice in r.stdout, r.stderr
+
+    r = cli(tmp_path, "delete", alice, "--soft")
+    assert r.returncode == 0, r.stderr
+    assert listed(tmp_path)["alice@example.com"] == "deleted"
+    r = cli(tmp_path, "delete", alice)
+    assert r.returncode == 0, r.stderr
+    assert "alice@example.com" not in listed(tmp_path)
+
+
+def test_users_commands_fail_clearly_for_unknown_ids(tmp_path):
+    unknown = str(uuid.uuid4())
+    runs = [
+        ("ban", unknown), ("unban", unknown), ("delete", unknown), ("invalidate", "nope"),
+        ("ban", "not-a-uuid"), ("delete", "not-a-uuid"),
+    ]
+    procs = [
+        subprocess.Popen([REGCOPILOT, "users", *args], cwd=tmp_path, env=cli_env(tmp_path),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for args in runs
+    ]
+    for args, proc in zip(runs, procs, strict=True):
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode != 0, args
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, err)
+        assert args[1] in lines[0], (args, err)
+
+
+def test_ban_rejects_a_past_end(tmp_path):
+    r = cli(tmp_path, "add", "--email", "alice@example.com", "--password", PASSWORD)
+    alice = re.search(rf"id=({UUID_RE})", r.stdout).group(1)
+    r = cli(tmp_path, "ban", alice, "--until", "2000-01-01T00:00:00")
+    assert r.returncode != 0 and r.stderr.startswith("error: ") and "future" in r.stderr
+    assert listed(tmp_path)["alice@example.com"] == "active"
+
+
+async def run_cli(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """The CLI in a subprocess without blocking the event loop the instance runs on."""
+    proc = await asyncio.create_subprocess_exec(
+        REGCOPILOT, "users", *args, cwd=tmp_path, env=cli_env(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_running_instance_hears_a_cli_ban_within_a_second(instance, tmp_path):
+    async with instance("sqlite", "memory") as app:
+        alice = await app.add_user("alice@example.com")
+        assert (await app.login("alice@example.com")).status_code == 200
+        assert (await app.client.get("/api/me")).status_code == 200
+        assert (await app.client.get("/api/me")).status_code == 200  # cached
+
+        code, _, err = await run_cli(tmp_path, "ban", alice)
+        assert code == 0, err
+        done = time.monotonic()
+        await eventually(lambda: _status(app.client.get("/api/me"), 401), timeout=1.0,
+                         interval=0.02)
+        lag = time.monotonic() - done
+        assert lag < 1.0, lag
+
+        code, _, err = await run_cli(tmp_path, "unban", alice)
+        assert code == 0, err
+        assert (await app.login("alice@example.com")).status_code == 200
+        await eventually(lambda: _status(app.client.get("/api/me"), 200), timeout=1.0,
+                         interval=0.02)
+
+
+async def _status(response, expected: int) -> bool:
+    return (await response).status_code == expected
