@@ -1,0 +1,484 @@
+"""bench/run: every variant on the same data and workload, alternated, medians reported.
+
+Variants (1,000 users with sessions, 64 connections, an authenticated GET rotating cookies):
+  (1) ceiling     GET /api/health on our server (no authentication)
+  (2) tiered      GET /api/me, ours as shipped: near cache + Redis
+  (3) redis-only  GET /api/me, near cache off: Redis on every request (the upstream design)
+  (4) no-cache    GET /api/me, the directory on every request
+  (5) peer        GET /api/me on fastapi-users 15 (Redis token strategy + SQLAlchemy/asyncpg)
+Then: the guide's workload model, 3 instances behind nginx, the in-memory tier at 10,000 users,
+and a py-spy profile of (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import profile, report, seed
+from bench.counters import PeerQueries, validations
+from bench.infra import (
+    LOAD_CORE,
+    ROOT,
+    SERVER_CORE,
+    BenchPostgres,
+    BenchRedis,
+    Server,
+    free_port,
+)
+from bench.loadgen import WrkResult, run_wrk
+from bench.nginx import Nginx
+from bench.workload import run_model
+
+SECRET = "bench-nextauth-secret-" + "s" * 40
+OBS_TOKEN = "bench-observability-token"
+OUR_COOKIE = "regcopilot.session-token"
+PEER_VENV = ROOT / "bench" / ".venv-peer"
+TTL = 300
+
+
+@dataclass
+class Options:
+    smoke: bool
+    users: int
+    duration: float
+    warmup: float
+    rounds: int
+    connections: int
+    peer: bool
+    extras: bool
+    profile: bool
+    model_seconds: float
+    model_ttl: int
+    memory_users: int
+    out: Path
+
+
+@dataclass
+class Variant:
+    key: str
+    label: str
+    server: Server
+    path: str
+    tokens: Path
+    cookie: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_args(argv: list[str]) -> Options:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="seconds, tiny numbers (for CI)")
+    p.add_argument("--users", type=int)
+    p.add_argument("--duration", type=float, help="seconds per measured run")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--no-peer", action="store_true", help="leave out fastapi-users")
+    p.add_argument("--no-extras", action="store_true",
+                   help="only the five variants (no workload model, nginx, memory, profile)")
+    p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
+    a = p.parse_args(argv)
+    smoke = a.smoke
+    peer_ready = (PEER_VENV / "bin" / "python").exists()
+    if a.no_peer:
+        peer = False
+    elif smoke:
+        peer = peer_ready  # optional in smoke: CI need not build the peer's venv
+    else:
+        if not peer_ready:
+            subprocess.run([str(ROOT / "bench" / "setup-peer")], check=True)
+        peer = True
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Options(
+        smoke=smoke,
+        users=a.users or (50 if smoke else 1000),
+        duration=a.duration or (2 if smoke else 15),
+        warmup=1 if smoke else 3,
+        rounds=a.rounds or (1 if smoke else 3),
+        connections=a.connections if not smoke else min(a.connections, 16),
+        peer=peer,
+        extras=not a.no_extras,
+        profile=not (a.no_profile or smoke or a.no_extras) and profile.py_spy() is not None,
+        model_seconds=6 if smoke else 60,
+        model_ttl=3 if smoke else 5,
+        memory_users=1000 if smoke else 10_000,
+        out=a.out or ROOT / "bench" / "results" / stamp,
+    )
+
+
+# --- servers ------------------------------------------------------------------------------
+def our_env(db_url: str, redis_url: str, prefix: str, mode: str, data: Path,
+            ttl: int = TTL) -> dict[str, str]:
+    return {
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "REDIS_KEY_PREFIX": prefix,
+        "NEXTAUTH_SECRET": SECRET,
+        "NEXTAUTH_URL": "http://127.0.0.1:3000",
+        "OBSERVABILITY_TOKEN": OBS_TOKEN,
+        "CACHE_MODE": mode,
+        "CACHE_TTL_SECONDS": str(ttl),
+        "SESSION_VALIDATION_INTERVAL_SECONDS": str(ttl),
+        "DATA_DIR": str(data),
+        "APP_ENV": "production",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+def our_server(name: str, env: dict[str, str], logs: Path) -> Server:
+    port = free_port()
+    argv = [str(ROOT / ".venv" / "bin" / "regcopilot"), "serve", "--host", "127.0.0.1",
+            "--port", str(port)]
+    return Server(name, argv, env, port, logs)
+
+
+def peer_server(db_url: str, redis_url: str, prefix: str, logs: Path) -> Server:
+    port = free_port()
+    argv = [str(PEER_VENV / "bin" / "python"), "-m", "uvicorn", "peer_app:app", "--app-dir",
+            str(ROOT / "bench"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--no-access-log", "--log-level", "warning"]
+    env = {"PEER_DATABASE_URL": db_url, "PEER_REDIS_URL": redis_url, "PEER_TOKEN_PREFIX": prefix}
+    return Server("peer", argv, env, port, logs)
+
+
+# --- one measured run -----------------------------------------------------------------------
+def measure(v: Variant, opts: Options, redis: BenchRedis, peer_q: PeerQueries | None,
+            pending_peer: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+    ours = v.key != "peer"
+    before_q: int | dict[str, int]
+    if ours:
+        before_q = validations(v.server.base, OBS_TOKEN)
+    else:
+        assert peer_q is not None
+        settled = peer_q.settled()
+        for rec, start in pending_peer:  # the previous peer run's count is settled now
+            rec["dbQueries"] = settled - start
+        pending_peer.clear()
+        before_q = settled
+    cmd0, per0 = redis.commands()
+    res: WrkResult = run_wrk(v.server.base + v.path, v.tokens, v.cookie,
+                             seconds=opts.duration, connections=opts.connections)
+    cmd1, per1 = redis.commands()
+    rec: dict[str, Any] = {
+        "rps": round(res.rps, 1),
+        "p50_ms": res.p50_ms,
+        "p99_ms": res.p99_ms,
+        "requests": res.requests,
+        "errors": res.errors,
+        "rssKiB": v.server.sample_rss(),
+        # -2: the two INFO calls of the first reading are counted by the second
+        "redisCommands": cmd1 - cmd0 - 2,
+        "redisByCommand": {k: n - per0.get(k, 0) for k, n in per1.items()
+                           if n - per0.get(k, 0) > 0 and k != "info"},
+        "wrk": res.to_json() | {"raw": res.raw},
+    }
+    if ours:
+        after = validations(v.server.base, OBS_TOKEN)
+        assert isinstance(before_q, dict)
+        rec["dbQueries"] = after["databaseQueries"] - before_q["databaseQueries"]
+        rec["validations"] = after["total"] - before_q["total"]
+    else:
+        assert peer_q is not None and isinstance(before_q, int)
+        peer_q.loaded()
+        pending_peer.append((rec, before_q))
+    return rec
+
+
+def finish_run(rec: dict[str, Any]) -> None:
+    n = max(1, rec["requests"])
+    rec["dbPer1000"] = round(1000 * rec.get("dbQueries", 0) / n, 2)
+    rec["redisPerRequest"] = round(rec["redisCommands"] / n, 3)
+
+
+def median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+def summarize_variant(v: Variant) -> dict[str, Any]:
+    for rec in v.runs:
+        finish_run(rec)
+    return {
+        "key": v.key,
+        "label": v.label,
+        "path": v.path,
+        "rounds": len(v.runs),
+        "rps": median(v.runs, "rps"),
+        "rpsAll": [r["rps"] for r in v.runs],
+        "p50_ms": median(v.runs, "p50_ms"),
+        "p99_ms": median(v.runs, "p99_ms"),
+        "p99All": [r["p99_ms"] for r in v.runs],
+        "dbPer1000": median(v.runs, "dbPer1000"),
+        "redisPerRequest": median(v.runs, "redisPerRequest"),
+        "rssMiB": round(max(r["rssKiB"] for r in v.runs) / 1024, 1),
+        "errors": sum(sum(r["errors"].values()) for r in v.runs),
+        "runs": v.runs,
+    }
+
+
+# --- the whole thing ----------------------------------------------------------------------
+def machine(opts: Options) -> dict[str, Any]:
+    def cmd(*argv: str) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "?"
+
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    versions = {}
+    for pkg in ("regcopilot", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "redis",
+                "hiredis", "asyncpg", "PyJWT", "cachetools", "pydantic"):
+        versions[pkg] = _version(pkg)
+    peer_versions = {}
+    if opts.peer:
+        code = ("import importlib.metadata as m;print(' '.join(m.version(p) for p in "
+                "('fastapi-users','fastapi-users-db-sqlalchemy','SQLAlchemy','asyncpg',"
+                "'redis','uvicorn','fastapi')))")
+        got = cmd(str(PEER_VENV / "bin" / "python"), "-c", code).split()
+        names = ("fastapi-users", "fastapi-users-db-sqlalchemy", "SQLAlchemy", "asyncpg",
+                 "redis", "uvicorn", "fastapi")
+        peer_versions = dict(zip(names, got, strict=False))
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavgAtStart": Path("/proc/loadavg").read_text().split()[:3],
+        "serverCore": SERVER_CORE,
+        "loadCore": LOAD_CORE,
+        "versions": versions,
+        "peerVersions": peer_versions,
+        "postgres": cmd("psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version"),
+        "redis": cmd("redis-server", "--version"),
+        "wrk": cmd("wrk", "--version"),
+        "nginx": cmd("nginx", "-v"),
+    }
+
+
+def _version(pkg: str) -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return "?"
+
+
+def run(opts: Options) -> dict[str, Any]:
+    started = time.monotonic()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    logs = opts.out / "logs"
+    logs.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="regcopilot-bench-"))
+    redis = BenchRedis().start()
+    pg = BenchPostgres()
+    servers: list[Server] = []
+    result: dict[str, Any] = {"options": {k: str(v) for k, v in vars(opts).items()},
+                              "machine": machine(opts)}
+    try:
+        users = seed.make_users(opts.users)
+        ours_db = asyncio.run(pg.create("ours"))
+        asyncio.run(seed.seed_ours(ours_db, users))
+        ours_tokens = seed.write_tokens(work / "ours.tokens",
+                                        seed.mint_ours(SECRET, 86_400, users))
+
+        def ours(name: str, mode: str) -> Server:
+            s = our_server(name, our_env(ours_db, redis.url, f"bench:{name}:", mode,
+                                         work / f"data-{name}"), logs)
+            servers.append(s)
+            return s.start()
+
+        tiered = ours("tiered", "tiered")
+        redis_only = ours("redis-only", "redis-only")
+        no_cache = ours("no-cache", "none")
+        variants = [
+            Variant("ceiling", "(1) ceiling: /api/health, no auth", tiered, "/api/health",
+                    ours_tokens, OUR_COOKIE),
+            Variant("tiered", "(2) ours: near cache + Redis", tiered, "/api/me",
+                    ours_tokens, OUR_COOKIE),
+            Variant("redis-only", "(3) ours, near cache off: Redis only (upstream design)",
+                    redis_only, "/api/me", ours_tokens, OUR_COOKIE),
+            Variant("no-cache", "(4) ours, no cache: directory every request", no_cache,
+                    "/api/me", ours_tokens, OUR_COOKIE),
+        ]
+        peer_q: PeerQueries | None = None
+        if opts.peer:
+            peer_db = asyncio.run(pg.create("peer"))
+            subprocess.run([str(PEER_VENV / "bin" / "python"), str(ROOT / "bench" /
+                            "peer_app.py"), "init"], check=True,
+                           env={**os.environ, "PEER_DATABASE_URL": peer_db})
+            asyncio.run(seed.seed_peer(peer_db, users))
+            prefix = "bench:peer:fastapi_users_token:"
+            peer_tokens = seed.write_tokens(work / "peer.tokens",
+                                            seed.mint_peer(redis.url, prefix, users))
+            peer = peer_server(peer_db, redis.url, prefix, logs)
+            servers.append(peer.start())
+            variants.append(Variant("peer", "(5) fastapi-users 15: Redis tokens + SQLAlchemy",
+                                    peer, "/api/me", peer_tokens, "fastapiusersauth"))
+            peer_q = PeerQueries(pg, peer_db)
+        for s in servers:
+            s.wait_ready()
+        tiered_started = time.monotonic()
+
+        # Warm every server once (caches filled, connections opened), then alternate.
+        for v in variants:
+            if v.key == "ceiling":
+                continue
+            run_wrk(v.server.base + v.path, v.tokens, v.cookie, seconds=opts.warmup,
+                    connections=opts.connections)
+            if v.key == "peer" and peer_q is not None:
+                peer_q.loaded()
+        pending_peer: list[tuple[dict[str, Any], int]] = []
+        for r in range(opts.rounds):
+            for v in variants:
+                rec = measure(v, opts, redis, peer_q, pending_peer)
+                rec["round"] = r + 1
+                v.runs.append(rec)
+                print(f"round {r + 1} {v.key:10} {rec['rps']:9.1f} req/s  "
+                      f"p50 {rec['p50_ms']:.2f} ms  p99 {rec['p99_ms']:.2f} ms", flush=True)
+        if pending_peer and peer_q is not None:
+            settled = peer_q.settled()
+            for rec, start in pending_peer:
+                rec["dbQueries"] = settled - start
+        # Cluster-wide over the tiered server's whole life: directory queries per user per TTL.
+        life = validations(tiered.base, OBS_TOKEN)
+        elapsed = time.monotonic() - tiered_started
+        result["tieredLifetime"] = {
+            "seconds": round(elapsed, 1),
+            "validations": life["total"],
+            "dbQueries": life["databaseQueries"],
+            "queriesPerUserPerTtl": round(
+                life["databaseQueries"] / opts.users / max(1.0, elapsed / TTL), 3),
+        }
+        result["variants"] = [summarize_variant(v) for v in variants]
+        for s in servers:
+            s.stop()
+        servers.clear()
+
+        if opts.profile:
+            result["profile"] = run_profile(opts, ours_db, redis, ours_tokens, logs, work)
+        if opts.extras:
+            result["workloadModel"] = run_workload_model(opts, ours_db, redis, users, logs, work)
+            result["nginx"] = run_nginx(opts, ours_db, redis, ours_tokens, logs, work)
+            result["memory"] = run_memory(opts)
+    finally:
+        for s in servers:
+            s.stop()
+        redis.stop()
+        asyncio.run(pg.drop_all())
+    result["elapsedSeconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def run_profile(opts: Options, db: str, redis: BenchRedis, tokens: Path, logs: Path,
+                work: Path) -> dict[str, Any]:
+    s = our_server("profiled", our_env(db, redis.url, "bench:profiled:", "tiered",
+                                       work / "data-profiled"), logs).start().wait_ready()
+    try:
+        url = s.base + "/api/me"
+        run_wrk(url, tokens, OUR_COOKIE, seconds=opts.warmup, connections=opts.connections)
+        seconds = min(opts.duration, 15)
+        raw = opts.out / "profile-tiered.txt"
+        _, load = profile.record_during(
+            s.pid, seconds, raw,
+            lambda: run_wrk(url, tokens, OUR_COOKIE, seconds=seconds + 1,
+                            connections=opts.connections),
+        )
+        summary = profile.summarize(raw)
+        summary["rpsWhileSampled"] = round(load.rps, 1) if load else None
+        summary["raw"] = raw.name
+        return summary
+    finally:
+        s.stop()
+
+
+def run_workload_model(opts: Options, db: str, redis: BenchRedis, users: list[seed.BenchUser],
+                       logs: Path, work: Path) -> dict[str, Any]:
+    env = our_env(db, redis.url, "bench:model:", "tiered", work / "data-model",
+                  ttl=opts.model_ttl)
+    s = our_server("model", env, logs).start().wait_ready()
+    try:
+        tokens = seed.mint_ours(SECRET, 86_400, users)
+        res = run_model(s.base, OBS_TOKEN, OUR_COOKIE, tokens, ttl_s=opts.model_ttl,
+                        seconds=opts.model_seconds)
+        return res.to_json()
+    finally:
+        s.stop()
+
+
+def run_nginx(opts: Options, db: str, redis: BenchRedis, tokens: Path, logs: Path,
+              work: Path) -> dict[str, Any]:
+    instances = [our_server(f"cluster-{i}", our_env(db, redis.url, "bench:cluster:", "tiered",
+                                                   work / f"data-cluster-{i}"), logs)
+                 for i in range(3)]
+    proxy: Nginx | None = None
+    try:
+        for s in instances:
+            s.start()
+        for s in instances:
+            s.wait_ready()
+        proxy = Nginx([s.port for s in instances]).start()
+        url = proxy.base + "/api/me"
+        cold = run_wrk(url, tokens, OUR_COOKIE, seconds=opts.warmup, connections=opts.connections)
+        cmd0, _ = redis.commands()
+        res = run_wrk(url, tokens, OUR_COOKIE, seconds=opts.duration,
+                      connections=opts.connections)
+        cmd1, _ = redis.commands()
+        totals = validations(instances[0].base, OBS_TOKEN)  # cluster totals from Redis
+        requests = cold.requests + res.requests
+        return {
+            "instances": len(instances),
+            "rps": round(res.rps, 1),
+            "p50_ms": res.p50_ms,
+            "p99_ms": res.p99_ms,
+            "errors": sum(res.errors.values()) + sum(cold.errors.values()),
+            "requests": requests,
+            "validations": totals["total"],
+            "dbQueries": totals["databaseQueries"],
+            "dbQueriesPerUser": round(totals["databaseQueries"] / len(tokens.read_text().split()),
+                                      3),
+            "redisPerRequest": round((cmd1 - cmd0 - 2) / max(1, res.requests), 3),
+            "rssMiB": [round(s.sample_rss() / 1024, 1) for s in instances],
+        }
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        for s in instances:
+            s.stop()
+
+
+def run_memory(opts: Options) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.memory", str(opts.memory_users)],
+                         cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
+    return json.loads(out.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    result = run(opts)
+    (opts.out / "results.json").write_text(json.dumps(result, indent=2))
+    md = report.markdown(result)
+    (opts.out / "results.md").write_text(md)
+    print(md)
+    print(f"\nwritten: {opts.out}/results.json, results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""The Markdown summary of a run (results.md); the JSON beside it has every raw figure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+GOALS = (
+    ("(2) ≥ 0.85 × (1)", "tiered", "ceiling", 0.85),
+    ("(2) ≥ 8 × (5)", "tiered", "peer", 8.0),
+    ("(2) ≥ 2.5 × (3)", "tiered", "redis-only", 2.5),
+)
+P99_GOAL_MS = 15.0
+
+
+def _by_key(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["key"]: v for v in result.get("variants", [])}
+
+
+def ratios(result: dict[str, Any]) -> dict[str, float]:
+    v = _by_key(result)
+    out = {}
+    for a, b in (("tiered", "ceiling"), ("tiered", "peer"), ("redis-only", "tiered"),
+                 ("tiered", "redis-only"), ("tiered", "no-cache")):
+        if a in v and b in v and v[b]["rps"]:
+            out[f"{a}/{b}"] = round(v[a]["rps"] / v[b]["rps"], 2)
+    return out
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    o = result["options"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {m['nproc']} cores, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}; "
+        f"load average at start {' '.join(m['loadavgAtStart'])}. Server on core "
+        f"{m['serverCore']}, wrk on core {m['loadCore']}; PostgreSQL and Redis unpinned.",
+        f"Workload: {o['users']} users with sessions, {o['connections']} connections, "
+        f"{o['rounds']} round(s) of {o['duration']} s per variant, variants alternated; "
+        "medians shown.",
+        "",
+        "| variant | req/s | p50 ms | p99 ms | directory queries / 1,000 req | Redis cmds / req "
+        "| RSS MiB | req/s per round |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for v in result.get("variants", []):
+        per_round = ", ".join(f"{x:,.0f}" for x in v["rpsAll"])
+        lines.append(
+            f"| {v['label']} | {v['rps']:,.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | "
+            f"{v['dbPer1000']:.2f} | {v['redisPerRequest']:.3f} | {v['rssMiB']:.0f} | "
+            f"{per_round} |"
+        )
+    errors = sum(v["errors"] for v in result.get("variants", []))
+    if errors:
+        lines += ["", f"**{errors} wrk errors (non-2xx, timeouts or socket errors)**"]
+    lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---:|---|"]
+    v = _by_key(result)
+    for name, a, b, goal in GOALS:
+        if a in v and b in v and v[b]["rps"]:
+            r = v[a]["rps"] / v[b]["rps"]
+            lines.append(f"| {name} | {r:.2f} × | {_yes(r >= goal)} |")
+        else:
+            lines.append(f"| {name} | not run | – |")
+    if "tiered" in v:
+        p99 = v["tiered"]["p99_ms"]
+        lines.append(f"| p99 of (2) < {P99_GOAL_MS:.0f} ms at {o['connections']} connections "
+                     f"| {p99:.2f} ms | {_yes(p99 < P99_GOAL_MS)} |")
+    life = result.get("tieredLifetime")
+    if life:
+        q = life["queriesPerUserPerTtl"]
+        lines.append(f"| ≤ 1 directory query per user per TTL, (2) over its "
+                     f"{life['seconds']:.0f} s | {q:.3f} | {_yes(q <= 1.0)} |")
+    ng = result.get("nginx")
+    if ng:
+        q = ng["dbQueriesPerUser"]
+        lines.append(f"| ≤ 1 directory query per user per TTL, 3 instances (cold start) "
+                     f"| {q:.3f} | {_yes(q <= 1.0)} |")
+    wm = result.get("workloadModel")
+    if wm:
+        q = wm["queries_per_user_per_ttl"]
+        lines.append(f"| ≤ 1 directory query per user per TTL, workload model | {q:.3f} | "
+                     f"{_yes(q <= 1.0)} |")
+    r = ratios(result)
+    if r:
+        lines += ["", "Ratios of req/s: " + ", ".join(f"{k} = {x}" for k, x in r.items())]
+    lines += _workload(wm) + _nginx(ng) + _memory(result.get("memory"))
+    lines += _profile(result.get("profile"))
+    lines += ["", f"Total time: {result.get('elapsedSeconds', 0):.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def _workload(wm: dict[str, Any] | None) -> list[str]:
+    if not wm:
+        return []
+    g = wm["guide"]
+    return [
+        "",
+        "## The guide's workload model (12 validations per user per hour, TTL 300 s)",
+        "",
+        f"Time compressed {wm['compression']}×: TTL {wm['ttl_s']} s, each of {wm['users']} users "
+        f"validating at random (Poisson) moments, {wm['model_hours']:.2f} model hour(s); "
+        f"{wm['requests_sent']:,} requests, {wm['failed']} failed. Figures per 1,000 users "
+        "per model hour.",
+        "",
+        "| | validations/hour | DB queries/hour, no cache | DB queries/hour, with cache "
+        "| saved | hit rate |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| guide's table (1,000 users) | {g['validationsPerHour']:,} | {g['queriesNoCache']:,} "
+        f"| {g['queriesWithCache']:,} | {g['savingsPercent']} % | – |",
+        f"| measured, whole run (cold start included) | {wm['validations_per_hour_per_1000']:,.0f}"
+        f" | {wm['validations_per_hour_per_1000']:,.0f} | {wm['queries_per_hour_per_1000']:,.0f}"
+        f" | {wm['savings_percent']} % | {wm['hit_rate']} % |",
+        f"| measured, after the first TTL | – | – | {wm['steady_queries_per_hour_per_1000']:,.0f}"
+        f" | – | {wm['steady_hit_rate']} % |",
+        f"| expected for Poisson arrivals, λT/(1+λT) | – | – | – | – | "
+        f"{wm['expected_hit_rate']} % |",
+        "",
+        f"Directory queries per user per TTL window: {wm['queries_per_user_per_ttl']:.3f}.",
+    ]
+
+
+def _nginx(ng: dict[str, Any] | None) -> list[str]:
+    if not ng:
+        return []
+    return [
+        "",
+        f"## {ng['instances']} instances behind nginx (all on the server core)",
+        "",
+        "| req/s | p50 ms | p99 ms | directory queries per user (cluster, from cold) "
+        "| Redis cmds / req | RSS MiB per instance | errors |",
+        "|---:|---:|---:|---:|---:|---|---:|",
+        f"| {ng['rps']:,.0f} | {ng['p50_ms']:.2f} | {ng['p99_ms']:.2f} | "
+        f"{ng['dbQueriesPerUser']:.3f} | {ng['redisPerRequest']:.3f} | "
+        f"{', '.join(str(x) for x in ng['rssMiB'])} | {ng['errors']} |",
+    ]
+
+
+def _memory(mem: dict[str, Any] | None) -> list[str]:
+    if not mem:
+        return []
+    rows = [
+        ("validation cache, near tier (ValidationCache)", mem["validationCache"]),
+        ("decoded-token cache (SessionTokens)", mem["decodedTokens"]),
+        ("active-user tracking (metrics Counters)", mem["activeUsers"]),
+    ]
+    out = [
+        "",
+        f"## In-process memory at {mem['users']:,} users",
+        "",
+        "| structure | tracemalloc KiB | RSS growth KiB |",
+        "|---|---:|---:|",
+    ]
+    out += [f"| {name} | {m['tracemalloc_kib']:,.0f} | {m['rss_delta_kib']:,} |"
+            for name, m in rows]
+    out.append(f"\nNear tier: {mem['perUserBytes']:.0f} bytes per user.")
+    return out
+
+
+def _profile(p: dict[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    out = [
+        "",
+        f"## Profile of (2) (py-spy, {p['samples']:,} samples of busy time, "
+        f"{p.get('rpsWhileSampled') or 0:,.0f} req/s while sampled)",
+        "",
+        "| self time by package | % |",
+        "|---|---:|",
+    ]
+    out += [f"| {x['name']} | {x['percent']} |" for x in p["selfByPackage"][:12]]
+    out += ["", "| function (self) | % |", "|---|---:|"]
+    out += [f"| `{x['name']}` | {x['percent']} |" for x in p["self"][:15]]
+    out += ["", "| function (inclusive) | % |", "|---|---:|"]
+    out += [f"| `{x['name']}` | {x['percent']} |" for x in p["inclusive"][:25]]
+    return out
