@@ -217,5 +217,21 @@ async def test_invalidate_user_drops_the_entry(instance, cache):
             assert r.status_code == status, (body, r.text)
 
 
+@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+async def test_admin_create_user_and_duplicate(instance, directory):
+    async with instance(directory) as app:
+        s, _ = await setup(app)
+        body = {"email": "Bob@Example.com", "password": "long enough"}
+        r = await s.post("admin@example.com", "/api/admin/users", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["email"] == "bob@example.com"
+        r = await s.post("admin@example.com", "/api/admin/users", json=body)
+        assert r.status_code == 422, r.text
+        assert "exists" in r.json()["detail"]
+        r = await s.post("admin@example.com", "/api/admin/users",
+                         json={"email": "carol@example.com", "password": "short"})
+        assert r.status_code == 422
+
+
 async def _status(response, expected: int) -> bool:
     return (await response).status_code == expected

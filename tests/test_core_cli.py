@@ -59,6 +59,7 @@ def test_users_commands_on_sqlite(tmp_path):
     r = cli(tmp_path, "add", "--email", "ALICE@example.com", "--password", PASSWORD)
     assert r.returncode != 0
     assert r.stderr.startswith("error: ") and "alice@example.com" in r.stderr
+    assert "exists" in r.stderr and "unavailable" not in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     r = cli(tmp_path, "add", "--email", "bob@example.com", "--password", "short")
     assert r.returncode != 0 and r.stderr.startswith("error: ")

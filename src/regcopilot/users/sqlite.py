@@ -94,6 +94,7 @@ class SqliteDirectory:
     ) -> User:
         app_meta, user_meta = new_meta(admin, tenant_id, full_name)
         user_id = str(uuid.uuid4())
+        duplicate = False
         async with self._conn() as db:
             try:
                 await db.execute(
@@ -107,9 +108,15 @@ class SqliteDirectory:
                         json.dumps(user_meta),
                     ),
                 )
-            except sqlite3.IntegrityError as exc:
-                raise ValueError(f"a user with email {normalize_email(email)} exists") from exc
-            await db.commit()
+            except sqlite3.IntegrityError:
+                # Raised outside _conn(), which would turn any error into "unavailable"; and
+                # the failed insert's implicit transaction must not keep the write lock.
+                duplicate = True
+                await db.rollback()
+            else:
+                await db.commit()
+        if duplicate:
+            raise ValueError(f"a user with email {normalize_email(email)} exists")
         user = await self.get(user_id)
         assert user is not None
         return user
