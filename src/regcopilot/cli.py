@@ -12,6 +12,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from regcopilot.config import ConfigError, Settings, load_settings
+from regcopilot.ops.cost import cost
+from regcopilot.ops.doctor import doctor
+from regcopilot.ops.monitor import monitor
 
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
 users = typer.Typer(help="Manage users in the user directory.", no_args_is_help=True)
@@ -218,6 +221,12 @@ def users_invalidate(user_id: str) -> None:
         await _with_admin(s, act)
 
     run(work)
+
+
+# Operator tools (regcopilot/ops): the guide's monitoring, troubleshooting and cost model.
+app.command()(monitor)
+app.command()(doctor)
+app.command()(cost)
 
 
 def main() -> None:

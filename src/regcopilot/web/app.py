@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from regcopilot import __version__
 from regcopilot.config import Settings, load_settings
 from regcopilot.web.middleware import SessionMiddleware
-from regcopilot.web.routes import admin, auth, health, observability, pages
+from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
+from regcopilot.web.routes import prometheus as prometheus_routes
 from regcopilot.web.services import build_services
 
 
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
     app.state.services = services
-    for module in (auth, pages, health, observability, admin):
+    for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
     app.add_middleware(SessionMiddleware, services=services)
     return app

@@ -1,0 +1,286 @@
+"""`regcopilot cost`: the guide's "Cost Analysis" as a model you can run, and the same figures
+from a live instance's counters.
+
+The model (docs/cost-model.md has the derivation and where the guide's own table departs
+from it): an active user validated `v` times an hour costs, with a cache whose entries live
+`ttl` seconds, at most one database query per TTL — min(v, 3600/ttl) queries an hour — and
+without a cache `v` queries an hour.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from regcopilot.ops import endpoint, table
+
+GUIDE_USERS = (100, 1_000, 10_000, 100_000)
+GUIDE_VALIDATIONS_PER_USER_HOUR = 12.0  # one validation per 5-minute interval
+GUIDE_TTL_SECONDS = 300
+GUIDE_CACHE_DIVISOR = 60  # the guide's "with cache" column is validations/hour ÷ 60
+GUIDE_BREAK_EVEN_USERS = 5_000  # "Redis cost is offset by database savings at ~5,000+ users"
+# This app flushes its metric deltas to Redis once a second per worker process; with no
+# traffic that is still SET NX (start) + HSET (instance heartbeat) in one pipeline.
+FLUSH_COMMANDS_PER_SECOND = 2
+DAY_HOURS = 24
+
+
+@dataclass(frozen=True)
+class Prices:
+    db_per_1000: float = 0.01  # the observability report's figure: $0.01 per 1,000 queries
+    redis_per_100k: float = 0.20  # the guide's Upstash pay-as-you-go price
+    redis_free_per_day: int = 10_000  # the guide's Upstash free tier
+    db_quota_per_day: int = 500_000  # the guide's Supabase Pro quota
+
+    @property
+    def per_query(self) -> float:
+        return self.db_per_1000 / 1000
+
+    @property
+    def per_command(self) -> float:
+        return self.redis_per_100k / 100_000
+
+
+@dataclass(frozen=True)
+class Row:
+    users: int
+    validations_h: float
+    queries_no_cache_h: float
+    queries_cache_h: float
+    savings_pct: float
+    guide_cache_h: float
+    guide_savings_pct: float
+    db_day_no_cache: float
+    db_day_cache: float
+    redis_commands_day: float
+    redis_day: float
+
+    @property
+    def net_day(self) -> float:
+        return self.db_day_no_cache - self.db_day_cache - self.redis_day
+
+
+def queries_per_user_hour(v: float, ttl: float) -> float:
+    """With a cache: a user's entry is filled at most once per TTL, and never more often
+    than the user is validated."""
+    return min(v, 3600.0 / ttl)
+
+
+def redis_commands_day(users: int, v: float, q: float, processes: int) -> float:
+    # The guide's cache-aside: a GET for every validation and a SET for every miss; plus the
+    # floor this app's metric flush adds per worker process.
+    return DAY_HOURS * users * (v + q) + FLUSH_COMMANDS_PER_SECOND * 86_400 * processes
+
+
+def row(users: int, v: float, ttl: float, prices: Prices, processes: int = 1) -> Row:
+    q = queries_per_user_hour(v, ttl)
+    validations = users * v
+    with_cache = users * q
+    commands = redis_commands_day(users, v, q, processes)
+    return Row(
+        users=users,
+        validations_h=validations,
+        queries_no_cache_h=validations,
+        queries_cache_h=with_cache,
+        savings_pct=(1 - with_cache / validations) * 100 if validations else 0.0,
+        guide_cache_h=validations / GUIDE_CACHE_DIVISOR,
+        guide_savings_pct=(1 - 1 / GUIDE_CACHE_DIVISOR) * 100,
+        db_day_no_cache=DAY_HOURS * validations * prices.per_query,
+        db_day_cache=DAY_HOURS * with_cache * prices.per_query,
+        redis_commands_day=commands,
+        redis_day=max(0.0, commands - prices.redis_free_per_day) * prices.per_command,
+    )
+
+
+def break_even_hit_rate(prices: Prices) -> float:
+    """Hit rate above which Redis costs less than the queries it saves, per validation:
+    saved h·p_db against (1 + (1 − h))·p_redis (a GET always, a SET on a miss)."""
+    return 2 * prices.per_command / (prices.per_query + prices.per_command) * 100
+
+
+def break_even_users(v: float, q: float, prices: Prices, processes: int = 1) -> int | None:
+    """Fewest users whose daily database savings pay for Redis, or None if none do."""
+    saving = DAY_HOURS * (v - q) * prices.per_query
+    redis = DAY_HOURS * (v + q) * prices.per_command
+    if saving <= 0:
+        return None
+    fixed = FLUSH_COMMANDS_PER_SECOND * 86_400 * processes - prices.redis_free_per_day
+    if saving <= redis:
+        return None  # each user costs Redis more than it saves; free tier aside, never
+    if fixed <= 0:
+        return 1
+    return max(1, math.ceil(fixed * prices.per_command / (saving - redis)))
+
+
+def quota_users(per_user_hour: float, prices: Prices) -> int | None:
+    if per_user_hour <= 0:
+        return None
+    return math.floor(prices.db_quota_per_day / (DAY_HOURS * per_user_hour))
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1f} %"
+
+
+def _money(x: float) -> str:
+    sign = "-" if x < 0 else ""
+    return f"{sign}${abs(x):,.4f}" if abs(x) < 1 else f"{sign}${abs(x):,.2f}"
+
+
+def model_text(users: list[int], v: float, ttl: float, prices: Prices, processes: int) -> str:
+    rows = [row(n, v, ttl, prices, processes) for n in users]
+    q = queries_per_user_hour(v, ttl)
+    hit = (1 - q / v) * 100 if v else 0.0
+    out = [
+        f"Cost model: {v:g} validations per user per hour, cache TTL {ttl:g} s",
+        f"  with the cache each active user costs at most one database query per TTL: "
+        f"min({v:g}, 3600/{ttl:g}) = {q:g} per hour (hit rate {hit:.1f} %)",
+        "",
+        table.render(
+            ["Users", "Validations/h", "DB queries/h no cache", "DB queries/h cache", "Savings",
+             "Guide: cache (÷60)", "Guide: savings"],
+            [[table.number(r.users), table.number(r.validations_h),
+              table.number(r.queries_no_cache_h), table.number(r.queries_cache_h),
+              _pct(r.savings_pct), table.number(r.guide_cache_h), _pct(r.guide_savings_pct)]
+             for r in rows],
+            right={0, 1, 2, 3, 4, 5, 6},
+        ),
+        "",
+        f"Per day at ${prices.db_per_1000:g} per 1,000 database queries and "
+        f"${prices.redis_per_100k:g} per 100,000 Redis commands ({prices.redis_free_per_day:,} "
+        f"free), {processes} worker process(es):",
+        table.render(
+            ["Users", "DB no cache", "DB cache", "Redis commands", "Redis", "Net saving",
+             "Quota used no cache", "Quota used cache"],
+            [[table.number(r.users), _money(r.db_day_no_cache), _money(r.db_day_cache),
+              table.number(r.redis_commands_day), _money(r.redis_day), _money(r.net_day),
+              _pct(DAY_HOURS * r.queries_no_cache_h / prices.db_quota_per_day * 100),
+              _pct(DAY_HOURS * r.queries_cache_h / prices.db_quota_per_day * 100)]
+             for r in rows],
+            right={0, 1, 2, 3, 4, 5, 6, 7},
+        ),
+        "",
+        "Redis versus the database:",
+        f"  per validation Redis pays off above a {break_even_hit_rate(prices):.1f} % hit rate "
+        f"(this model: {hit:.1f} %)",
+    ]
+    users_needed = break_even_users(v, q, prices, processes)
+    guide_q = v / GUIDE_CACHE_DIVISOR
+    guide_needed = break_even_users(v, guide_q, prices, processes)
+    out.append(
+        "  break-even: "
+        + (f"from {users_needed:,} user(s)" if users_needed else "never at this hit rate")
+        + " (this model); "
+        + (f"from {guide_needed:,} user(s)" if guide_needed else "never")
+        + f" with the guide's table; the guide says ~{GUIDE_BREAK_EVEN_USERS:,}+"
+    )
+    no_cache_quota, cache_quota = quota_users(v, prices), quota_users(q, prices)
+    out.append(
+        f"  the {prices.db_quota_per_day:,} queries/day quota lasts up to "
+        f"{table.number(no_cache_quota)} users without a cache, "
+        f"{table.number(cache_quota)} with it"
+    )
+    if hit < break_even_hit_rate(prices):
+        out.append(
+            f"  note: validated {v:g} times an hour with a {ttl:g} s TTL, an entry has expired "
+            "by the next validation; the cache pays when users are validated more often than "
+            "once per TTL (every request is validated here: try --validations-per-user-hour "
+            "720 for one request per 5 s)"
+        )
+    return "\n".join(out)
+
+
+def live_text(report: dict[str, Any], url: str, prices: Prices, processes: int,
+              v_override: float | None, ttl_override: float | None) -> str:
+    """Measured figures beside what the model predicts for the same users and traffic."""
+    auth = report["authentication"]
+    vals, c = auth["validations"], auth["costs"]
+    users = int(auth["users"]["activeCount"])
+    validations_h = float(vals["averagePerHour"])
+    ttl = ttl_override or report["validationCache"]["ttlMs"] / 1000
+    model = None
+    if users:
+        v = v_override or validations_h / users
+        model = row(users, v, ttl, prices, processes)
+
+    def m(value: str) -> str:
+        return value if model is not None else "-"
+
+    rows = [
+        ["Active users (24 h)", table.number(users), table.number(users)],
+        ["Validations/user/hour", f"{validations_h / users:,.2f}" if users else "-",
+         m(f"{model.validations_h / users:g}" if model else "")],
+        ["Validations/h", table.number(validations_h, 1),
+         m(table.number(model.validations_h, 1) if model else "")],
+        ["DB queries/h without cache", table.number(validations_h, 1),
+         m(table.number(model.queries_no_cache_h, 1) if model else "")],
+        ["DB queries/h with cache", table.number(c["queriesPerHour"]),
+         m(table.number(model.queries_cache_h, 1) if model else "")],
+        ["Cache hit rate", f"{float(vals['cacheHitRate']):.2f} %",
+         m(_pct(model.savings_pct) if model else "")],
+        ["Database cost since start", f"${c['estimatedDatabaseCost']}", "-"],
+        ["... without the cache", f"${c['costWithoutCache']}", "-"],
+        ["Saved", f"${c['savings']} ({c['savingsPercentage']} %)", "-"],
+        ["Redis $/day", "-", m(_money(model.redis_day) if model else "")],
+        ["Net saving $/day", "-", m(_money(model.net_day) if model else "")],
+    ]
+    head = (f"Live counters from {url} (scope {auth.get('scope', '?')}, uptime "
+            f"{float(auth['uptime']['hours']):.2f} h, backend "
+            f"{report['validationCache']['backend']}); per-hour figures average over at "
+            "least one hour")
+    out = [head, table.render(["", "Live", f"Model (TTL {ttl:g} s)"], rows, right={1, 2})]
+    if model is None:
+        out.append("  no active users yet: the model needs at least one")
+    return "\n".join(out)
+
+
+def cost(
+    users: Annotated[list[int] | None, typer.Option(
+        "--users", min=1, help="Active users (repeat for several rows); default the guide's "
+        "100, 1,000, 10,000, 100,000.", show_default=False)] = None,
+    validations_per_user_hour: Annotated[float | None, typer.Option(
+        min=0.01, help="Validations per active user per hour [default: 12, the guide's; "
+        "with --url: measured].", show_default=False)] = None,
+    ttl: Annotated[float | None, typer.Option(
+        min=1, help="Cache TTL in seconds [default: 300; with --url: the instance's].",
+        show_default=False)] = None,
+    processes: Annotated[int, typer.Option(
+        min=0, help="Worker processes sharing Redis (each flushes metrics once a second).")
+    ] = 1,
+    db_price: Annotated[float, typer.Option(help="Dollars per 1,000 database queries.")] = 0.01,
+    redis_price: Annotated[float, typer.Option(help="Dollars per 100,000 Redis commands.")
+                           ] = 0.20,
+    redis_free: Annotated[int, typer.Option(help="Free Redis commands per day.")] = 10_000,
+    db_quota: Annotated[int, typer.Option(help="Database queries per day in the plan.")
+                        ] = 500_000,
+    url: Annotated[str | None, typer.Option(
+        help="Also read the live counters of this instance.", show_default=False)] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="OBSERVABILITY_TOKEN", help="Bearer token for --url ($OBSERVABILITY_TOKEN).",
+        show_default=False)] = None,
+) -> None:
+    """The guide's cost model: database queries with and without the cache, Redis break-even."""
+    prices = Prices(db_price, redis_price, redis_free, db_quota)
+    if url is not None:
+        target = endpoint.report_url(url)
+        typer.echo(f"reading {target} ...", err=True)
+        try:
+            report = endpoint.read_report(target, token)
+        except endpoint.Unreachable as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(live_text(report, target, prices, processes, validations_per_user_hour, ttl))
+        if not users:
+            return
+        sys.stdout.write("\n")
+    typer.echo(model_text(
+        list(users or GUIDE_USERS),
+        validations_per_user_hour or GUIDE_VALIDATIONS_PER_USER_HOUR,
+        ttl or GUIDE_TTL_SECONDS,
+        prices,
+        processes,
+    ))
