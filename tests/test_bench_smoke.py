@@ -1,0 +1,50 @@
+"""The benchmark harness in smoke mode (seconds, 50 users), so it cannot rot unnoticed.
+
+Only that it runs end to end and every variant served requests is checked here; speed goals
+belong to the full `bench/run`, never to a timed test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import repo_root
+
+pytestmark = [pytest.mark.xdist_group("bench"), pytest.mark.slow]
+
+OURS = ("ceiling", "tiered", "redis-only", "no-cache")
+
+
+def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
+    root = repo_root()
+    peer = (root / "bench" / ".venv-peer" / "bin" / "python").exists()
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [str(root / "bench" / "run"), "--smoke", "--out", str(out)],
+        cwd=root, capture_output=True, text=True, timeout=240, env=os.environ.copy(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+
+    variants = {v["key"]: v for v in result["variants"]}
+    expected = (*OURS, "peer") if peer else OURS
+    assert set(variants) == set(expected)
+    for key in expected:
+        v = variants[key]
+        assert v["rps"] > 0, key
+        assert v["errors"] == 0, (key, v["runs"][0]["errors"])
+    # The switches do what they say: no directory query on a warm cache, one per request
+    # without it, a Redis GET per request with the near cache off.
+    assert variants["no-cache"]["dbPer1000"] > 900
+    assert variants["tiered"]["dbPer1000"] < 50
+    assert variants["redis-only"]["redisPerRequest"] > 0.9
+    assert variants["tiered"]["redisPerRequest"] < 0.1
+
+    assert result["nginx"]["rps"] > 0 and result["nginx"]["errors"] == 0
+    assert result["workloadModel"]["validations"] > 0
+    assert result["memory"]["validationCache"]["tracemalloc_kib"] > 0
+    assert (out / "results.md").read_text().startswith("# Benchmark results")
