@@ -140,3 +140,70 @@ async def test_redis_started_after_the_app_is_picked_up(instance):
 
 async def _in(value, options) -> bool:
     return (await value) in options
+
+
+async def test_invalidation_missed_while_redis_hung_is_replayed(instance, redis_prefix):
+    """A ban made while Redis cannot be reached must not leave the old "valid" entry there."""
+    server = RedisServer().start()
+    try:
+        async with instance("sqlite", server.url) as app:
+            await app.add_user("admin@example.com", admin=True)
+            alice = await app.add_user("alice@example.com")
+            admin_cookie = await login_cookie(app, "admin@example.com")
+            alice_cookie = await login_cookie(app, "alice@example.com")
+            assert (await as_user(app, alice_cookie)).status_code == 200
+            key = f"{redis_prefix}validation:{alice}"
+            assert validation_keys(server, redis_prefix).count(key) == 1
+
+            server.pause()
+            app.client.cookies.clear()
+            app.client.cookies.set("regcopilot.session-token", admin_cookie)
+            r = await app.client.post(f"/api/admin/users/{alice}/ban")
+            assert r.status_code == 200, r.text
+            assert (await as_user(app, alice_cookie)).status_code == 401
+
+            server.resume()
+            client = redis.Redis.from_url(server.url, decode_responses=True)
+            try:
+                def stale_gone() -> bool:
+                    raw = client.get(key)
+                    return raw is None or '"isValid":false' in raw
+
+                await eventually(stale_gone, timeout=10, interval=0.1)
+            finally:
+                client.close()
+            assert (await as_user(app, alice_cookie)).status_code == 401
+    finally:
+        server.stop()
+
+
+async def test_logout_while_redis_is_down_still_ends_the_session(instance):
+    server = RedisServer().start()
+    try:
+        async with instance("sqlite", server.url) as app:
+            await app.add_user("alice@example.com")
+            cookie = await login_cookie(app, "alice@example.com")
+            assert (await as_user(app, cookie)).status_code == 200
+            server.kill()
+            app.client.cookies.set("regcopilot.session-token", cookie)
+            assert (await app.client.post("/api/auth/logout")).status_code == 200
+            assert (await as_user(app, cookie)).status_code == 401
+    finally:
+        server.stop()
+
+
+async def test_redis_with_a_password(instance):
+    server = RedisServer(password="s3cret-pass").start()
+    try:
+        async with instance("sqlite", server.url) as app:
+            assert await backend(app) == "redis"
+        wrong = server.url.replace("s3cret-pass", "wrong-pass")
+        async with instance("sqlite", wrong) as app:
+            assert await backend(app) == "redis-error"
+            ready = (await app.client.get("/api/ready")).json()
+            assert ready["cache"]["backend"] == "redis-error" and ready["cache"]["lastError"]
+            await app.add_user("alice@example.com")
+            cookie = await login_cookie(app, "alice@example.com")
+            assert (await as_user(app, cookie)).status_code == 200
+    finally:
+        server.stop()

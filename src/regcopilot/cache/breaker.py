@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 DISCONNECTED = "redis-disconnected"
@@ -40,8 +41,13 @@ class Breaker:
         self.failures += 1
         self.last_error = message
         cause = exc.__cause__ if exc is not None and exc.__cause__ else exc
+        # redis-py files a refused password under ConnectionError, but Redis did answer:
+        # that is a configuration error for the operator, not a lost connection.
+        reachable = isinstance(cause, AuthenticationError)
         self.state = (
-            DISCONNECTED if isinstance(cause, RedisConnectionError | OSError) else ERROR
+            DISCONNECTED
+            if isinstance(cause, RedisConnectionError | OSError) and not reachable
+            else ERROR
         )
         if not self.open and self.failures >= self.threshold:
             self.open = True
