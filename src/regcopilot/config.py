@@ -19,6 +19,7 @@ log = logging.getLogger("regcopilot.config")
 
 MIN_SECRET_BYTES = 32
 SECRET_FILE = ".nextauth_secret"
+MULTI_HOST_REDIS_SCHEMES = ("redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 
 
 class ConfigError(Exception):
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     SESSION_VALIDATION_INTERVAL_SECONDS: int = 300
     SESSION_MAX_AGE_SECONDS: int = 86_400
     OBSERVABILITY_TOKEN: str | None = None
+    # Brute-force limits on failed sign-ins (auth/rate_limit.py), shared through Redis.
+    LOGIN_MAX_FAILURES_PER_ACCOUNT: int = 10
+    LOGIN_MAX_FAILURES_PER_ADDRESS: int = 50
+    LOGIN_LOCKOUT_SECONDS: int = 900
     APP_ENV: Literal["development", "production"] = "development"
     DATA_DIR: str = "./data"
     LOG_LEVEL: str = "INFO"
@@ -77,11 +82,25 @@ class Settings(BaseSettings):
     def _redis_url(cls, v: str | None) -> str | None:
         if v is None or v.strip() == "":
             return None
+        scheme, _, rest = v.partition("://")
+        if scheme.lower() in MULTI_HOST_REDIS_SCHEMES:
+            # Several hosts (Sentinels, cluster seeds): urlsplit cannot read them.
+            hosts = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+            for item in hosts.split(","):
+                host, _, port = item.rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"has an invalid host:port {item!r}")
+            if scheme.lower().endswith("sentinel") and not rest.partition("/")[2].strip("/"):
+                raise ValueError("needs the master name: redis+sentinel://host:26379/mymaster")
+            return v
         parts = urlsplit(v)
         if parts.scheme not in ("redis", "rediss", "unix") or (
             parts.scheme != "unix" and not parts.hostname
         ):
-            raise ValueError("must be redis://host:6379, redis://:<password>@host:6379 or rediss://")
+            raise ValueError(
+                "must be redis://host:6379, redis://:<password>@host:6379, rediss://, "
+                "redis+sentinel://host:26379/<master> or redis+cluster://host:6379"
+            )
         try:
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError as exc:
@@ -102,6 +121,9 @@ class Settings(BaseSettings):
         "SESSION_MAX_AGE_SECONDS",
         "REDIS_TIMEOUT_MS",
         "DATABASE_POOL_SIZE",
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        "LOGIN_MAX_FAILURES_PER_ADDRESS",
+        "LOGIN_LOCKOUT_SECONDS",
     )
     @classmethod
     def _positive(cls, v: int) -> int:

@@ -100,6 +100,12 @@ def build_services(settings: Settings) -> Services:
         revocations=RevocationList(prefix, shared, bus),
         validator=SessionValidator(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID),
         metrics=metrics,
-        limiter=LoginLimiter(prefix, shared),
+        limiter=LoginLimiter(
+            prefix,
+            shared,
+            account_limit=settings.LOGIN_MAX_FAILURES_PER_ACCOUNT,
+            address_limit=settings.LOGIN_MAX_FAILURES_PER_ADDRESS,
+            window=settings.LOGIN_LOCKOUT_SECONDS,
+        ),
         bus=bus,
     )
