@@ -23,9 +23,9 @@ GUIDE_VALIDATIONS_PER_USER_HOUR = 12.0  # one validation per 5-minute interval
 GUIDE_TTL_SECONDS = 300
 GUIDE_CACHE_DIVISOR = 60  # the guide's "with cache" column is validations/hour ÷ 60
 GUIDE_BREAK_EVEN_USERS = 5_000  # "Redis cost is offset by database savings at ~5,000+ users"
-# This app flushes its metric deltas to Redis once a second per worker process; with no
-# traffic that is still SET NX (start) + HSET (instance heartbeat) in one pipeline.
-FLUSH_COMMANDS_PER_SECOND = 2
+# What one idle worker process of this app sends Redis anyway, measured with INFO
+# commandstats: the metric flush (SET NX + HSET heartbeat) every second and a PING every 2 s.
+IDLE_COMMANDS_PER_SECOND = 2.5
 DAY_HOURS = 24
 
 
@@ -73,7 +73,7 @@ def queries_per_user_hour(v: float, ttl: float) -> float:
 def redis_commands_day(users: int, v: float, q: float, processes: int) -> float:
     # The guide's cache-aside: a GET for every validation and a SET for every miss; plus the
     # floor this app's metric flush adds per worker process.
-    return DAY_HOURS * users * (v + q) + FLUSH_COMMANDS_PER_SECOND * 86_400 * processes
+    return DAY_HOURS * users * (v + q) + IDLE_COMMANDS_PER_SECOND * 86_400 * processes
 
 
 def row(users: int, v: float, ttl: float, prices: Prices, processes: int = 1) -> Row:
@@ -108,7 +108,7 @@ def break_even_users(v: float, q: float, prices: Prices, processes: int = 1) -> 
     redis = DAY_HOURS * (v + q) * prices.per_command
     if saving <= 0:
         return None
-    fixed = FLUSH_COMMANDS_PER_SECOND * 86_400 * processes - prices.redis_free_per_day
+    fixed = IDLE_COMMANDS_PER_SECOND * 86_400 * processes - prices.redis_free_per_day
     if saving <= redis:
         return None  # each user costs Redis more than it saves; free tier aside, never
     if fixed <= 0:

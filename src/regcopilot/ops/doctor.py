@@ -7,6 +7,7 @@ Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import sqlite3
@@ -16,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import typer
@@ -156,10 +157,18 @@ async def _tcp(host: str, port: int) -> float:
         raise Problem(f"cannot reach {host}:{port}: no answer within {TIMEOUT_S:g} s "
                       "(firewall or wrong host?)") from None
     except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise Problem(f"cannot reach {host}:{port}: {reason}") from None
+        raise Problem(f"cannot reach {host}:{port}: {_reason(exc)}") from None
     w.close()
     return (time.perf_counter() - started) * 1000
+
+
+def _reason(exc: OSError) -> str:
+    # asyncio's "Connect call failed (...)" hides the cause; the errno names it.
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused (nothing listens there)"
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return exc.strerror or str(exc)
 
 
 def _tls_context(query: dict[str, list[str]]) -> ssl.SSLContext:
@@ -198,7 +207,8 @@ async def _tls(host: str, port: int, query: dict[str, list[str]]) -> str:
 
 def _auth_problem(text: str, has_password: bool) -> str | None:
     lowered = text.lower()
-    if "noauth" in lowered or "authentication required" in lowered:
+    if ("noauth" in lowered or "authentication required" in lowered
+            or "client already authenticated" in lowered):
         return ("authentication failed: the server requires a password and REDIS_URL has none "
                 "(redis://:<password>@host:6379)")
     if "wrongpass" in lowered or "invalid password" in lowered or "invalid username" in lowered:
@@ -360,7 +370,7 @@ async def check_postgres(url: str, statement_cache: int) -> list[Result]:
     except TimeoutError:
         raise Problem(f"cannot reach {where}: no answer within {TIMEOUT_S:g} s") from None
     except OSError as exc:
-        raise Problem(f"cannot reach {where}: {exc.strerror or exc}") from None
+        raise Problem(f"cannot reach {where}: {_reason(exc)}") from None
     except Exception as exc:
         raise Problem(f"cannot connect to {where}: {exc}") from None
     ms = (time.perf_counter() - started) * 1000
@@ -412,9 +422,9 @@ def backend_decision(facts: Facts) -> Result:
     if facts.redis_ok:
         return Result("cache backend", OK, "redis: REDIS_URL set and Redis answered (log line "
                       "'Redis cache connected successfully'); an in-memory tier sits in front")
-    return Result("cache backend", WARN, "redis-disconnected: REDIS_URL set but Redis did not "
-                  f"answer ({facts.redis_problem}); the app would start on its in-memory tier "
-                  "and keep probing Redis")
+    return Result("cache backend", WARN, "redis-disconnected: REDIS_URL is set but the "
+                  f"'{facts.redis_problem}' check failed; the app would start on its in-memory "
+                  "tier and keep probing Redis every 0.5 s")
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -480,7 +490,7 @@ async def diagnose(printer: Printer) -> list[Result]:
         for name, step in redis_checks(facts):
             if await one(name, step) is None:
                 facts.redis_ok = False
-                facts.redis_problem = printer.results[-1].message
+                facts.redis_problem = name
                 break
     else:
         printer.show(Result("redis", SKIP if not facts.production else WARN,
@@ -502,8 +512,13 @@ async def diagnose(printer: Printer) -> list[Result]:
     return printer.results
 
 
-def doctor() -> None:
+def doctor(
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait at each network step.")
+                       ] = TIMEOUT_S,
+) -> None:
     """Check settings, Redis, the user directory and the cache backend the app would pick."""
+    global TIMEOUT_S
+    TIMEOUT_S = timeout
     printer = Printer()
     results = asyncio.run(diagnose(printer))
     failed = [r for r in results if r.status == FAIL]

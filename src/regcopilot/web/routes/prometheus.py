@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from regcopilot.ops.exposition import exposition
 from regcopilot.web.deps import monitor_or_admin, services
 
 router = APIRouter()
+# The classic text format, which every Prometheus 2.x and 3.x scrapes; the names used here are
+# all legacy-valid, so the newer 1.0.0 text format would be byte for byte the same.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/metrics", dependencies=[Depends(monitor_or_admin)], include_in_schema=False)
@@ -28,4 +30,4 @@ async def metrics(request: Request) -> Response:
         app_env=svc.settings.APP_ENV,
         scope=snap.scope,
     )
-    return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+    return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
