@@ -114,6 +114,9 @@ async def test_ban_with_an_end_lets_the_same_session_back_in(instance, cache):
         await eventually(
             lambda: _status(s.get("alice@example.com"), 200), timeout=5, interval=0.1
         )
+        # An expired ban lets the user sign in again too.
+        app.client.cookies.clear()
+        assert (await app.login("alice@example.com")).status_code == 200
 
 
 async def test_ban_end_is_honoured_by_an_instance_that_read_it_from_redis(instance):

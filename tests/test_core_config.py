@@ -168,3 +168,12 @@ def test_serve_with_a_bad_value_exits_with_one_line(tmp_path):
         assert len(lines) == 1, (values, err)
         assert lines[0].startswith("error: ") and variable in lines[0], (values, err)
         assert "Traceback" not in err
+
+
+def test_a_bad_value_in_dot_env_stops_serve_too(tmp_path):
+    (tmp_path / ".env").write_text("CACHE_TTL_SECONDS=0\n")
+    r = subprocess.run([REGCOPILOT, "serve", "--port", "1"], cwd=tmp_path,
+                       env=clean_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: CACHE_TTL_SECONDS"), r.stderr
