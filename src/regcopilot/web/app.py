@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from regcopilot import __version__
 from regcopilot.config import Settings, load_settings
+from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.middleware import SessionMiddleware
 from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
 from regcopilot.web.routes import prometheus as prometheus_routes
@@ -32,4 +33,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
     app.add_middleware(SessionMiddleware, services=services)
+    # Added last, so it runs first: a forged cross-site request never reaches the session.
+    app.add_middleware(
+        CsrfMiddleware,
+        public_url=settings.NEXTAUTH_URL,
+        on_refused=services.security.csrf_refused,
+    )
     return app

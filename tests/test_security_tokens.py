@@ -1,0 +1,171 @@
+"""Hostile session tokens: every forgery, expiry and malformation is a 401 — never a 500, never
+a pass — and each one is counted in the observability JSON's `security` block."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+
+from tests.conftest import TEST_SECRET
+
+COOKIE = "regcopilot.session-token"
+BEARER = {"Authorization": "Bearer monitor-token"}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned(header: dict, payload: dict, signature: bytes = b"") -> str:
+    return ".".join(
+        [b64(json.dumps(header).encode()), b64(json.dumps(payload).encode()), b64(signature)]
+    )
+
+
+def signed(payload: dict, key: str = TEST_SECRET) -> str:
+    """HS256 by hand, so claims PyJWT would refuse to encode can be signed anyway."""
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(payload).encode())
+    mac = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(mac)}"
+
+
+def claims(user_id: str, **changes) -> dict:
+    now = int(time.time())
+    body = {"sub": user_id, "email": "eve@example.com", "tenant": "default", "role": "admin",
+            "iat": now, "exp": now + 3600, "jti": uuid.uuid4().hex}
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def forgeries(user_id: str, good: str) -> dict[str, str | bytes]:
+    head, payload, sig = good.split(".")
+    tampered_body = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    tampered_body["role"] = "admin"
+    tampered_body["sub"] = str(uuid.uuid4())
+    now = int(time.time())
+    return {
+        "tampered payload": f"{head}.{b64(json.dumps(tampered_body).encode())}.{sig}",
+        "truncated signature": f"{head}.{payload}.{sig[:-4]}",
+        "wrong key": jwt.encode(claims(user_id), "another-secret-" + "y" * 40, "HS256"),
+        "alg none": unsigned({"alg": "none", "typ": "JWT"}, claims(user_id)),
+        "alg None, signature kept": unsigned({"alg": "None"}, claims(user_id)) + sig,
+        "HS512 with the right key": jwt.encode(claims(user_id), TEST_SECRET, "HS512"),
+        "HS384 with the right key": jwt.encode(claims(user_id), TEST_SECRET, "HS384"),
+        "RS256-shaped": unsigned({"alg": "RS256", "typ": "JWT"}, claims(user_id), b"x" * 256),
+        "ES256-shaped": unsigned({"alg": "ES256", "kid": "../../etc/passwd"}, claims(user_id),
+                                 b"y" * 64),
+        "expired": jwt.encode(claims(user_id, iat=now - 7200, exp=now - 3600), TEST_SECRET),
+        "nbf in the future": jwt.encode(claims(user_id, nbf=now + 3600), TEST_SECRET),
+        "iat in the future": jwt.encode(claims(user_id, iat=now + 3600, exp=now + 7200),
+                                        TEST_SECRET),
+        "missing sub": jwt.encode(claims(user_id, sub=None), TEST_SECRET),
+        "non-UUID sub": jwt.encode(claims("admin@example.com' OR '1'='1"), TEST_SECRET),
+        "numeric sub": signed({**claims(user_id), "sub": 12345}),
+        "list sub": signed({**claims(user_id), "sub": [user_id]}),
+        "missing exp": jwt.encode(claims(user_id, exp=None), TEST_SECRET),
+        "string exp": signed({**claims(user_id), "exp": "tomorrow"}),
+        "float iat": signed({**claims(user_id), "iat": time.time()}),
+        "missing jti": jwt.encode(claims(user_id, jti=None), TEST_SECRET),
+        "huge jti": jwt.encode(claims(user_id, jti="j" * 2000), TEST_SECRET),
+        "oversized cookie": jwt.encode(claims(user_id, pad="p" * 6000), TEST_SECRET),
+        "payload not an object": f"{head}.{b64(b'[1,2,3]')}.{sig}",
+        "not base64": "!!!.@@@.###",
+        "two segments": f"{head}.{payload}",
+        "garbage": "garbage",
+        "unicode": "тест.токен.🔑",
+        "header not JSON": f"{b64(b'{not json')}.{payload}.{sig}",
+    }
+
+
+async def as_cookie(app, token: str | bytes, path: str = "/api/me"):
+    app.client.cookies.clear()
+    raw = token.encode("utf-8") if isinstance(token, str) else token
+    return await app.client.get(path, headers={"cookie": COOKIE.encode() + b"=" + raw})
+
+
+async def security(app) -> dict:
+    r = await app.client.get("/api/observability", headers=BEARER)
+    assert r.status_code == 200, r.text
+    return r.json()["security"]
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+async def test_forged_and_malformed_tokens_are_401_and_counted(instance):
+    async with instance() as app:
+        user_id = await app.add_user("eve@example.com", admin=True)
+        assert (await app.login("eve@example.com")).status_code == 200
+        good = app.client.cookies.get(COOKIE)
+        assert (await as_cookie(app, good)).status_code == 200
+
+        cases = forgeries(user_id, good)
+        before = (await security(app))["invalidTokens"]
+        for name, token in cases.items():
+            r = await as_cookie(app, token)
+            assert r.status_code == 401, (name, r.status_code, r.text)
+            assert r.json()["error"], name
+            assert f"{COOKIE}=;" in r.headers.get("set-cookie", ""), name  # cookie cleared
+            page = await as_cookie(app, token, "/")
+            assert page.status_code == 303 and page.headers["location"] == "/login", name
+            admin = await as_cookie(app, token, "/api/admin/users")
+            assert admin.status_code == 401, name
+
+        report = await security(app)
+        # Each forgery was presented three times (API, page, admin route).
+        assert report["invalidTokens"] - before == 3 * len(cases), report
+        reasons = report["invalidTokensByReason"]
+        for reason in ("bad signature", "algorithm not allowed", "expired", "not yet valid",
+                       "bad subject", "oversized", "malformed"):
+            assert reasons.get(reason, 0) > 0, (reason, reasons)
+        assert any(e["type"] == "invalid_token" for e in report["recentEvents"])
+        # Nothing of a token is echoed back into the report.
+        assert good not in json.dumps(report)
+
+        # The genuine session is untouched by all of that.
+        assert (await as_cookie(app, good)).status_code == 200
+
+
+async def test_raw_bytes_and_broken_cookie_headers_are_401(instance):
+    async with instance() as app:
+        await app.add_user("eve@example.com")
+        bad_headers = [
+            COOKIE.encode() + b"=\xff\xfe\x00\x01",
+            COOKIE.encode() + b'="unterminated',
+            COOKIE.encode() + b"=" + b"A" * 100_000,
+            b"; ; =; " + COOKIE.encode() + b"=;;;",
+            COOKIE.encode() + b"=a.b.c; " + COOKIE.encode() + b"=d.e.f",
+        ]
+        before = (await security(app))["invalidTokens"]
+        for raw in bad_headers:
+            app.client.cookies.clear()
+            r = await app.client.get("/api/me", headers={"cookie": raw})
+            assert r.status_code == 401, (raw[:40], r.status_code, r.text)
+        # All but the empty value carried something that claimed to be a token: counted.
+        assert (await security(app))["invalidTokens"] - before == len(bad_headers) - 1
+        for header in ({"authorization": "Bearer " + "x" * 10_000},
+                       {"authorization": "Basic Zm9vOmJhcg=="}):
+            r = await app.client.get("/api/observability", headers=header)
+            assert r.status_code == 401, header
+
+
+async def test_revoked_session_is_refused_everywhere(instance):
+    async with instance() as app:
+        await app.add_user("eve@example.com")
+        assert (await app.login("eve@example.com")).status_code == 200
+        token = app.client.cookies.get(COOKIE)
+        assert (await app.client.post("/api/auth/logout")).status_code == 200
+        before = (await security(app))["invalidTokensByReason"].get("revoked", 0)
+        for path in ("/api/me", "/api/admin/users"):
+            r = await as_cookie(app, token, path)
+            assert r.status_code == 401 and r.json()["error"] == "session ended"
+        r = await as_cookie(app, token, "/api/auth/session")
+        assert r.status_code == 200 and r.json() == {}
+        after = (await security(app))["invalidTokensByReason"]["revoked"]
+        assert after - before == 3
