@@ -1,13 +1,18 @@
-"""In-process store: LRU bounded by MAX_CACHE_SIZE, each entry with its own expiry."""
+"""In-process store: LRU bounded by MAX_CACHE_SIZE, each entry with its own expiry.
+
+Values are kept as given (the near tier keeps decoded entries, so a warm hit parses nothing);
+the async methods are the Store protocol for string values.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from cachetools import TLRUCache
 
 
-def _expiry(_key: str, value: tuple[str, float], _now: float) -> float:
+def _expiry(_key: str, value: tuple[Any, float], _now: float) -> float:
     return value[1]
 
 
@@ -16,16 +21,16 @@ class MemoryStore:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._data: TLRUCache[str, tuple[str, float]] = TLRUCache(
+        self._data: TLRUCache[str, tuple[Any, float]] = TLRUCache(
             maxsize=max_size, ttu=_expiry, timer=time.monotonic
         )
 
-    def get_now(self, key: str) -> str | None:
+    def get_now(self, key: str) -> Any:
         """Synchronous lookup: the hot path needs no await for a dict."""
         item = self._data.get(key)
         return item[0] if item is not None else None
 
-    def set_now(self, key: str, value: str, ttl: float) -> None:
+    def set_now(self, key: str, value: Any, ttl: float) -> None:
         if ttl > 0:
             self._data[key] = (value, time.monotonic() + ttl)
 

@@ -125,7 +125,7 @@ class ValidationCache:
         """The near tier only: no await, no network."""
         if not self.near_enabled:
             return None
-        return CacheEntry.decode(self.near.get_now(self.key_prefix + user_id))
+        return self.near.get_now(self.key_prefix + user_id)
 
     async def get_shared(self, user_id: str) -> CacheEntry | None:
         if not self.shared_usable:
@@ -149,7 +149,7 @@ class ValidationCache:
             if entry.banned_until is not None:
                 left = min(left, (entry.banned_until - now_ms()) / 1000)
             if left > 0 and self.near_enabled:
-                self.near.set_now(key, raw, self._near_ttl(left))  # type: ignore[arg-type]
+                self.near.set_now(key, entry, self._near_ttl(left))
         return entry
 
     async def get(self, user_id: str) -> CacheEntry | None:
@@ -173,7 +173,7 @@ class ValidationCache:
             return
         key, raw = self.key(user_id), entry.encode()
         if self.near_enabled:
-            self.near.set_now(key, raw, self._near_ttl(ttl))
+            self.near.set_now(key, entry, self._near_ttl(ttl))
         if not self.shared_usable:
             return
         assert self.shared is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from http.cookies import SimpleCookie
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,19 +37,15 @@ RETRY_AFTER_SECONDS = "5"
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
+    """The named cookie's value, or None. Session tokens are base64url and dots, so a plain
+    split is exact for them — and several times cheaper than http.cookies on every request."""
+    needle = name + "="
     for key, value in scope["headers"]:
         if key == b"cookie":
-            raw = value.decode("latin-1")
-            if name not in raw:
-                continue
-            cookie: SimpleCookie = SimpleCookie()
-            try:
-                cookie.load(raw)
-            except Exception:
-                return None
-            morsel = cookie.get(name)
-            if morsel is not None and morsel.value:
-                return morsel.value
+            for part in value.decode("latin-1").split(";"):
+                part = part.strip()
+                if part.startswith(needle):
+                    return part[len(needle):].strip('"') or None
     return None
 
 
