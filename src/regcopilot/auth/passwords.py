@@ -8,9 +8,19 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 
 MAX_PASSWORD_BYTES = 1024
 
-_hasher = PasswordHash((BcryptHasher(), Argon2Hasher()))
+DEFAULT_BCRYPT_ROUNDS = 12
+
+_hasher = PasswordHash((BcryptHasher(rounds=DEFAULT_BCRYPT_ROUNDS), Argon2Hasher()))
 # Verified against when the email is unknown, so both cases take the same time.
 _DUMMY_HASH = _hasher.hash("regcopilot-timing-equaliser")
+
+
+def configure(bcrypt_rounds: int) -> None:
+    """Cost of new hashes (tests use the minimum so a suite of logins runs in seconds).
+    Verifying always uses the cost stored in the hash itself."""
+    global _hasher, _DUMMY_HASH
+    _hasher = PasswordHash((BcryptHasher(rounds=bcrypt_rounds), Argon2Hasher()))
+    _DUMMY_HASH = _hasher.hash("regcopilot-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
