@@ -37,3 +37,15 @@ def monitor_or_admin(request: Request) -> None:
 
 def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def storable_text(value: str) -> str:
+    """A pydantic field check: NUL and lone surrogates cannot be stored in PostgreSQL text (nor
+    encoded as UTF-8), so they are a 422 here rather than a database error later."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value

@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from regcopilot.auth.passwords import MAX_PASSWORD_BYTES, verify_password
 from regcopilot.auth.rate_limit import RateLimited
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable, judge
-from regcopilot.web.deps import client_ip, services
+from regcopilot.web.deps import client_ip, services, storable_text
 from regcopilot.web.middleware import read_cookie
 from regcopilot.web.pages import render
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
@@ -22,12 +22,18 @@ from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_
 router = APIRouter()
 
 MAX_EMAIL = 320
+MAX_BODY_BYTES = 64 * 1024  # an email and a password; anything bigger is not a sign-in
 BAD_CREDENTIALS = "Invalid email or password"
 
 
 class LoginBody(BaseModel):
     email: str = Field(min_length=3, max_length=MAX_EMAIL)
     password: str = Field(min_length=1, max_length=MAX_PASSWORD_BYTES)
+
+    @field_validator("email", "password")
+    @classmethod
+    def _storable(cls, v: str) -> str:
+        return storable_text(v)
 
 
 class LoginFailed(Exception):
@@ -38,10 +44,16 @@ class LoginFailed(Exception):
 
 async def _read_login(request: Request) -> tuple[dict[str, Any], bool]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise LoginFailed(413, f"request body larger than {MAX_BODY_BYTES} bytes")
     if ctype == "application/json":
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise LoginFailed(413, f"request body larger than {MAX_BODY_BYTES} bytes")
         try:
-            body = json.loads(await request.body() or b"null")
-        except ValueError:
+            body = json.loads(raw or b"null")
+        except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested too deep
             raise LoginFailed(400, "request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise LoginFailed(400, "expected a JSON object with email and password")
@@ -60,7 +72,8 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
     except ValidationError as exc:
         err = exc.errors()[0]
         where = err["loc"][0] if err["loc"] else "body"
-        raise LoginFailed(422, f"{where}: {err['msg']}") from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise LoginFailed(422, f"{where}: {message}") from None
     svc = services(request)
     ip = client_ip(request)
     email = body.email.strip().lower()
