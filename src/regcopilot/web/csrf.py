@@ -32,7 +32,7 @@ def origin_of(url: str) -> str | None:
 
 def cross_site_reason(scope: Scope, trusted_origin: str | None) -> str | None:
     """Why this request looks forged by another site, or None when it does not."""
-    headers = {k: v.decode("latin-1") for k, v in scope["headers"]}
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     if headers.get("sec-fetch-site", "").lower() == "cross-site":
         return "Sec-Fetch-Site: cross-site"
     claimed = headers.get("origin")
