@@ -22,9 +22,13 @@ def observability(base: str, token: str) -> dict[str, Any]:
     return r.json()
 
 
-def validations(base: str, token: str) -> dict[str, int]:
-    v = observability(base, token)["authentication"]["validations"]
-    return {k: int(v[k]) for k in ("total", "cacheHits", "cacheMisses", "databaseQueries")}
+def validations(base: str, token: str) -> dict[str, Any]:
+    report = observability(base, token)
+    v = report["authentication"]["validations"]
+    out: dict[str, Any] = {k: int(v[k]) for k in ("total", "cacheHits", "cacheMisses",
+                                                   "databaseQueries")}
+    out["backend"] = report.get("validationCache", {}).get("backend")
+    return out
 
 
 class PeerQueries:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,7 @@ OBS_TOKEN = "bench-observability-token"
 OUR_COOKIE = "regcopilot.session-token"
 PEER_VENV = ROOT / "bench" / ".venv-peer"
 TTL = 300
+PARTS = ("variants", "profile", "model", "nginx", "memory")
 
 
 @dataclass
@@ -57,8 +59,7 @@ class Options:
     rounds: int
     connections: int
     peer: bool
-    extras: bool
-    profile: bool
+    parts: set[str]
     model_seconds: float
     model_ttl: int
     memory_users: int
@@ -85,14 +86,18 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--rounds", type=int)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--no-peer", action="store_true", help="leave out fastapi-users")
-    p.add_argument("--no-extras", action="store_true",
-                   help="only the five variants (no workload model, nginx, memory, profile)")
-    p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--only", help=f"comma-separated parts of {','.join(PARTS)} (default all;"
+                   " the profile needs py-spy and is left out in smoke mode)")
     p.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     a = p.parse_args(argv)
     smoke = a.smoke
+    parts = set(a.only.split(",")) if a.only else set(PARTS)
+    if parts - set(PARTS):
+        p.error(f"unknown part(s) {', '.join(sorted(parts - set(PARTS)))}")
+    if not a.only and (smoke or profile.py_spy() is None):
+        parts.discard("profile")
     peer_ready = (PEER_VENV / "bin" / "python").exists()
-    if a.no_peer:
+    if a.no_peer or "variants" not in parts:
         peer = False
     elif smoke:
         peer = peer_ready  # optional in smoke: CI need not build the peer's venv
@@ -109,8 +114,7 @@ def parse_args(argv: list[str]) -> Options:
         rounds=a.rounds or (1 if smoke else 3),
         connections=a.connections if not smoke else min(a.connections, 16),
         peer=peer,
-        extras=not a.no_extras,
-        profile=not (a.no_profile or smoke or a.no_extras) and profile.py_spy() is not None,
+        parts=parts,
         model_seconds=6 if smoke else 60,
         model_ttl=3 if smoke else 5,
         memory_users=1000 if smoke else 10_000,
@@ -189,6 +193,11 @@ def measure(v: Variant, opts: Options, redis: BenchRedis, peer_q: PeerQueries | 
         assert isinstance(before_q, dict)
         rec["dbQueries"] = after["databaseQueries"] - before_q["databaseQueries"]
         rec["validations"] = after["total"] - before_q["total"]
+        rec["backend"] = after["backend"]
+        # A saturated core can make Redis calls miss their 50 ms timeout and trip the breaker;
+        # such a run measured the fallback, not the design, and the report says so.
+        rec["breakerTrips"] = v.server.log_path.read_text(errors="replace").count(
+            "Redis cache failing")
     else:
         assert peer_q is not None and isinstance(before_q, int)
         peer_q.loaded()
@@ -223,6 +232,7 @@ def summarize_variant(v: Variant) -> dict[str, Any]:
         "redisPerRequest": median(v.runs, "redisPerRequest"),
         "rssMiB": round(max(r["rssKiB"] for r in v.runs) / 1024, 1),
         "errors": sum(sum(r["errors"].values()) for r in v.runs),
+        "breakerTrips": max((r.get("breakerTrips", 0) for r in v.runs), default=0),
         "runs": v.runs,
     }
 
@@ -280,6 +290,20 @@ def _version(pkg: str) -> str:
         return "?"
 
 
+@dataclass
+class Context:
+    """What every part of a run shares: the seeded data, the run's Redis, where logs go."""
+
+    opts: Options
+    redis: BenchRedis
+    pg: BenchPostgres
+    users: list[seed.BenchUser]
+    ours_db: str
+    ours_tokens: Path
+    logs: Path
+    work: Path
+
+
 def run(opts: Options) -> dict[str, Any]:
     started = time.monotonic()
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -288,50 +312,72 @@ def run(opts: Options) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="regcopilot-bench-"))
     redis = BenchRedis().start()
     pg = BenchPostgres()
-    servers: list[Server] = []
     result: dict[str, Any] = {"options": {k: str(v) for k, v in vars(opts).items()},
                               "machine": machine(opts)}
     try:
         users = seed.make_users(opts.users)
         ours_db = asyncio.run(pg.create("ours"))
         asyncio.run(seed.seed_ours(ours_db, users))
-        ours_tokens = seed.write_tokens(work / "ours.tokens",
-                                        seed.mint_ours(SECRET, 86_400, users))
+        tokens = seed.write_tokens(work / "ours.tokens", seed.mint_ours(SECRET, 86_400, users))
+        ctx = Context(opts, redis, pg, users, ours_db, tokens, logs, work)
+        if "variants" in opts.parts:
+            result.update(run_variants(ctx))
+        if "profile" in opts.parts:
+            result["profile"] = run_profile(ctx)
+        if "model" in opts.parts:
+            result["workloadModel"] = run_workload_model(ctx)
+        if "nginx" in opts.parts:
+            result["nginx"] = run_nginx(ctx)
+        if "memory" in opts.parts:
+            result["memory"] = run_memory(opts)
+    finally:
+        redis.stop()
+        asyncio.run(pg.drop_all())
+        shutil.rmtree(work, ignore_errors=True)
+    result["elapsedSeconds"] = round(time.monotonic() - started, 1)
+    return result
 
-        def ours(name: str, mode: str) -> Server:
-            s = our_server(name, our_env(ours_db, redis.url, f"bench:{name}:", mode,
-                                         work / f"data-{name}"), logs)
-            servers.append(s)
-            return s.start()
 
+def run_variants(ctx: Context) -> dict[str, Any]:
+    opts, redis, logs, work = ctx.opts, ctx.redis, ctx.logs, ctx.work
+    servers: list[Server] = []
+
+    def ours(name: str, mode: str) -> Server:
+        s = our_server(name, our_env(ctx.ours_db, redis.url, f"bench:{name}:", mode,
+                                     work / f"data-{name}"), logs)
+        servers.append(s)
+        return s.start()
+
+    try:
         tiered = ours("tiered", "tiered")
         redis_only = ours("redis-only", "redis-only")
         no_cache = ours("no-cache", "none")
+        tokens = ctx.ours_tokens
         variants = [
             Variant("ceiling", "(1) ceiling: /api/health, no auth", tiered, "/api/health",
-                    ours_tokens, OUR_COOKIE),
+                    tokens, OUR_COOKIE),
             Variant("tiered", "(2) ours: near cache + Redis", tiered, "/api/me",
-                    ours_tokens, OUR_COOKIE),
+                    tokens, OUR_COOKIE),
             Variant("redis-only", "(3) ours, near cache off: Redis only (upstream design)",
-                    redis_only, "/api/me", ours_tokens, OUR_COOKIE),
+                    redis_only, "/api/me", tokens, OUR_COOKIE),
             Variant("no-cache", "(4) ours, no cache: directory every request", no_cache,
-                    "/api/me", ours_tokens, OUR_COOKIE),
+                    "/api/me", tokens, OUR_COOKIE),
         ]
         peer_q: PeerQueries | None = None
         if opts.peer:
-            peer_db = asyncio.run(pg.create("peer"))
-            subprocess.run([str(PEER_VENV / "bin" / "python"), str(ROOT / "bench" /
-                            "peer_app.py"), "init"], check=True,
-                           env={**os.environ, "PEER_DATABASE_URL": peer_db})
-            asyncio.run(seed.seed_peer(peer_db, users))
+            peer_db = asyncio.run(ctx.pg.create("peer"))
+            subprocess.run([str(PEER_VENV / "bin" / "python"),
+                            str(ROOT / "bench" / "peer_app.py"), "init"],
+                           check=True, env={**os.environ, "PEER_DATABASE_URL": peer_db})
+            asyncio.run(seed.seed_peer(peer_db, ctx.users))
             prefix = "bench:peer:fastapi_users_token:"
             peer_tokens = seed.write_tokens(work / "peer.tokens",
-                                            seed.mint_peer(redis.url, prefix, users))
+                                            seed.mint_peer(redis.url, prefix, ctx.users))
             peer = peer_server(peer_db, redis.url, prefix, logs)
             servers.append(peer.start())
             variants.append(Variant("peer", "(5) fastapi-users 15: Redis tokens + SQLAlchemy",
                                     peer, "/api/me", peer_tokens, "fastapiusersauth"))
-            peer_q = PeerQueries(pg, peer_db)
+            peer_q = PeerQueries(ctx.pg, peer_db)
         for s in servers:
             s.wait_ready()
         tiered_started = time.monotonic()
@@ -356,65 +402,62 @@ def run(opts: Options) -> dict[str, Any]:
             settled = peer_q.settled()
             for rec, start in pending_peer:
                 rec["dbQueries"] = settled - start
-        # Cluster-wide over the tiered server's whole life: directory queries per user per TTL.
+        # Over the tiered server's whole life: directory queries per user per TTL.
         life = validations(tiered.base, OBS_TOKEN)
         elapsed = time.monotonic() - tiered_started
-        result["tieredLifetime"] = {
-            "seconds": round(elapsed, 1),
-            "validations": life["total"],
-            "dbQueries": life["databaseQueries"],
-            "queriesPerUserPerTtl": round(
-                life["databaseQueries"] / opts.users / max(1.0, elapsed / TTL), 3),
+        return {
+            "tieredLifetime": {
+                "seconds": round(elapsed, 1),
+                "validations": life["total"],
+                "dbQueries": life["databaseQueries"],
+                "queriesPerUserPerTtl": round(
+                    life["databaseQueries"] / opts.users / max(1.0, elapsed / TTL), 3),
+            },
+            "variants": [summarize_variant(v) for v in variants],
         }
-        result["variants"] = [summarize_variant(v) for v in variants]
-        for s in servers:
-            s.stop()
-        servers.clear()
-
-        if opts.profile:
-            result["profile"] = run_profile(opts, ours_db, redis, ours_tokens, logs, work)
-        if opts.extras:
-            result["workloadModel"] = run_workload_model(opts, ours_db, redis, users, logs, work)
-            result["nginx"] = run_nginx(opts, ours_db, redis, ours_tokens, logs, work)
-            result["memory"] = run_memory(opts)
     finally:
         for s in servers:
             s.stop()
-        redis.stop()
-        asyncio.run(pg.drop_all())
-    result["elapsedSeconds"] = round(time.monotonic() - started, 1)
-    return result
 
 
-def run_profile(opts: Options, db: str, redis: BenchRedis, tokens: Path, logs: Path,
-                work: Path) -> dict[str, Any]:
-    s = our_server("profiled", our_env(db, redis.url, "bench:profiled:", "tiered",
-                                       work / "data-profiled"), logs).start().wait_ready()
+def run_profile(ctx: Context) -> dict[str, Any]:
+    """Samples (1) and then (2) on one server: the difference is what authentication costs."""
+    opts, tokens = ctx.opts, ctx.ours_tokens
+    s = our_server("profiled", our_env(ctx.ours_db, ctx.redis.url, "bench:profiled:", "tiered",
+                                       ctx.work / "data-profiled"), ctx.logs).start().wait_ready()
     try:
-        url = s.base + "/api/me"
-        run_wrk(url, tokens, OUR_COOKIE, seconds=opts.warmup, connections=opts.connections)
+        run_wrk(s.base + "/api/me", tokens, OUR_COOKIE, seconds=opts.warmup,
+                connections=opts.connections)
         seconds = min(opts.duration, 15)
-        raw = opts.out / "profile-tiered.txt"
-        _, load = profile.record_during(
-            s.pid, seconds, raw,
-            lambda: run_wrk(url, tokens, OUR_COOKIE, seconds=seconds + 1,
-                            connections=opts.connections),
+        out: dict[str, Any] = {}
+        for key, path in (("ceiling", "/api/health"), ("tiered", "/api/me")):
+            raw = opts.out / f"profile-{key}.txt"
+            url = s.base + path
+            _, load = profile.record_during(
+                s.pid, seconds, raw,
+                lambda url=url: run_wrk(url, tokens, OUR_COOKIE, seconds=seconds + 1,
+                                        connections=opts.connections),
+            )
+            summary = profile.summarize(raw)
+            summary["rpsWhileSampled"] = round(load.rps, 1) if load else None
+            summary["raw"] = raw.name
+            out[key] = summary
+        out["extraPerRequest"] = profile.difference(
+            opts.out / "profile-tiered.txt", out["tiered"]["rpsWhileSampled"],
+            opts.out / "profile-ceiling.txt", out["ceiling"]["rpsWhileSampled"],
         )
-        summary = profile.summarize(raw)
-        summary["rpsWhileSampled"] = round(load.rps, 1) if load else None
-        summary["raw"] = raw.name
-        return summary
+        return out
     finally:
         s.stop()
 
 
-def run_workload_model(opts: Options, db: str, redis: BenchRedis, users: list[seed.BenchUser],
-                       logs: Path, work: Path) -> dict[str, Any]:
-    env = our_env(db, redis.url, "bench:model:", "tiered", work / "data-model",
+def run_workload_model(ctx: Context) -> dict[str, Any]:
+    opts = ctx.opts
+    env = our_env(ctx.ours_db, ctx.redis.url, "bench:model:", "tiered", ctx.work / "data-model",
                   ttl=opts.model_ttl)
-    s = our_server("model", env, logs).start().wait_ready()
+    s = our_server("model", env, ctx.logs).start().wait_ready()
     try:
-        tokens = seed.mint_ours(SECRET, 86_400, users)
+        tokens = seed.mint_ours(SECRET, 86_400, ctx.users)
         res = run_model(s.base, OBS_TOKEN, OUR_COOKIE, tokens, ttl_s=opts.model_ttl,
                         seconds=opts.model_seconds)
         return res.to_json()
@@ -422,10 +465,11 @@ def run_workload_model(opts: Options, db: str, redis: BenchRedis, users: list[se
         s.stop()
 
 
-def run_nginx(opts: Options, db: str, redis: BenchRedis, tokens: Path, logs: Path,
-              work: Path) -> dict[str, Any]:
-    instances = [our_server(f"cluster-{i}", our_env(db, redis.url, "bench:cluster:", "tiered",
-                                                   work / f"data-cluster-{i}"), logs)
+def run_nginx(ctx: Context) -> dict[str, Any]:
+    opts, redis, tokens = ctx.opts, ctx.redis, ctx.ours_tokens
+    instances = [our_server(f"cluster-{i}", our_env(ctx.ours_db, redis.url, "bench:cluster:",
+                                                   "tiered", ctx.work / f"data-cluster-{i}"),
+                            ctx.logs)
                  for i in range(3)]
     proxy: Nginx | None = None
     try:
@@ -451,10 +495,11 @@ def run_nginx(opts: Options, db: str, redis: BenchRedis, tokens: Path, logs: Pat
             "requests": requests,
             "validations": totals["total"],
             "dbQueries": totals["databaseQueries"],
-            "dbQueriesPerUser": round(totals["databaseQueries"] / len(tokens.read_text().split()),
-                                      3),
+            "dbQueriesPerUser": round(totals["databaseQueries"] / len(ctx.users), 3),
             "redisPerRequest": round((cmd1 - cmd0 - 2) / max(1, res.requests), 3),
             "rssMiB": [round(s.sample_rss() / 1024, 1) for s in instances],
+            "breakerTrips": sum(s.log_path.read_text(errors="replace").count(
+                "Redis cache failing") for s in instances),
         }
     finally:
         if proxy is not None:

@@ -57,6 +57,11 @@ def markdown(result: dict[str, Any]) -> str:
     errors = sum(v["errors"] for v in result.get("variants", []))
     if errors:
         lines += ["", f"**{errors} wrk errors (non-2xx, timeouts or socket errors)**"]
+    for v in result.get("variants", []):
+        if v.get("breakerTrips"):
+            lines += ["", f"**{v['label']}: the Redis breaker tripped {v['breakerTrips']} time(s) "
+                      "(Redis calls timed out on the saturated core); some requests of that "
+                      "variant used the in-memory fallback.**"]
     lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---:|---|"]
     v = _by_key(result)
     for name, a, b, goal in GOALS:
@@ -161,19 +166,31 @@ def _memory(mem: dict[str, Any] | None) -> list[str]:
 
 
 def _profile(p: dict[str, Any] | None) -> list[str]:
-    if not p:
+    if not p or "tiered" not in p:
         return []
+    t, c = p["tiered"], p["ceiling"]
     out = [
         "",
-        f"## Profile of (2) (py-spy, {p['samples']:,} samples of busy time, "
-        f"{p.get('rpsWhileSampled') or 0:,.0f} req/s while sampled)",
+        f"## Profile of (2) (py-spy, {t['samples']:,} samples of busy time, "
+        f"{t.get('rpsWhileSampled') or 0:,.0f} req/s while sampled; (1) sampled the same way at "
+        f"{c.get('rpsWhileSampled') or 0:,.0f} req/s)",
         "",
-        "| self time by package | % |",
-        "|---|---:|",
+        "What a request of (2) costs beyond one of (1), server CPU per request by function "
+        "(self time; the rows add up to the whole difference):",
+        "",
+        "| function | (2) µs | (1) µs | extra µs |",
+        "|---|---:|---:|---:|",
     ]
-    out += [f"| {x['name']} | {x['percent']} |" for x in p["selfByPackage"][:12]]
-    out += ["", "| function (self) | % |", "|---|---:|"]
-    out += [f"| `{x['name']}` | {x['percent']} |" for x in p["self"][:15]]
-    out += ["", "| function (inclusive) | % |", "|---|---:|"]
-    out += [f"| `{x['name']}` | {x['percent']} |" for x in p["inclusive"][:25]]
+    extra = p.get("extraPerRequest", {})
+    out += [f"| `{x['name']}` | {x['us']} | {x['baselineUs']} | {x['extraUs']} |"
+            for x in extra.get("self", [])[:20]]
+    out += ["", "The hot path's own functions and FastAPI's per-route work (inclusive µs per "
+            "request):", "", "| function | (2) µs | (1) µs |", "|---|---:|---:|"]
+    out += [f"| `{x['name']}` | {x['us']} | {x['baselineUs']} |" for x in extra.get("watch", [])]
+    out += ["", "| (2): self time by package | % |", "|---|---:|"]
+    out += [f"| {x['name']} | {x['percent']} |" for x in t["selfByPackage"][:12]]
+    out += ["", "| (2): function (self) | % |", "|---|---:|"]
+    out += [f"| `{x['name']}` | {x['percent']} |" for x in t["self"][:15]]
+    out += ["", "| (2): function (inclusive) | % |", "|---|---:|"]
+    out += [f"| `{x['name']}` | {x['percent']} |" for x in t["inclusive"][:25]]
     return out
