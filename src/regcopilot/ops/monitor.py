@@ -207,7 +207,10 @@ def as_json(url: str, report: dict[str, Any] | None, checks: list[Check] | None,
     if checks is not None:
         body["alerts"] = sum(c.status == ALERT for c in checks)
         body["warnings"] = sum(c.status == WARN for c in checks)
-        body["checks"] = [asdict(c) for c in checks]
+        body["checks"] = [
+            {"alertIf" if k == "alert_if" else k: v for k, v in asdict(c).items()}
+            for c in checks
+        ]
     if report is not None:
         body["backend"] = report.get("validationCache", {}).get("backend")
         body["scope"] = report.get("authentication", {}).get("scope")
