@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_ENTRY_BYTES = 4096
+MAX_CLOCK_SKEW_MS = 30_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,11 @@ class CacheEntry:
     # ms since the epoch: the end of the ban this entry reports. Every tier's copy must be
     # gone by then, including copies taken from Redis by other instances.
     banned_until: int | None = None
+
+    def fresh(self, ttl_s: float, now: int) -> bool:
+        """Written within the last TTL, and not from the future (allowing for clock skew
+        between hosts): an entry outside that window was not written by a sane instance."""
+        return -MAX_CLOCK_SKEW_MS <= now - self.timestamp <= ttl_s * 1000
 
     def encode(self) -> str:
         body: dict[str, Any] = {

@@ -144,6 +144,8 @@ class ValidationCache:
             return None
         if entry is not None and self.changed_since(user_id, entry.timestamp):
             return None
+        if entry is not None and not entry.fresh(self.ttl, now_ms()):
+            return None  # outlived its TTL, or dated in the future: a poisoned value
         if entry is not None:
             left = self.ttl - (now_ms() - entry.timestamp) / 1000
             if entry.banned_until is not None:

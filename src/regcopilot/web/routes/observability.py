@@ -22,6 +22,14 @@ async def observability_report(request: Request) -> dict:
         backend=cache.backend,
         extra={
             "security": svc.security.report(),
+            # The Redis tier's circuit breaker: each open/close is one transition.
+            "cacheBreaker": {
+                "open": cache.shared is not None and cache.breaker.open,
+                "state": cache.backend,
+                "failures": cache.breaker.failures,
+                "transitions": cache.breaker.transitions,
+                "lastError": cache.breaker.last_error if cache.shared is not None else None,
+            },
             "invalidation": {
                 "feed": "connected" if svc.feed_connected else "disconnected",
                 "events": (

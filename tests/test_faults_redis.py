@@ -1,0 +1,266 @@
+"""Redis killed, stalled and poisoned while a client keeps sending requests.
+
+Each test starts its own redis-server (support.RedisServer) and breaks it itself; a bounded load
+(a few concurrent clients, capped in requests and seconds) runs alongside against an in-process
+instance. A short TTL (1 s) keeps entries expiring, so the load really goes through the Redis
+tier rather than only the near one. The figures each test measures are printed (`-s`) and kept
+in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from tests.support import RedisServer, eventually
+
+COOKIE = "regcopilot.session-token"
+BEARER = {"Authorization": "Bearer monitor-token"}
+FAST_EXPIRY = {"CACHE_TTL_SECONDS": 1, "SESSION_VALIDATION_INTERVAL_SECONDS": 1}
+USERS = 12
+CONCURRENCY = 6
+
+
+@dataclass
+class Sample:
+    at: float  # monotonic start
+    ms: float
+    status: int
+
+
+@dataclass
+class Load:
+    """A bounded client: CONCURRENCY workers cycling through signed-in users."""
+
+    app: object
+    cookies: list[str]
+    max_requests: int = 6000
+    max_seconds: float = 30.0
+    samples: list[Sample] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _worker(self, offset: int) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        i = offset
+        while not self.stop.is_set() and len(self.samples) < self.max_requests:
+            if time.monotonic() > deadline:
+                break
+            cookie = self.cookies[i % len(self.cookies)]
+            i += 1
+            started = time.monotonic()
+            r = await self.app.client.get(  # type: ignore[attr-defined]
+                "/api/me", headers={"cookie": f"{COOKIE}={cookie}"}
+            )
+            self.samples.append(Sample(started, (time.monotonic() - started) * 1000,
+                                       r.status_code))
+            await asyncio.sleep(0.002)  # a client's think time: the server is not a busy loop
+
+    async def __aenter__(self) -> Load:
+        self._tasks = [asyncio.create_task(self._worker(n)) for n in range(CONCURRENCY)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def more(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until n more requests have completed."""
+        target = len(self.samples) + n
+        await eventually(lambda: len(self.samples) >= target or self.stop.is_set(),
+                         timeout=timeout)
+
+    def between(self, start: float, end: float) -> list[Sample]:
+        return [s for s in self.samples if start <= s.at < end]
+
+
+def stats(samples: list[Sample]) -> dict[str, float]:
+    ms = sorted(s.ms for s in samples)
+    if not ms:
+        return {"n": 0, "max": 0.0, "p99": 0.0, "p50": 0.0}
+    return {"n": len(ms), "max": round(ms[-1], 1), "p99": round(ms[int(len(ms) * 0.99)], 1),
+            "p50": round(ms[len(ms) // 2], 1)}
+
+
+async def sign_in_users(app, n: int = USERS) -> list[str]:
+    cookies = []
+    for i in range(n):
+        await app.add_user(f"user{i}@example.com")
+        app.client.cookies.clear()
+        r = await app.login(f"user{i}@example.com")
+        assert r.status_code == 200, r.text
+        cookies.append(app.client.cookies.get(COOKIE))
+    app.client.cookies.clear()
+    return cookies
+
+
+async def observed(app) -> dict:
+    r = await app.client.get("/api/observability", headers=BEARER)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def test_redis_killed_under_load_then_restarted(instance, caplog):
+    caplog.set_level(logging.INFO, logger="regcopilot")
+    server = RedisServer().start()
+    try:
+        async with instance("sqlite", server.url, **FAST_EXPIRY) as app:
+            cache = app.services.cache
+            cookies = await sign_in_users(app)
+            async with Load(app, cookies) as load:
+                await load.more(200)
+                assert (await observed(app))["validationCache"]["backend"] == "redis"
+
+                killed_at = time.monotonic()
+                await asyncio.to_thread(server.kill)
+                await eventually(lambda: cache.backend != "redis", timeout=3, interval=0.005)
+                took_over_s = time.monotonic() - killed_at
+                await load.more(300)
+                body = await observed(app)
+                assert body["validationCache"]["backend"] == "redis-disconnected"
+                assert body["validationCache"]["maxSize"] == 10_000  # the memory tier serves
+                down_breaker = body["cacheBreaker"]
+                assert down_breaker["open"] and down_breaker["lastError"]
+
+                restarted = RedisServer(port=server.port)
+                server = restarted
+                restarted_at = time.monotonic()
+                await asyncio.to_thread(restarted.start)
+                await eventually(lambda: cache.backend == "redis", timeout=5, interval=0.01)
+                recovery_s = time.monotonic() - restarted_at
+                await load.more(200)
+                body = await observed(app)
+            assert body["validationCache"]["backend"] == "redis"
+            assert body["cacheBreaker"]["transitions"] >= down_breaker["transitions"] + 1
+
+        failed = [s for s in load.samples if s.status != 200]
+        during = load.between(killed_at, restarted_at + recovery_s)
+        print(f"\nredis kill: {len(load.samples)} requests, {len(failed)} failed; "
+              f"memory tier took over after {took_over_s * 1000:.0f} ms; back to redis "
+              f"{recovery_s:.2f} s after restart; latency during outage {stats(during)}")
+        assert not failed, failed[:5]
+        assert recovery_s < 5
+        # Both transitions are in the logs, with the wording operators grep for.
+        text = caplog.text
+        assert "Redis cache failing" in text or "Redis cache unavailable" in text
+        assert text.rindex("Redis cache connected successfully") > text.index("Redis cache")
+        # After the restart the shared tier holds entries again.
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        try:
+            assert client.dbsize() > 0
+        finally:
+            client.close()
+    finally:
+        server.stop()
+
+
+async def test_redis_stalled_latency_bounded_and_breaker_stops_paying(instance, caplog):
+    caplog.set_level(logging.INFO, logger="regcopilot")
+    server = RedisServer().start()
+    timeout_ms = 50
+    try:
+        async with instance("sqlite", server.url, REDIS_TIMEOUT_MS=timeout_ms,
+                            **FAST_EXPIRY) as app:
+            cache = app.services.cache
+            cookies = await sign_in_users(app)
+            async with Load(app, cookies) as load:
+                await load.more(200)
+                before = load.between(0, time.monotonic())
+                paused_at = time.monotonic()
+                server.pause()  # SIGSTOP: connections stay open, nothing answers
+                await eventually(lambda: cache.backend != "redis", timeout=3, interval=0.005)
+                opened_s = time.monotonic() - paused_at
+                # Several seconds of stall: past the event bus noticing it (ping every 2 s).
+                stall_end = time.monotonic() + 4.0
+                await eventually(lambda: time.monotonic() > stall_end, timeout=6, interval=0.05)
+                resumed_at = time.monotonic()
+                server.resume()
+                await eventually(lambda: cache.backend == "redis", timeout=5, interval=0.01)
+                recovery_s = time.monotonic() - resumed_at
+                await load.more(100)
+
+        failed = [s for s in load.samples if s.status != 200]
+        stall = load.between(paused_at, resumed_at)
+        opening = load.between(paused_at, paused_at + opened_s)
+        open_phase = load.between(paused_at + opened_s + 0.2, resumed_at)
+        print(f"\nredis stall ({timeout_ms} ms timeout): breaker open after "
+              f"{opened_s * 1000:.0f} ms; before {stats(before)}; whole stall {stats(stall)}; "
+              f"while opening {stats(opening)}; breaker open {stats(open_phase)}; "
+              f"back to redis {recovery_s:.2f} s after resume; {len(failed)} failed")
+        assert not failed, failed[:5]
+        assert len(open_phase) > 100
+        # Bounded by the timeout: a request pays at most a few timeouts (get, lock, set),
+        # plus the scheduling of its neighbours — never redis-py's seconds of retries.
+        assert stats(stall)["max"] < 8 * timeout_ms + 400, stats(stall)
+        # With the breaker open nobody waits on Redis at all.
+        assert stats(open_phase)["p99"] < timeout_ms, stats(open_phase)
+        assert recovery_s < 5
+    finally:
+        server.stop()
+
+
+POISON = {
+    "not JSON": "\x00\xff garbage {",
+    "JSON array": "[true, 1]",
+    "JSON string": '"isValid"',
+    "isValid a string": '{"isValid": "true", "timestamp": 1, "tenantId": null, "reason": null}',
+    "isValid 1": '{"isValid": 1, "timestamp": 1, "tenantId": null, "reason": null}',
+    "bare isValid true": '{"isValid": true}',
+    "timestamp a string": '{"isValid": true, "timestamp": "now", "tenantId": null}',
+    "tenant a number": '{"isValid": true, "timestamp": NOW, "tenantId": 7, "reason": null}',
+    "valid with a reason": '{"isValid": true, "timestamp": NOW, "tenantId": null,'
+                           ' "reason": "deleted"}',
+    "from the future": '{"isValid": true, "timestamp": FUTURE, "tenantId": null, "reason": null}',
+    "older than the TTL": '{"isValid": true, "timestamp": OLD, "tenantId": null, "reason": null}',
+    "huge": '{"isValid": true, "timestamp": NOW, "tenantId": "' + "t" * 1_000_000 + '"}',
+    "role admin smuggled": '{"isValid": true, "timestamp": 1, "role": "admin"}',
+}
+
+
+def poison_value(template: str) -> str:
+    now = int(time.time() * 1000)
+    return (template.replace("FUTURE", str(now + 3_600_000))
+            .replace("OLD", str(now - 86_400_000)).replace("NOW", str(now)))
+
+
+async def test_poisoned_redis_entries_are_misses_and_overwritten(instance, redis_prefix,
+                                                                 shared_redis):
+    async with instance("sqlite", "redis") as app:
+        cache = app.services.cache
+        alive = await app.add_user("alive@example.com")
+        gone = await app.add_user("gone@example.com")
+        cookies = {}
+        for email, uid in (("alive@example.com", alive), ("gone@example.com", gone)):
+            app.client.cookies.clear()
+            assert (await app.login(email)).status_code == 200
+            cookies[uid] = app.client.cookies.get(COOKIE)
+        app.client.cookies.clear()
+        await app.services.directory.delete(gone)
+        await eventually(lambda: cache.peek(gone) is None, timeout=5)
+
+        async def present(uid: str):
+            return await app.client.get("/api/me", headers={"cookie": f"{COOKIE}={cookies[uid]}"})
+
+        for name, template in POISON.items():
+            for uid in (alive, gone):
+                key = f"{redis_prefix}validation:{uid}"
+                await shared_redis.set(key, poison_value(template), ex=300)
+                cache.drop_near(uid)
+                r = await present(uid)
+                if uid == alive:
+                    assert r.status_code == 200, (name, r.status_code, r.text)
+                    stored = json.loads(await shared_redis.get(key))
+                    assert stored["isValid"] is True and isinstance(stored["timestamp"], int)
+                    assert stored.get("role") is None  # nothing smuggled survives
+                else:
+                    assert r.status_code == 401, (name, r.status_code, r.text)
+                    stored = json.loads(await shared_redis.get(key))
+                    assert stored["isValid"] is False and stored["reason"] in (
+                        "not_found", "deleted"), (name, stored)
+        # Still serving, the backend never left Redis for a bad value.
+        assert cache.backend == "redis"
+        assert (await present(alive)).status_code == 200
