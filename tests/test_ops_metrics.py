@@ -117,3 +117,46 @@ def test_alert_rules_and_dashboard_use_exposed_metrics():
         assert not missing, f"{missing} in {expr!r} is not exposed by /metrics"
         assert expr.count("(") == expr.count(")"), expr
         assert "sum(" not in expr.replace(" ", ""), "cluster totals are combined with max()"
+
+
+async def test_metrics_leave_out_counters_while_redis_is_unreadable(instance):
+    from tests.support import RedisServer, eventually
+
+    server = RedisServer().start()
+    try:
+        async with instance("sqlite", server.url) as app:
+            await app.add_user("carol@example.com")
+            assert (await app.login("carol@example.com")).status_code == 200
+            await app.client.get("/api/me")
+            fams = parse((await app.client.get("/metrics", headers=TOKEN)).text)
+            assert value(fams, "regcopilot_cluster_metrics_available") == 1
+            server.kill()
+
+            async def degraded() -> bool:
+                f = parse((await app.client.get("/metrics", headers=TOKEN)).text)
+                return value(f, "regcopilot_cache_backend", backend="redis") == 0 and f
+
+            fams = await eventually(degraded, timeout=10, interval=0.1)
+            # A gap, not this process's smaller numbers (Prometheus would see a reset).
+            assert value(fams, "regcopilot_cluster_metrics_available") == 0
+            assert "regcopilot_validations" not in fams
+            assert value(fams, "regcopilot_cache_backend", backend="redis-disconnected") == 1
+    finally:
+        server.stop()
+
+
+async def test_dashboard_page_access(instance):
+    async with instance() as app:
+        await app.add_user("admin@example.com", admin=True)
+        await app.add_user("dave@example.com")
+        r = await app.client.get("/admin/observability")
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert (await app.login("dave@example.com")).status_code == 200
+        r = await app.client.get("/admin/observability")
+        assert r.status_code == 403 and "Admins only" in r.text
+        app.client.cookies.clear()
+        assert (await app.login("admin@example.com")).status_code == 200
+        r = await app.client.get("/admin/observability?refresh=2")
+        assert r.status_code == 200
+        assert 'id="logins-chart"' in r.text and "const REFRESH_MS = 2000;" in r.text
+        assert "https://" not in r.text.split("<script>", 1)[1]  # nothing from a CDN
