@@ -202,38 +202,39 @@ def live_text(report: dict[str, Any], url: str, prices: Prices, processes: int,
     users = int(auth["users"]["activeCount"])
     validations_h = float(vals["averagePerHour"])
     ttl = ttl_override or report["validationCache"]["ttlMs"] / 1000
-    model = None
-    if users:
-        v = v_override or validations_h / users
-        model = row(users, v, ttl, prices, processes)
-
-    def m(value: str) -> str:
-        return value if model is not None else "-"
-
-    rows = [
-        ["Active users (24 h)", table.number(users), table.number(users)],
-        ["Validations/user/hour", f"{validations_h / users:,.2f}" if users else "-",
-         m(f"{model.validations_h / users:g}" if model else "")],
-        ["Validations/h", table.number(validations_h, 1),
-         m(table.number(model.validations_h, 1) if model else "")],
-        ["DB queries/h without cache", table.number(validations_h, 1),
-         m(table.number(model.queries_no_cache_h, 1) if model else "")],
-        ["DB queries/h with cache", table.number(c["queriesPerHour"]),
-         m(table.number(model.queries_cache_h, 1) if model else "")],
-        ["Cache hit rate", f"{float(vals['cacheHitRate']):.2f} %",
-         m(_pct(model.savings_pct) if model else "")],
-        ["Database cost since start", f"${c['estimatedDatabaseCost']}", "-"],
-        ["... without the cache", f"${c['costWithoutCache']}", "-"],
-        ["Saved", f"${c['savings']} ({c['savingsPercentage']} %)", "-"],
-        ["Redis $/day", "-", m(_money(model.redis_day) if model else "")],
-        ["Net saving $/day", "-", m(_money(model.net_day) if model else "")],
+    live = [
+        table.number(users),
+        f"{validations_h / users:,.2f}" if users else "-",
+        table.number(validations_h, 1),
+        table.number(validations_h, 1),
+        table.number(c["queriesPerHour"]),
+        f"{float(vals['cacheHitRate']):.2f} %",
+        f"${c['estimatedDatabaseCost']}",
+        f"${c['costWithoutCache']}",
+        f"${c['savings']} ({c['savingsPercentage']} %)",
+        "-",
+        "-",
     ]
+    predicted = ["-"] * len(live)
+    if users:
+        m = row(users, v_override or validations_h / users, ttl, prices, processes)
+        predicted = [
+            table.number(users), f"{m.validations_h / users:g}",
+            table.number(m.validations_h, 1), table.number(m.queries_no_cache_h, 1),
+            table.number(m.queries_cache_h, 1), _pct(m.savings_pct), "-", "-", "-",
+            _money(m.redis_day), _money(m.net_day),
+        ]
+    labels = ["Active users (24 h)", "Validations/user/hour", "Validations/h",
+              "DB queries/h without cache", "DB queries/h with cache", "Cache hit rate",
+              "Database cost since start", "... without the cache", "Saved", "Redis $/day",
+              "Net saving $/day"]
+    rows = [list(r) for r in zip(labels, live, predicted, strict=True)]
     head = (f"Live counters from {url} (scope {auth.get('scope', '?')}, uptime "
             f"{float(auth['uptime']['hours']):.2f} h, backend "
             f"{report['validationCache']['backend']}); per-hour figures average over at "
             "least one hour")
     out = [head, table.render(["", "Live", f"Model (TTL {ttl:g} s)"], rows, right={1, 2})]
-    if model is None:
+    if not users:
         out.append("  no active users yet: the model needs at least one")
     return "\n".join(out)
 
