@@ -97,6 +97,42 @@ async def test_frozen_directory_gives_503_never_401(instance, pg_url, cache):
         await proxy.stop()
 
 
+async def test_dropped_connections_are_replaced_without_errors(instance, pg_url):
+    """PostgreSQL restarted (every connection cut): no request fails, and the change feed
+    comes back so a change made in plain SQL afterwards is still heard."""
+    proxy = await TcpProxy(urlsplit(pg_url).port or 5432).start()
+    try:
+        async with instance(
+            "postgres", "memory", DATABASE_URL=through(proxy, pg_url), DATABASE_TIMEOUT_SECONDS=1
+        ) as app:
+            alice = await app.add_user("alice@example.com")
+            await app.add_user("bob@example.com")
+            alice_cookie = await login_cookie(app, "alice@example.com")
+            bob_cookie = await login_cookie(app, "bob@example.com")
+            assert (await as_user(app, alice_cookie)).status_code == 200
+
+            proxy.cut()
+            r = await as_user(app, bob_cookie)  # a miss: needs a fresh connection
+            assert r.status_code == 200, r.text
+
+            async def feed_back() -> bool:
+                return (await app.client.get("/api/ready")).json()["invalidationFeed"] == (
+                    "connected")
+
+            await eventually(feed_back, timeout=10, interval=0.1)
+            conn = await asyncpg.connect(pg_url)
+            try:
+                await conn.execute("UPDATE auth.users SET deleted_at = now() WHERE id = $1",
+                                   alice)
+            finally:
+                await conn.close()
+            r = await eventually(lambda: _refused(as_user(app, alice_cookie)), timeout=5,
+                                 interval=0.05)
+            assert r.json()["error"] == "account deleted"
+    finally:
+        await proxy.stop()
+
+
 @pytest.mark.parametrize("cache", ["memory", "redis"])
 async def test_soft_delete_in_plain_sql_postgres(instance, pg_url, cache):
     async with instance("postgres", cache) as app:

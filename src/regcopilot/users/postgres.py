@@ -37,6 +37,9 @@ UNAVAILABLE = (
     asyncpg.QueryCanceledError,
 )
 RECONNECT_SECONDS = 0.5
+# A pooled connection the server dropped (restart, failover) fails when next used, and the pool
+# then replaces it: a read gets one immediate second try. Timeouts are never retried.
+DROPPED = (asyncpg.ConnectionDoesNotExistError,)
 LISTEN_PING_SECONDS = 2.0
 LOST = ""  # queued by the termination listener: never a user id
 
@@ -95,8 +98,14 @@ class PostgresDirectory:
             raise DirectoryUnavailable(f"PostgreSQL: {exc or type(exc).__name__}") from exc
 
     async def _one(self, sql: str, *args: Any) -> User | None:
-        async with self._conn() as conn:
-            row = await conn.fetchrow(sql, *args)
+        try:
+            async with self._conn() as conn:
+                row = await conn.fetchrow(sql, *args)
+        except DirectoryUnavailable as exc:
+            if not isinstance(exc.__cause__, DROPPED):
+                raise
+            async with self._conn() as conn:
+                row = await conn.fetchrow(sql, *args)
         return to_user(row) if row else None
 
     async def ping(self) -> None:
