@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -126,6 +127,15 @@ def test_ban_rejects_a_past_end(tmp_path):
     alice = re.search(rf"id=({UUID_RE})", r.stdout).group(1)
     r = cli(tmp_path, "ban", alice, "--until", "2000-01-01T00:00:00")
     assert r.returncode != 0 and r.stderr.startswith("error: ") and "future" in r.stderr
+    assert listed(tmp_path)["alice@example.com"] == "active"
+
+    # A ban that has run out is listed as what it is: no ban.
+    db = sqlite3.connect(tmp_path / "users.db")
+    try:
+        db.execute("UPDATE auth_users SET banned_until = '2000-01-01T00:00:00+00:00'")
+        db.commit()
+    finally:
+        db.close()
     assert listed(tmp_path)["alice@example.com"] == "active"
 
 

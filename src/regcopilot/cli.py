@@ -6,7 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -151,7 +151,9 @@ def users_list(limit: Annotated[int, typer.Option(min=1)] = 100) -> None:
             typer.echo(f"{'id':36}  {'email':32}  {'role':6}  state")
             for u in rows:
                 state = "deleted" if u.deleted_at else (
-                    f"banned until {u.banned_until:%Y-%m-%d %H:%M}" if u.banned_until else "active"
+                    f"banned until {u.banned_until:%Y-%m-%d %H:%M}"
+                    if u.banned_until and u.banned_until > datetime.now(UTC)
+                    else "active"  # an expired ban lets the user in: say so
                 )
                 typer.echo(f"{u.id:36}  {u.email:32}  {u.role or '-':6}  {state}")
 
