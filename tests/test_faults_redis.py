@@ -23,7 +23,8 @@ COOKIE = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
 FAST_EXPIRY = {"CACHE_TTL_SECONDS": 1, "SESSION_VALIDATION_INTERVAL_SECONDS": 1}
 USERS = 12
-CONCURRENCY = 6
+CONCURRENCY = 4
+THINK_SECONDS = 0.005  # per client between requests: a load, not a CPU hog for the suite
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Load:
 
     app: object
     cookies: list[str]
-    max_requests: int = 6000
+    max_requests: int = 5000
     max_seconds: float = 30.0
     samples: list[Sample] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -58,7 +59,7 @@ class Load:
             )
             self.samples.append(Sample(started, (time.monotonic() - started) * 1000,
                                        r.status_code))
-            await asyncio.sleep(0.002)  # a client's think time: the server is not a busy loop
+            await asyncio.sleep(THINK_SECONDS)
 
     async def __aenter__(self) -> Load:
         self._tasks = [asyncio.create_task(self._worker(n)) for n in range(CONCURRENCY)]
@@ -71,8 +72,8 @@ class Load:
     async def more(self, n: int, timeout: float = 10.0) -> None:
         """Wait until n more requests have completed."""
         target = len(self.samples) + n
-        await eventually(lambda: len(self.samples) >= target or self.stop.is_set(),
-                         timeout=timeout)
+        await eventually(lambda: len(self.samples) >= min(target, self.max_requests)
+                         or all(t.done() for t in self._tasks), timeout=timeout)
 
     def between(self, start: float, end: float) -> list[Sample]:
         return [s for s in self.samples if start <= s.at < end]
@@ -175,7 +176,7 @@ async def test_redis_stalled_latency_bounded_and_breaker_stops_paying(instance, 
                 await eventually(lambda: cache.backend != "redis", timeout=3, interval=0.005)
                 opened_s = time.monotonic() - paused_at
                 # Several seconds of stall: past the event bus noticing it (ping every 2 s).
-                stall_end = time.monotonic() + 4.0
+                stall_end = time.monotonic() + 3.0
                 await eventually(lambda: time.monotonic() > stall_end, timeout=6, interval=0.05)
                 resumed_at = time.monotonic()
                 server.resume()
@@ -192,7 +193,7 @@ async def test_redis_stalled_latency_bounded_and_breaker_stops_paying(instance, 
               f"while opening {stats(opening)}; breaker open {stats(open_phase)}; "
               f"back to redis {recovery_s:.2f} s after resume; {len(failed)} failed")
         assert not failed, failed[:5]
-        assert len(open_phase) > 100
+        assert len(open_phase) > 50
         # Bounded by the timeout: a request pays at most a few timeouts (get, lock, set),
         # plus the scheduling of its neighbours — never redis-py's seconds of retries.
         assert stats(stall)["max"] < 8 * timeout_ms + 400, stats(stall)

@@ -66,14 +66,19 @@ class LoginLimiter:
     async def succeeded(self, email: str, ip: str | None) -> None:
         key = self._keys(email, None)[0][1]
         self._local.pop(key, None)
-        if self.shared is not None:
+        if self.shared is not None and self._shared_usable:
             try:
                 await self.shared.delete(key)
             except Exception:
                 pass
 
+    @property
+    def _shared_usable(self) -> bool:
+        # A Redis known to be failing is skipped: a sign-in never waits on its timeout.
+        return self.shared is not None and self.shared.breaker.allows
+
     async def _count(self, key: str) -> tuple[int, float]:
-        if self.shared is not None:
+        if self.shared is not None and self._shared_usable:
             try:
                 pipe = self.shared.client.pipeline(transaction=False)
                 pipe.get(key)
@@ -93,7 +98,7 @@ class LoginLimiter:
             self._local[key] = [1, time.monotonic() + self.window]
         else:
             entry[0] += 1
-        if self.shared is not None:
+        if self.shared is not None and self._shared_usable:
             try:
                 pipe = self.shared.client.pipeline(transaction=False)
                 pipe.incr(key)

@@ -114,7 +114,8 @@ class SessionValidator:
         try:
             acquired = await lock.acquire()
         except FAILURES:
-            acquired = False  # Redis is sick: the directory is still the truth
+            # Redis is sick: no holder can fill it either, so waiting would only cost time.
+            return await self._load(user_id), DIRECTORY
         if not acquired:
             entry = await self._wait_for_holder(user_id)
             if entry is not None:

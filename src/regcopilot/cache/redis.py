@@ -23,6 +23,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
+from regcopilot.cache.breaker import Breaker
 from regcopilot.cache.store import StoreError
 
 # RedisClusterException is not a RedisError (e.g. "keys don't hash to the same slot").
@@ -178,6 +179,10 @@ class RedisStore:
     def __init__(self, url: str, *, timeout_ms: int = 50) -> None:
         self.url = url
         self.client = connect(url, timeout_ms / 1000)
+        # Kept by whoever watches this store's health (the validation cache); read by every
+        # other user of the store (revocations, login limits) so none of them waits on a
+        # Redis already known to be failing.
+        self.breaker = Breaker()
 
     async def get(self, key: str) -> str | None:
         try:

@@ -58,7 +58,7 @@ class ValidationCache:
         self.key_prefix = f"{prefix}validation:"
         self.near = MemoryStore(max_size)
         self.shared = shared
-        self.breaker = Breaker()
+        self.breaker = shared.breaker if shared is not None else Breaker()
         self.feed_connected = shared is None  # no shared tier ⇒ nothing to be told about
         self._pending: set[str] = set()
         self._pending_overflow = False
