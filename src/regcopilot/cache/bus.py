@@ -19,7 +19,7 @@ log = logging.getLogger("regcopilot.cache")
 
 Handler = Callable[[dict[str, Any]], None]
 RECONNECT_SECONDS = 0.5
-PING_SECONDS = 2.0
+PING_SECONDS = 5.0
 
 
 class EventBus:

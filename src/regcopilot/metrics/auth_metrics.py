@@ -10,12 +10,18 @@ import logging
 import time
 from collections.abc import Callable
 
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from regcopilot.metrics.cluster import FAILURES, ClusterMetrics
 from regcopilot.metrics.counters import Counters, Snapshot
 
 log = logging.getLogger("regcopilot.metrics")
 
 FLUSH_SECONDS = 1.0
+# An idle instance still says it is alive (the `instances` list), but not every second:
+# per-command-billed Redis plans count every call.
+HEARTBEAT_TICKS = 10
+AMBIGUOUS = (RedisTimeoutError, TimeoutError)
 
 
 class AuthMetrics:
@@ -80,6 +86,11 @@ class AuthMetrics:
         batch, self._pending = self._pending, Counters()
         try:
             await self.cluster.flush(batch, self._backend())
+        except AMBIGUOUS:
+            # The pipeline may have been applied before the reply timed out: adding the batch
+            # again could count it twice, so it is dropped (an undercount of one second).
+            self.cluster_ok = False
+            raise
         except FAILURES:
             self._merge_back(batch)
             self.cluster_ok = False
@@ -106,6 +117,9 @@ class AuthMetrics:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             ticks += 1
+            assert self._pending is not None
+            if self._pending.empty and ticks % HEARTBEAT_TICKS:
+                continue  # idle: only the instance heartbeat, every HEARTBEAT_TICKS seconds
             try:
                 await self.flush()
                 if ticks % 60 == 0 and self.cluster is not None:

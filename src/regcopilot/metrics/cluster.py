@@ -34,12 +34,14 @@ class ClusterMetrics:
         self.p = f"{prefix}metrics:"
         self.instance_id = instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.started_ms = int(time.time() * 1000)
+        self._start_written = False
 
     async def flush(self, delta: Counters, backend: str) -> None:
         """Add a batch of deltas; raises a FAILURES error when Redis cannot take it."""
         p, now_ms = self.p, int(time.time() * 1000)
         pipe = self.client.pipeline(transaction=False)
-        pipe.set(f"{p}start", now_ms, nx=True)
+        if not self._start_written:
+            pipe.set(f"{p}start", now_ms, nx=True)
         for name, n in delta.values.items():
             if n:
                 pipe.hincrby(f"{p}counters", name, n)
@@ -60,6 +62,7 @@ class ClusterMetrics:
             pipe.expire(f"{p}active:{hour}", HOUR_TTL)
         pipe.hset(f"{p}instances", self.instance_id, json.dumps(self._me(backend, now_ms)))
         await pipe.execute()
+        self._start_written = True
 
     def _me(self, backend: str, now_ms: int) -> dict[str, Any]:
         return {
