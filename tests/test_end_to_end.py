@@ -69,3 +69,15 @@ async def test_pages_redirect_to_login_and_form_login_works(instance):
         assert r.status_code == 303 and r.headers["location"] == "/"
         r = await app.client.get("/")
         assert r.status_code == 200 and "bob@example.com" in r.text
+
+
+async def test_session_endpoint_ends_a_session_that_no_longer_validates(instance):
+    async with instance() as app:
+        user_id = await app.add_user("gone@example.com")
+        assert (await app.login("gone@example.com")).status_code == 200
+        assert (await app.client.get("/api/auth/session")).json()["user"]["id"] == user_id
+        await app.services.directory.delete(user_id)
+        await app.services.validator.user_changed(user_id)
+        r = await app.client.get("/api/auth/session")
+        assert r.json() == {}
+        assert "regcopilot.session-token=;" in r.headers["set-cookie"]

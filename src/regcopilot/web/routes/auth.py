@@ -180,7 +180,12 @@ async def session(request: Request) -> Response:
                 {"error": "user directory unavailable"}, status_code=503,
                 headers={"Retry-After": "5"},
             )
-        return JSONResponse({})
+        response = JSONResponse({})
+        svc = services(request)
+        if read_cookie(request.scope, cookie_name(svc.settings)) is not None:
+            # A session that no longer validates is ended here too, as on protected routes.
+            response.headers.append("set-cookie", clear_cookie_header(svc.settings))
+        return response
     return JSONResponse(
         {
             "user": {
