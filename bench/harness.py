@@ -109,9 +109,9 @@ def parse_args(argv: list[str]) -> Options:
     return Options(
         smoke=smoke,
         users=a.users or (50 if smoke else 1000),
-        duration=a.duration or (2 if smoke else 15),
+        duration=a.duration or (2 if smoke else 10),
         warmup=1 if smoke else 3,
-        rounds=a.rounds or (1 if smoke else 3),
+        rounds=a.rounds or (1 if smoke else 5),
         connections=a.connections if not smoke else min(a.connections, 16),
         peer=peer,
         parts=parts,
@@ -172,8 +172,10 @@ def measure(v: Variant, opts: Options, redis: BenchRedis, peer_q: PeerQueries | 
         pending_peer.clear()
         before_q = settled
     cmd0, per0 = redis.commands()
+    cpu0 = v.server.cpu()
     res: WrkResult = run_wrk(v.server.base + v.path, v.tokens, v.cookie,
                              seconds=opts.duration, connections=opts.connections)
+    cpu1 = v.server.cpu()
     cmd1, per1 = redis.commands()
     rec: dict[str, Any] = {
         "rps": round(res.rps, 1),
@@ -182,6 +184,8 @@ def measure(v: Variant, opts: Options, redis: BenchRedis, peer_q: PeerQueries | 
         "requests": res.requests,
         "errors": res.errors,
         "rssKiB": v.server.sample_rss(),
+        "cpuUsPerRequest": round((cpu1 - cpu0) * 1e6 / max(1, res.requests), 1),
+        "cpuBusy": round((cpu1 - cpu0) / res.seconds, 3) if res.seconds else 0.0,
         # -2: the two INFO calls of the first reading are counted by the second
         "redisCommands": cmd1 - cmd0 - 2,
         "redisByCommand": {k: n - per0.get(k, 0) for k, n in per1.items()
@@ -228,6 +232,8 @@ def summarize_variant(v: Variant) -> dict[str, Any]:
         "p50_ms": median(v.runs, "p50_ms"),
         "p99_ms": median(v.runs, "p99_ms"),
         "p99All": [r["p99_ms"] for r in v.runs],
+        "cpuUsPerRequest": median(v.runs, "cpuUsPerRequest"),
+        "cpuBusy": median(v.runs, "cpuBusy"),
         "dbPer1000": median(v.runs, "dbPer1000"),
         "redisPerRequest": median(v.runs, "redisPerRequest"),
         "rssMiB": round(max(r["rssKiB"] for r in v.runs) / 1024, 1),
