@@ -20,11 +20,11 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.cluster import ServerProcess, cluster_env
+from tests.support import delete_prefix
 from tests.test_multi_instance import COOKIE, PASSWORD, _reset_users, add_user
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -110,10 +110,7 @@ async def main(trials: int) -> None:
             s.stop()
         await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         await admin.close()
-        r = redis.Redis()
-        keys = list(r.scan_iter(match=f"{prefix}*"))
-        if keys:
-            r.delete(*keys)
+        delete_prefix(prefix)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,21 @@ class ServerProcess:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextlib.contextmanager
+def running(
+    env: dict[str, str], log_dir: Path, names: Iterable[str]
+) -> Iterator[list[ServerProcess]]:
+    """Start one server per name; stop them all afterwards, whatever happened."""
+    procs = [ServerProcess(name, env, log_dir) for name in names]
+    try:
+        for p in procs:
+            p.start()
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
 
 
 def cluster_env(pg_url: str, prefix: str, data_dir: Path, **extra: Any) -> dict[str, str]:

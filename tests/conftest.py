@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from regcopilot.auth import passwords
@@ -23,6 +22,7 @@ from regcopilot.auth.passwords import hash_password
 from regcopilot.config import load_settings
 from regcopilot.web.app import create_app
 from regcopilot.web.services import Services
+from tests.support import delete_prefix, new_prefix
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -58,15 +58,9 @@ def pg_url() -> Any:
 @pytest.fixture
 def redis_prefix() -> Any:
     """A key prefix of this test's own on the shared Redis, deleted afterwards."""
-    prefix = f"regcopilot-test-{uuid.uuid4().hex[:12]}:copilot:auth:"
+    prefix = new_prefix()
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefix(prefix, REDIS_URL)
 
 
 @dataclass

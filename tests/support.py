@@ -11,9 +11,12 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import redis
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -154,6 +157,22 @@ class TcpProxy:
             self._server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+def new_prefix() -> str:
+    """A Redis key prefix of the caller's own (the app's keys all live under it)."""
+    return f"regcopilot-test-{uuid.uuid4().hex[:12]}:copilot:auth:"
+
+
+def delete_prefix(prefix: str, url: str = "redis://127.0.0.1:6379/0") -> None:
+    """Remove every key under a prefix this test run made — and nothing else."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def repo_root() -> Path:

@@ -6,23 +6,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import bcrypt
 import pytest
 
-from tests import conftest
 from tests.support import eventually
 
 BEARER = {"Authorization": "Bearer monitor-token"}
 COOKIE = "regcopilot.session-token"
 
-
-@pytest.fixture(autouse=True)
-def _cheap_hashes(monkeypatch):
-    """Users made here get bcrypt at cost 4: verified the same way, a hundred times faster."""
-    monkeypatch.setattr(
-        conftest, "hash_password",
-        lambda pw: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode(),
-    )
 
 
 class Sessions:

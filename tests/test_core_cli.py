@@ -13,24 +13,12 @@ import time
 import uuid
 from pathlib import Path
 
-import bcrypt
-import pytest
-
-from tests import conftest
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.support import eventually
 
 REGCOPILOT = str(Path(sys.executable).with_name("regcopilot"))
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
-
-@pytest.fixture(autouse=True)
-def _cheap_hashes(monkeypatch):
-    """Users made here get bcrypt at cost 4: verified the same way, a hundred times faster."""
-    monkeypatch.setattr(
-        conftest, "hash_password",
-        lambda pw: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode(),
-    )
 
 
 def cli_env(tmp_path: Path) -> dict[str, str]:

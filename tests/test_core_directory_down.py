@@ -8,22 +8,12 @@ import sqlite3
 from urllib.parse import urlsplit
 
 import asyncpg
-import bcrypt
 import pytest
 
-from tests import conftest
 from tests.support import TcpProxy, eventually
 
 COOKIE = "regcopilot.session-token"
 
-
-@pytest.fixture(autouse=True)
-def _cheap_hashes(monkeypatch):
-    """Users made here get bcrypt at cost 4: verified the same way, a hundred times faster."""
-    monkeypatch.setattr(
-        conftest, "hash_password",
-        lambda pw: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode(),
-    )
 
 
 def through(proxy: TcpProxy, pg_url: str) -> str:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import bcrypt
 import pytest
 
-from tests import conftest
 from tests.support import free_port
 
 NO_REDIS = "REDIS_URL not configured - using in-memory cache"
@@ -15,14 +13,6 @@ CONNECTED = "Redis cache connected successfully"
 MISS = "Cache miss - validating user against database"
 HIT = "Using cached validation result"
 
-
-@pytest.fixture(autouse=True)
-def _cheap_hashes(monkeypatch):
-    """Users made here get bcrypt at cost 4: verified the same way, a hundred times faster."""
-    monkeypatch.setattr(
-        conftest, "hash_password",
-        lambda pw: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode(),
-    )
 
 
 def messages(caplog) -> list[str]:

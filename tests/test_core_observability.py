@@ -6,12 +6,10 @@ from __future__ import annotations
 import re
 import time
 
-import bcrypt
 import pytest
 
 from regcopilot.metrics.counters import last_hours
 from regcopilot.metrics.report import costs, effectiveness, iso_ms, time_rating, ttl_advice
-from tests import conftest
 from tests.support import eventually
 
 BEARER = {"Authorization": "Bearer monitor-token"}
@@ -33,14 +31,6 @@ def test_costs_reproduce_the_guides_example():
         "queriesPerHour": 900,
     }
 
-
-@pytest.fixture(autouse=True)
-def _cheap_hashes(monkeypatch):
-    """Users made here get bcrypt at cost 4: verified the same way, a hundred times faster."""
-    monkeypatch.setattr(
-        conftest, "hash_password",
-        lambda pw: bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode(),
-    )
 
 
 def test_costs_edge_cases():

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.cluster import ServerProcess, cluster_env
+from tests.cluster import ServerProcess, cluster_env, running
 from tests.support import eventually, free_port, port_open, repo_root, wait_until
 from tests.test_multi_instance import COOKIE, PASSWORD, _reset_users, add_user
 
@@ -51,14 +51,8 @@ http {{
 def three(pg_url, redis_prefix, tmp_path):
     asyncio.run(_reset_users(pg_url))
     env = cluster_env(pg_url, redis_prefix, tmp_path)
-    procs = [ServerProcess(n, env, tmp_path) for n in ("n1", "n2", "n3")]
-    try:
-        for p in procs:
-            p.start()
+    with running(env, tmp_path, ("n1", "n2", "n3")) as procs:
         yield procs
-    finally:
-        for p in procs:
-            p.stop()
 
 
 async def test_nginx_config_balances_three_instances(three, pg_url, tmp_path):

@@ -10,12 +10,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import redis
 
 from regcopilot.auth.passwords import hash_password
 from regcopilot.users.postgres import PostgresDirectory
-from tests.cluster import MONITOR_TOKEN, ServerProcess, cluster_env
-from tests.support import eventually
+from tests.cluster import MONITOR_TOKEN, ServerProcess, cluster_env, running
+from tests.support import delete_prefix, eventually, new_prefix
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 
@@ -26,28 +25,17 @@ COOKIE = "regcopilot.session-token"
 
 @pytest.fixture(scope="module")
 def prefix() -> Iterator[str]:
-    value = f"regcopilot-test-{uuid.uuid4().hex[:12]}:copilot:auth:"
+    value = new_prefix()
     yield value
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    keys = list(client.scan_iter(match=f"{value}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_prefix(value)
 
 
 @pytest.fixture(scope="module")
 def servers(pg_url: str, prefix: str, tmp_path_factory: Any) -> Iterator[list[ServerProcess]]:
     data = tmp_path_factory.mktemp("cluster")
     asyncio.run(_reset_users(pg_url))
-    env = cluster_env(pg_url, prefix, data)
-    procs = [ServerProcess(name, env, data) for name in ("a", "b", "c")]
-    try:
-        for p in procs:
-            p.start()
+    with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
         yield procs
-    finally:
-        for p in procs:
-            p.stop()
 
 
 async def _reset_users(pg_url: str) -> None:

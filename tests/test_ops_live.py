@@ -10,19 +10,17 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from regcopilot.cli import app
 from tests.conftest import PASSWORD, REDIS_URL, TEST_SECRET
-from tests.support import free_port, repo_root, wait_until
+from tests.support import delete_prefix, free_port, new_prefix, repo_root, wait_until
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # the module's servers stay on one worker
 
@@ -124,7 +122,7 @@ def memory_server(tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Two worker processes sharing Redis (a key prefix of this module's own)."""
-    prefix = f"regcopilot-test-{uuid.uuid4().hex[:12]}:copilot:auth:"
+    prefix = new_prefix()
     server = LiveServer(tmp_path_factory.mktemp("cluster"), redis_prefix=prefix, workers=2)
     server.add_user("admin@example.com", admin=True)
     server.add_user("bob@example.com")
@@ -132,13 +130,7 @@ def cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
     wait_until(lambda: len(server.report().get("instances", [])) == 2, timeout=20, interval=0.2)
     yield server
     server.stop()
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_prefix(prefix, REDIS_URL)
 
 
 def test_monitor_exit_codes_and_guide_script(memory_server):
