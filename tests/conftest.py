@@ -83,7 +83,7 @@ class Instance:
         return user.id
 
     def counters(self) -> dict[str, int]:
-        return self.services.metrics.local.values
+        return self.services.metrics.process_totals()
 
 
 @pytest.fixture

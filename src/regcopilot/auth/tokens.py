@@ -12,8 +12,8 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
-from cachetools import LRUCache
 
+from regcopilot.cache.memory import MemoryStore
 from regcopilot.users.directory import is_uuid
 
 ALGORITHM = "HS256"
@@ -40,7 +40,7 @@ class SessionTokens:
     def __init__(self, secret: str, max_age: int) -> None:
         self._secret = secret
         self.max_age = max_age
-        self._decoded: LRUCache[str, Claims] = LRUCache(DECODED_CACHE_SIZE)
+        self._decoded = MemoryStore(DECODED_CACHE_SIZE)
 
     def issue(self, *, sub: str, email: str, tenant: str, role: str | None) -> tuple[str, Claims]:
         now = int(time.time())
@@ -57,13 +57,12 @@ class SessionTokens:
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
 
     def decode(self, token: str) -> Claims:
-        claims = self._decoded.get(token)
+        claims = self._decoded.get_now(token)
         if claims is None:
             claims = self._verify(token)
-            self._decoded[token] = claims
-        if claims.exp <= time.time():
-            self._decoded.pop(token, None)
-            raise InvalidToken("expired")
+            # Kept until the token's own expiry, after which the store forgets it and the
+            # next use fails verification as expired.
+            self._decoded.set_now(token, claims, claims.exp - time.time())
         return claims
 
     def _verify(self, token: str) -> Claims:

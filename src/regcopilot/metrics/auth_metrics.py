@@ -35,35 +35,45 @@ class AuthMetrics:
         self._backend: Callable[[], str] = lambda: "in-memory"
 
     # --- recording (request path) -----------------------------------------------------
-    def _both(self) -> tuple[Counters, ...]:
-        return (self.local,) if self._pending is None else (self.local, self._pending)
+    @property
+    def _live(self) -> Counters:
+        """The one batch the request path writes: with Redis, the pending batch (merged into
+        this process's totals at flush time, off the request path); without, the totals."""
+        return self.local if self._pending is None else self._pending
 
     def login(self, user_id: str) -> None:
         now_ms = int(time.time() * 1000)
-        for c in self._both():
-            c.login(now_ms)
-            c.seen(user_id, now_ms)
+        c = self._live
+        c.login(now_ms)
+        c.seen(user_id, now_ms)
 
     def validation(
         self, user_id: str, *, hit: bool, ms: float, ok: bool, queried: bool, reason: str | None
     ) -> None:
-        now_ms = int(time.time() * 1000)
-        for c in self._both():
-            v = c.values
-            v["validations"] += 1
-            v["cacheHits" if hit else "cacheMisses"] += 1
-            if queried:
-                v["databaseQueries"] += 1
-                if reason in ("deleted", "not_found"):
-                    v["deletedDetected"] += 1
-                elif reason == "banned":
-                    v["bannedDetected"] += 1
-            elif not hit:
-                v["coalesced"] += 1
-            if not ok:
-                v["failures"] += 1
-            c.observe(ms)
-            c.seen(user_id, now_ms)
+        c = self._live
+        v = c.values
+        v["validations"] += 1
+        v["cacheHits" if hit else "cacheMisses"] += 1
+        if queried:
+            v["databaseQueries"] += 1
+            if reason in ("deleted", "not_found"):
+                v["deletedDetected"] += 1
+            elif reason == "banned":
+                v["bannedDetected"] += 1
+        elif not hit:
+            v["coalesced"] += 1
+        if not ok:
+            v["failures"] += 1
+        c.observe(ms)
+        c.seen(user_id, int(time.time() * 1000))
+
+    def process_totals(self) -> dict[str, int]:
+        """This process's own counts so far, the unflushed batch included."""
+        totals = dict(self.local.values)
+        if self._pending is not None:
+            for name, n in self._pending.values.items():
+                totals[name] += n
+        return totals
 
     # --- cluster flushing -------------------------------------------------------------
     def start(self, backend: Callable[[], str]) -> None:
@@ -84,6 +94,7 @@ class AuthMetrics:
     async def flush(self) -> None:
         assert self.cluster is not None and self._pending is not None
         batch, self._pending = self._pending, Counters()
+        self.local.merge(batch)
         try:
             await self.cluster.flush(batch, self._backend())
         except AMBIGUOUS:
@@ -99,18 +110,8 @@ class AuthMetrics:
 
     def _merge_back(self, batch: Counters) -> None:
         """Keep a failed batch for the next flush: counts are not lost while Redis is away."""
-        pending = self._pending
-        assert pending is not None
-        for name, n in batch.values.items():
-            pending.values[name] += n
-        pending.time_sum_ms += batch.time_sum_ms
-        pending.latency = [a + b for a, b in zip(pending.latency, batch.latency, strict=True)]
-        for hour, n in batch.logins_hourly.items():
-            pending.logins_hourly[hour] = pending.logins_hourly.get(hour, 0) + n
-        if batch.last_login_ms:
-            pending.last_login_ms = max(pending.last_login_ms or 0, batch.last_login_ms)
-        for user_id, ts in batch.active.items():
-            pending.seen(user_id, ts)
+        assert self._pending is not None
+        self._pending.merge(batch)
 
     async def _flush_loop(self) -> None:
         ticks = 0

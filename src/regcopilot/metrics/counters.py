@@ -14,6 +14,7 @@ LATENCY_BOUNDS_MS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000,
 HOURS_KEPT = 24
 ACTIVE_USERS_CAP = 200_000
 DAY_MS = 86_400_000
+SEEN_REFRESH_MS = 60_000
 
 COUNTER_NAMES = (
     "logins",
@@ -84,7 +85,10 @@ class Counters:
 
     def seen(self, user_id: str, ts_ms: int) -> None:
         active = self.active
-        if user_id in active:
+        last = active.get(user_id)
+        if last is not None:
+            if ts_ms - last < SEEN_REFRESH_MS:
+                return  # seen moments ago: the 24 h window does not need a fresher stamp
             active.move_to_end(user_id)
         elif len(active) >= ACTIVE_USERS_CAP:
             active.popitem(last=False)
@@ -98,6 +102,21 @@ class Counters:
                 break
             self.active.popitem(last=False)
         return len(self.active)
+
+    def merge(self, other: Counters) -> None:
+        for name, n in other.values.items():
+            self.values[name] += n
+        self.time_sum_ms += other.time_sum_ms
+        self.latency = [a + b for a, b in zip(self.latency, other.latency, strict=True)]
+        for hour, n in other.logins_hourly.items():
+            self.logins_hourly[hour] = self.logins_hourly.get(hour, 0) + n
+        if len(self.logins_hourly) > HOURS_KEPT + 1:
+            for old in sorted(self.logins_hourly)[: -HOURS_KEPT - 1]:
+                del self.logins_hourly[old]
+        if other.last_login_ms:
+            self.last_login_ms = max(self.last_login_ms or 0, other.last_login_ms)
+        for user_id, ts in other.active.items():
+            self.seen(user_id, ts)
 
     @property
     def empty(self) -> bool:

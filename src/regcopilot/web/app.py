@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +24,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
+        # Everything built so far lives as long as the process: moving it out of the
+        # collector's sight makes each full collection scan only per-request garbage (the
+        # benchmark's p99 was set by ~60 ms full collections over ~100,000 startup objects).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
