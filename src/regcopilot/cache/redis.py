@@ -12,6 +12,7 @@ sick Redis (redis-py's default retry/backoff took 3.8 s for one GET against a de
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -21,7 +22,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 
 from regcopilot.cache.breaker import Breaker
 from regcopilot.cache.store import StoreError
@@ -30,6 +31,7 @@ from regcopilot.cache.store import StoreError
 FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+TLS_CONNECT_TIMEOUT_S = 0.5
 SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, *CLUSTER_SCHEMES)
 # Query options given as text in the URL that redis-py expects typed.
 _BOOL_OPTIONS = ("ssl_check_hostname",)
@@ -116,6 +118,11 @@ def connect(url: str, timeout_s: float, **extra: Any) -> Any:
         **extra,
     }
     scheme = url.partition("://")[0].lower()
+    if scheme.startswith("rediss"):
+        # A TLS connect costs a handshake plus loading the CA file (~50 ms measured here, the
+        # whole of the usual timeout); it is paid once per pooled connection, and the breaker
+        # shields requests from a Redis that stays slow to connect.
+        no_retry["socket_connect_timeout"] = max(timeout_s, TLS_CONNECT_TIMEOUT_S)
     if scheme in SENTINEL_SCHEMES:
         return _sentinel(parse_url(url), no_retry)
     if scheme in CLUSTER_SCHEMES:
@@ -158,19 +165,49 @@ def _sentinel(target: RedisTarget, kwargs: dict[str, Any]) -> aioredis.Redis:
     return client
 
 
+class _Cluster(RedisCluster):
+    """A cluster client whose pub/sub goes through one plain connection to a seed node.
+
+    Classic PUBLISH is relayed to every node by the cluster bus, so one node serves the event
+    bus for the whole cluster; redis-py's ClusterPubSub instead needs the slot map loaded
+    before it can pick a node, which a fresh client has not done yet. A different seed is
+    tried at each reconnect, so one node down does not silence the bus for long.
+    """
+
+    seeds: list[tuple[str, int]]
+    node_kwargs: dict[str, Any]
+    _plain: list[aioredis.Redis]
+
+    def pubsub(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        host, port = random.choice(self.seeds)
+        client = aioredis.Redis(host=host, port=port, **self.node_kwargs)
+        self._plain.append(client)
+        return client.pubsub(**kwargs)
+
+    async def aclose(self, *args: Any, **kwargs: Any) -> None:
+        for client in self._plain:
+            await client.aclose()
+        self._plain.clear()
+        await super().aclose(*args, **kwargs)
+
+
 def _cluster(target: RedisTarget, kwargs: dict[str, Any]) -> RedisCluster:
     options = dict(target.options)
-    return RedisCluster(
+    node_kwargs = {**kwargs, **options, "password": target.password,
+                   "username": target.username, "ssl": target.tls}
+    client = _Cluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
         password=target.password,
         username=target.username,
         ssl=target.tls,
-        # A slot moving is retried by redis-py inside one command; a node down is not
-        # retried here: the breaker above decides.
-        cluster_error_retry_attempts=1,
+        # No retries (kwargs' Retry of 0): a node down is the breaker's business, not a loop's.
         **kwargs,
         **options,
     )
+    client.seeds = list(target.hosts)
+    client.node_kwargs = node_kwargs
+    client._plain = []
+    return client
 
 
 class RedisStore:
@@ -229,8 +266,13 @@ def describe(exc: BaseException) -> str:
     """One operator-readable line for a Redis failure (auth, TLS and refusals say so)."""
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
-    if "auth" in lowered or "noperm" in lowered or "wrongpass" in lowered:
+    if isinstance(exc, AuthenticationError) or any(
+        word in lowered for word in ("auth", "noperm", "wrongpass", "password")
+    ):
         return f"authentication failed: {text}"
     if "certificate" in lowered or "ssl" in lowered or "tls" in lowered:
         return f"TLS failed: {text}"
+    if "connection reset by peer" in lowered or "closed by server" in lowered:
+        # What a TLS-only port answers to a plain-text client.
+        return f"{text} (if this Redis requires TLS, use rediss://)"
     return text
