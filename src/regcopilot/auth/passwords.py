@@ -7,6 +7,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 MAX_PASSWORD_BYTES = 1024
+BCRYPT_MAX_BYTES = 72  # bcrypt ignores (old) or refuses (bcrypt >= 5) anything longer
 
 DEFAULT_BCRYPT_ROUNDS = 12
 
@@ -24,7 +25,15 @@ def configure(bcrypt_rounds: int) -> None:
 
 
 def hash_password(password: str) -> str:
+    """Raises ValueError for a password bcrypt cannot take (over 72 bytes, as Supabase)."""
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        raise ValueError(f"password must be at most {BCRYPT_MAX_BYTES} bytes (bcrypt's limit)")
     return _hasher.hash(password)
+
+
+def _burn(password: str) -> None:
+    """One dummy verify, for timing only; cut to what bcrypt accepts so it cannot raise."""
+    _hasher.verify(password.encode()[:BCRYPT_MAX_BYTES].decode(errors="ignore"), _DUMMY_HASH)
 
 
 def verify_password(password: str, stored: str | None) -> bool:
@@ -33,10 +42,10 @@ def verify_password(password: str, stored: str | None) -> bool:
         _hasher.verify("x", _DUMMY_HASH)
         return False
     if not stored:
-        _hasher.verify(password, _DUMMY_HASH)
+        _burn(password)
         return False
     try:
         return _hasher.verify(password, stored)
-    except Exception:  # an unknown or corrupt hash format is a failed login, not a 500
-        _hasher.verify(password, _DUMMY_HASH)
+    except Exception:  # a corrupt hash, or over 72 bytes for bcrypt: a failed login, not a 500
+        _burn(password)
         return False

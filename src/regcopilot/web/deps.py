@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import HTTPException, Request
+from pydantic import BaseModel
 
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser
@@ -49,3 +52,18 @@ def storable_text(value: str) -> str:
     except UnicodeEncodeError:
         raise ValueError("must be valid Unicode text") from None
     return value
+
+
+class ErrorBody(BaseModel):
+    """Every refusal's JSON: `error` from this app's own answers, `detail` from FastAPI's."""
+
+    error: str | None = None
+    status: int | None = None
+    detail: Any = None
+
+
+def errors(*codes: int, html: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the refusals a router can answer (schemathesis holds the app
+    to them); html: the same codes may come back as the sign-in page for form posts."""
+    extra: dict[str, Any] = {"content": {"text/html": {}}} if html else {}
+    return {code: {"model": ErrorBody, **extra} for code in codes}

@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from regcopilot.auth.passwords import MAX_PASSWORD_BYTES, hash_password
+from regcopilot.auth.passwords import BCRYPT_MAX_BYTES, MAX_PASSWORD_BYTES, hash_password
 from regcopilot.users.admin import UnknownUser, UserAdmin
 from regcopilot.users.directory import DirectoryUnavailable, User
-from regcopilot.web.deps import admin_user, services
+from regcopilot.web.deps import admin_user, errors, services, storable_text
 
-router = APIRouter(prefix="/api/admin", dependencies=[Depends(admin_user)])
+router = APIRouter(
+    prefix="/api/admin",
+    dependencies=[Depends(admin_user)],
+    responses=errors(400, 401, 403, 404, 422, 503),
+)
 
 
 class InvalidateBody(BaseModel):
@@ -30,6 +34,18 @@ class NewUser(BaseModel):
     admin: bool = False
     tenantId: str | None = None
     fullName: str | None = None
+
+    @field_validator("email", "password", "tenantId", "fullName")
+    @classmethod
+    def _storable(cls, v: str | None) -> str | None:
+        return v if v is None else storable_text(v)
+
+    @field_validator("password")
+    @classmethod
+    def _bcrypt_sized(cls, v: str) -> str:
+        if len(v.encode()) > BCRYPT_MAX_BYTES:
+            raise ValueError(f"must be at most {BCRYPT_MAX_BYTES} bytes (bcrypt's limit)")
+        return v
 
 
 def _admin(request: Request) -> UserAdmin:

@@ -14,12 +14,12 @@ from regcopilot.auth.passwords import MAX_PASSWORD_BYTES, verify_password
 from regcopilot.auth.rate_limit import RateLimited
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable, judge
-from regcopilot.web.deps import client_ip, services, storable_text
+from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie
 from regcopilot.web.pages import render
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
-router = APIRouter()
+router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
 
 MAX_EMAIL = 320
 MAX_BODY_BYTES = 64 * 1024  # an email and a password; anything bigger is not a sign-in
@@ -125,7 +125,20 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
     }
 
 
-@router.post("/api/auth/login")
+LOGIN_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": LoginBody.model_json_schema()},
+        "application/x-www-form-urlencoded": {"schema": LoginBody.model_json_schema()},
+    },
+}
+
+
+@router.post(
+    "/api/auth/login",
+    openapi_extra={"requestBody": LOGIN_BODY},
+    responses={303: {"description": "Signed in from the form: to the home page"}},
+)
 async def login(request: Request) -> Response:
     is_form = False
     try:
@@ -149,7 +162,9 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/api/auth/logout")
+@router.post(
+    "/api/auth/logout", responses={303: {"description": "Signed out from the form: to /login"}}
+)
 async def logout(request: Request) -> Response:
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from regcopilot.users.directory import DirectoryUnavailable
-from regcopilot.web.deps import services
+from regcopilot.web.deps import errors, services
 
-router = APIRouter()
+router = APIRouter(responses=errors(503))
 
 
 @router.get("/api/health")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from regcopilot.metrics.report import build
-from regcopilot.web.deps import monitor_or_admin, services
+from regcopilot.web.deps import errors, monitor_or_admin, services
 
-router = APIRouter()
+router = APIRouter(responses=errors(401, 503))
 
 
 async def observability_report(request: Request) -> dict:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
-from regcopilot.web.deps import current_user
+from regcopilot.web.deps import current_user, errors
 from regcopilot.web.pages import render
 from regcopilot.web.session import SessionUser
 
-router = APIRouter()
+router = APIRouter(responses=errors(401, 503))
 
 
 @router.get("/login", response_class=HTMLResponse)
