@@ -168,6 +168,17 @@ async def test_redis_stalled_latency_bounded_and_breaker_stops_paying(instance, 
                             **FAST_EXPIRY) as app:
             cache = app.services.cache
             cookies = await sign_in_users(app)
+            # Which commands the app sends to Redis, and when (the request path's client:
+            # validation cache, locks, revocations; the probe's PINGs are told apart).
+            sent: list[tuple[float, str]] = []
+            client = cache.shared.client
+            original = client.execute_command
+
+            async def counted(*args, **kwargs):
+                sent.append((time.monotonic(), str(args[0]).upper()))
+                return await original(*args, **kwargs)
+
+            client.execute_command = counted
             async with Load(app, cookies) as load:
                 await load.more(200)
                 before = load.between(0, time.monotonic())
@@ -192,13 +203,18 @@ async def test_redis_stalled_latency_bounded_and_breaker_stops_paying(instance, 
               f"{opened_s * 1000:.0f} ms; before {stats(before)}; whole stall {stats(stall)}; "
               f"while opening {stats(opening)}; breaker open {stats(open_phase)}; "
               f"back to redis {recovery_s:.2f} s after resume; {len(failed)} failed")
+        open_from = paused_at + opened_s
+        while_open = [cmd for at, cmd in sent if open_from < at < resumed_at]
         assert not failed, failed[:5]
         assert len(open_phase) > 50
+        # With the breaker open only the background probe talks to Redis: no request does.
+        assert set(while_open) <= {"PING"}, sorted(set(while_open))
+        assert 0 < while_open.count("PING") <= (resumed_at - open_from) / 0.5 + 2
         # Bounded by the timeout: a request pays at most a few timeouts (get, lock, set),
         # plus the scheduling of its neighbours — never redis-py's seconds of retries.
         assert stats(stall)["max"] < 8 * timeout_ms + 400, stats(stall)
-        # With the breaker open nobody waits on Redis at all.
-        assert stats(open_phase)["p99"] < timeout_ms, stats(open_phase)
+        # ...so their latency is the in-memory one (a ceiling with room for a busy CI box).
+        assert stats(open_phase)["p99"] < 2 * timeout_ms, stats(open_phase)
         assert recovery_s < 5
     finally:
         server.stop()

@@ -120,6 +120,8 @@ async def test_serve_process_redis_killed_then_stalled(tmp_path, redis_prefix):
         assert "Redis cache connected successfully" in log
         lost = log.index("Redis cache failing")
         assert log.index("Redis cache connected successfully", lost) > lost
+        for secret in (PASSWORD, env["NEXTAUTH_SECRET"], MONITOR_TOKEN, *cookies):
+            assert secret not in log  # the server's whole output, uvicorn's lines included
     finally:
         server.stop()
         redis_server.stop()
