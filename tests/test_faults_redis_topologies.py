@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from regcopilot.cache.redis import parse_url
+from regcopilot.config import ConfigError, load_settings
 from tests.support import REDIS_SERVER, RedisServer, eventually, free_port, port_open, wait_until
 
 COOKIE = "regcopilot.session-token"
@@ -234,3 +236,27 @@ async def test_cluster_url(instance, redis_cluster, redis_prefix):
         with redis.Redis(port=n.port, decode_responses=True) as client:
             found += sum(1 for _ in client.scan_iter(match=f"{redis_prefix}validation:*"))
     assert found == 6
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("redis+sentinel://127.0.0.1:26379", "master name"),
+    ("redis+sentinel://127.0.0.1:x/mymaster", "host:port"),
+    ("redis+cluster://a:1,:2", "host:port"),
+    ("memcached://127.0.0.1:11211", "must be redis://"),
+    ("redis://127.0.0.1:port/0", "port"),
+])
+def test_bad_redis_urls_stop_startup_with_one_line(url, problem, tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(REDIS_URL=url, NEXTAUTH_SECRET="s" * 40, DATA_DIR=str(tmp_path))
+    message = str(caught.value)
+    assert message.startswith("REDIS_URL") and problem in message and "\n" not in message
+
+
+def test_url_forms_parse():
+    t = parse_url("rediss+sentinel://:p%40ss@h1:26379,h2:26380/mymaster/2"
+                  "?sentinel_password=sp&ssl_ca_certs=/ca.pem")
+    assert (t.hosts, t.password, t.service, t.db, t.tls) == (
+        [("h1", 26379), ("h2", 26380)], "p@ss", "mymaster", 2, True)
+    assert t.options == {"sentinel_password": "sp", "ssl_ca_certs": "/ca.pem"}
+    t = parse_url("redis+cluster://10.0.0.1,10.0.0.2:7001")
+    assert t.hosts == [("10.0.0.1", 6379), ("10.0.0.2", 7001)] and not t.tls
