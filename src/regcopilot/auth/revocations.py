@@ -23,6 +23,7 @@ class RevocationList:
     def __init__(self, prefix: str, shared: RedisStore | None, bus: EventBus | None) -> None:
         self.key_prefix = f"{prefix}revoked:"
         self.local = MemoryStore(MAX_LOCAL)
+        self._unsent = MemoryStore(MAX_LOCAL)
         self.shared = shared
         self.bus = bus
         if bus is not None:
@@ -33,13 +34,22 @@ class RevocationList:
         if ttl <= 0:
             return
         self.local.set_now(jti, "1", ttl)
-        if self.shared is not None:
-            try:
-                await self.shared.set(self.key_prefix + jti, "1", ttl)
-            except StoreError as exc:
-                log.warning("Revocation kept locally only, Redis failed: %s", exc)
+        if self.shared is None:
+            return
+        if not (self.shared.breaker.allows and await self._share(jti, exp)):
+            # Kept here and handed to Redis and the other instances once it answers again.
+            self._unsent.set_now(jti, exp, ttl)
+            log.warning("Revocation kept locally until Redis answers again")
+
+    async def _share(self, jti: str, exp: int) -> bool:
+        assert self.shared is not None
+        try:
+            await self.shared.set(self.key_prefix + jti, "1", exp - time.time())
+        except StoreError:
+            return False
         if self.bus is not None:
-            await self.bus.publish({"type": "revoke", "jti": jti, "exp": exp})
+            return await self.bus.publish({"type": "revoke", "jti": jti, "exp": exp})
+        return True
 
     async def is_revoked(self, jti: str) -> bool:
         if self.local.get_now(jti) is not None:
@@ -59,9 +69,13 @@ class RevocationList:
             self.local.set_now(jti, "1", exp - time.time())
 
     async def _load(self) -> None:
-        """On (re)subscribe, learn what was revoked while we were not listening."""
+        """On (re)subscribe: hand over what was revoked here while Redis was away, then learn
+        what was revoked elsewhere while we were not listening."""
         if self.shared is None:
             return
+        for jti, exp in self._unsent.items():
+            if await self._share(jti, exp):
+                self._unsent.delete_now(jti)
         client = self.shared.client
         try:
             async for key in client.scan_iter(match=f"{self.key_prefix}*", count=1000):

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from regcopilot.cache.redis import FAILURES, connect
 
 log = logging.getLogger("regcopilot.cache")
@@ -23,8 +25,9 @@ PING_SECONDS = 5.0
 
 
 class EventBus:
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(self, url: str, channel: str, *, ping_seconds: float = PING_SECONDS) -> None:
         self.url = url
+        self.ping_seconds = ping_seconds
         self.channel = channel
         self.connected = False
         self._handlers: list[Handler] = []
@@ -78,15 +81,22 @@ class EventBus:
             await asyncio.sleep(RECONNECT_SECONDS)
 
     async def _listen(self, pubsub: Any) -> None:
+        """Deliver messages; PING every PING_SECONDS and give up on a server whose replies
+        stop (a stalled Redis keeps the socket open, so only a missing PONG shows it)."""
         loop = asyncio.get_running_loop()
-        last_ping = loop.time()
+        last_ping = last_heard = loop.time()
         while True:
-            message = await pubsub.get_message(timeout=PING_SECONDS)
-            if message is not None and message.get("type") == "message":
-                self._dispatch(message.get("data"))
-            if loop.time() - last_ping >= PING_SECONDS:
+            message = await pubsub.get_message(timeout=self.ping_seconds)
+            now = loop.time()
+            if message is not None:
+                last_heard = now
+                if message.get("type") == "message":
+                    self._dispatch(message.get("data"))
+            if now - last_heard > 2 * self.ping_seconds:
+                raise RedisConnectionError("no reply to PING: Redis is not answering")
+            if now - last_ping >= self.ping_seconds:
                 await pubsub.ping()
-                last_ping = loop.time()
+                last_ping = now
 
     def _dispatch(self, data: Any) -> None:
         try:

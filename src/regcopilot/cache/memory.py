@@ -61,6 +61,11 @@ class MemoryStore:
         for key in [k for k, (_, deadline) in self._data.items() if deadline <= now]:
             del self._data[key]
 
+    def items(self) -> list[tuple[str, Any]]:
+        """The live entries, oldest use first (a snapshot: safe to change the store meanwhile)."""
+        self.expire()
+        return [(key, value) for key, (value, _) in self._data.items()]
+
     def __bool__(self) -> bool:
         return bool(self._data)
 
