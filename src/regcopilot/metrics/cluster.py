@@ -31,7 +31,9 @@ INSTANCE_FORGET_MS = 24 * 3600 * 1000
 class ClusterMetrics:
     def __init__(self, url: str, prefix: str, instance_id: str | None = None) -> None:
         self.client = connect(url, 1.0)
-        self.p = f"{prefix}metrics:"
+        # One hash tag for every metrics key: on Redis Cluster they share a slot, so one
+        # pipeline and one multi-key PFCOUNT can read them all.
+        self.p = f"{prefix}{{metrics}}:"
         self.instance_id = instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.started_ms = int(time.time() * 1000)
         self._start_written = False
@@ -83,9 +85,10 @@ class ClusterMetrics:
         pipe.hgetall(f"{p}latency")
         pipe.hmget(f"{p}logins", hours)
         pipe.zscore(f"{p}lastLogin", "last")
-        pipe.pfcount(*[f"{p}active:{h}" for h in hours])
         pipe.hgetall(f"{p}instances")
-        start, counters, latency, logins, last, active, instances = await pipe.execute()
+        start, counters, latency, logins, last, instances = await pipe.execute()
+        # Outside the pipeline: redis-py's cluster pipeline refuses multi-key commands.
+        active = await self.client.pfcount(*[f"{p}active:{h}" for h in hours])
         now_ms = int(time.time() * 1000)
         lat = [0] * (len(LATENCY_BOUNDS_MS) + 1)
         for i, n in latency.items():
