@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -144,3 +145,30 @@ async def shared_redis() -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(REDIS_URL, decode_responses=True)
     yield client
     await client.aclose()
+
+
+WATCHDOG_SECONDS = 90
+
+
+@pytest.fixture
+async def _task_watchdog(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A test still running after WATCHDOG_SECONDS prints every asyncio task's stack, so a
+    hang in CI says which await never returned (pytest-timeout shows only threads)."""
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        print(f"\n--- {request.node.nodeid}: asyncio tasks after {WATCHDOG_SECONDS}s ---")
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(limit=12)
+
+    timer = threading.Timer(WATCHDOG_SECONDS, lambda: loop.call_soon_threadsafe(dump))
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if asyncio.iscoroutinefunction(getattr(item, "obj", None)):
+            item.add_marker(pytest.mark.usefixtures("_task_watchdog"))

@@ -32,6 +32,10 @@ FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 TLS_CONNECT_TIMEOUT_S = 0.5
+# New connections are rare (pooled) but come in bursts when many requests arrive at once on a
+# busy event loop (a 3-process stampede tripped the breaker at 50 ms); a refused connection
+# fails at once whatever this is.
+CONNECT_TIMEOUT_FLOOR_S = 0.25
 SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, *CLUSTER_SCHEMES)
 # Query options given as text in the URL that redis-py expects typed.
 _BOOL_OPTIONS = ("ssl_check_hostname",)
@@ -113,7 +117,7 @@ def connect(url: str, timeout_s: float, **extra: Any) -> Any:
     no_retry: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": timeout_s,
-        "socket_connect_timeout": timeout_s,
+        "socket_connect_timeout": max(timeout_s, CONNECT_TIMEOUT_FLOOR_S),
         "retry": Retry(NoBackoff(), 0),
         **extra,
     }
