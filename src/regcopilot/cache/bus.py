@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from regcopilot.background import stop
 from regcopilot.cache.redis import FAILURES, connect
 
 log = logging.getLogger("regcopilot.cache")
@@ -52,10 +53,7 @@ class EventBus:
         self._task = asyncio.create_task(self._run(), name="event-bus")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
         await self._publisher.aclose()
 
     async def _run(self) -> None:

@@ -12,7 +12,6 @@ Policy, in one place:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 
 from cachetools import LRUCache
 
+from regcopilot.background import stop
 from regcopilot.cache.breaker import Breaker
 from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.memory import MemoryStore
@@ -91,10 +91,7 @@ class ValidationCache:
         self._probe = asyncio.create_task(self._probe_loop(), name="redis-probe")
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        await stop(self._probe)
         if self.shared is not None:
             await self.shared.close()
 

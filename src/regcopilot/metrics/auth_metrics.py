@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from regcopilot.background import stop
 from regcopilot.metrics.cluster import FAILURES, ClusterMetrics
 from regcopilot.metrics.counters import Counters, Snapshot
 
@@ -83,9 +84,7 @@ class AuthMetrics:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop(self._task)
             with contextlib.suppress(*FAILURES):
                 await self.flush()
         if self.cluster is not None:

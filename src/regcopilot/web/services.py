@@ -12,6 +12,7 @@ from regcopilot.auth.rate_limit import LoginLimiter
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.tokens import SessionTokens
 from regcopilot.auth.validator import SessionValidator
+from regcopilot.background import stop
 from regcopilot.cache.bus import EventBus
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.tiers import ValidationCache
@@ -64,10 +65,7 @@ class Services:
 
     async def close(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stop(task)
         await self.metrics.close()
         if self.bus is not None:
             await self.bus.close()
