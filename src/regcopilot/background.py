@@ -18,6 +18,12 @@ ATTEMPTS = 20
 WAIT_SECONDS = 0.25
 
 
+def cancelling() -> bool:
+    """True inside a task that has been asked to stop, whatever error the await raised."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def stop(task: asyncio.Task | None) -> None:
     if task is None:
         return

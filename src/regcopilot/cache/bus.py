@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from regcopilot.background import stop
+from regcopilot.background import cancelling, stop
 from regcopilot.cache.redis import FAILURES, connect
 
 log = logging.getLogger("regcopilot.cache")
@@ -69,6 +69,8 @@ class EventBus:
                         await result
                 await self._listen(pubsub)
             except FAILURES as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc  # redis-py disguised our cancel
                 if self.connected:
                     log.warning("Event bus lost: %s", exc)
             finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from regcopilot.background import cancelling
 from regcopilot.users.directory import (
     ChangeCallback,
     DirectoryUnavailable,
@@ -218,6 +219,8 @@ class PostgresDirectory:
                     if asyncio.iscoroutine(result):
                         await result
             except UNAVAILABLE as exc:
+                if cancelling():
+                    raise asyncio.CancelledError from exc
                 log.warning("User change listener lost: %s", exc or type(exc).__name__)
             finally:
                 if conn is not None and not conn.is_closed():
