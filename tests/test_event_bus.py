@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from regcopilot.cache.bus import EventBus
@@ -24,6 +26,9 @@ async def test_bus_drops_a_stalled_redis_and_rejoins(own_redis):
         await eventually(lambda: bus.connected, timeout=5)
         assert await bus.publish({"type": "revoke", "jti": "a", "exp": 1})
         await eventually(lambda: received, timeout=5)
+        # Several PING periods on a healthy server: the line must hold.
+        await asyncio.sleep(1.0)
+        assert bus.connected and bus.connects == 1
 
         own_redis.pause()  # the socket stays open: only the missing PONG can tell
         await eventually(lambda: not bus.connected, timeout=5)

@@ -13,8 +13,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-
 from regcopilot.background import cancelling, stop
 from regcopilot.cache.redis import FAILURES, connect
 
@@ -31,6 +29,7 @@ class EventBus:
         self.ping_seconds = ping_seconds
         self.channel = channel
         self.connected = False
+        self.connects = 0  # subscriptions made; more than one means the line dropped
         self._handlers: list[Handler] = []
         self._on_connect: list[Callable[[], Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -63,6 +62,7 @@ class EventBus:
             try:
                 await pubsub.subscribe(self.channel)
                 self.connected = True
+                self.connects += 1
                 for hook in self._on_connect:
                     result = hook()
                     if asyncio.iscoroutine(result):
@@ -81,22 +81,19 @@ class EventBus:
             await asyncio.sleep(RECONNECT_SECONDS)
 
     async def _listen(self, pubsub: Any) -> None:
-        """Deliver messages; PING every PING_SECONDS and give up on a server whose replies
-        stop (a stalled Redis keeps the socket open, so only a missing PONG shows it)."""
+        """Deliver messages, and PING the server every ping_seconds on the publishing
+        connection: a stalled Redis keeps the subscription's socket open and silent, so only
+        an unanswered command shows it. (Not a PING on the subscription itself: how its PONG
+        comes back differs between protocol versions.)"""
         loop = asyncio.get_running_loop()
-        last_ping = last_heard = loop.time()
+        last_ping = loop.time()
         while True:
             message = await pubsub.get_message(timeout=self.ping_seconds)
-            now = loop.time()
-            if message is not None:
-                last_heard = now
-                if message.get("type") == "message":
-                    self._dispatch(message.get("data"))
-            if now - last_heard > 2 * self.ping_seconds:
-                raise RedisConnectionError("no reply to PING: Redis is not answering")
-            if now - last_ping >= self.ping_seconds:
-                await pubsub.ping()
-                last_ping = now
+            if message is not None and message.get("type") == "message":
+                self._dispatch(message.get("data"))
+            if loop.time() - last_ping >= self.ping_seconds:
+                await self._publisher.ping()
+                last_ping = loop.time()
 
     def _dispatch(self, data: Any) -> None:
         try:
