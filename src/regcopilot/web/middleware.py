@@ -37,15 +37,22 @@ RETRY_AFTER_SECONDS = "5"
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
-    """The named cookie's value, or None. Session tokens are base64url and dots, so a plain
-    split is exact for them — and several times cheaper than http.cookies on every request."""
-    needle = name + "="
+    """The named cookie's value, or None. Session tokens are base64url and dots, so finding
+    `name=` at a cookie boundary and cutting at the next `;` is exact for them — and several
+    times cheaper than http.cookies on every request."""
+    needle = (name + "=").encode("latin-1")
     for key, value in scope["headers"]:
-        if key == b"cookie":
-            for part in value.decode("latin-1").split(";"):
-                part = part.strip()
-                if part.startswith(needle):
-                    return part[len(needle):].strip('"') or None
+        if key != b"cookie":
+            continue
+        start = value.find(needle)
+        while start > 0 and value[start - 1 : start] not in (b" ", b";"):
+            start = value.find(needle, start + 1)  # `xname=` is another cookie
+        if start < 0:
+            continue
+        start += len(needle)
+        end = value.find(b";", start)
+        token = (value[start:] if end < 0 else value[start:end]).strip().strip(b'"')
+        return token.decode("latin-1") or None
     return None
 
 

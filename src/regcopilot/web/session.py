@@ -25,7 +25,7 @@ def clear_cookie_header(settings: Settings) -> str:
     return set_cookie_header(settings, "", 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 µs more, on every request
 class SessionUser:
     id: str
     email: str
