@@ -50,8 +50,11 @@ def test_break_even():
     prices = model.Prices()
     assert round(model.break_even_hit_rate(prices), 1) == 33.3
     assert model.break_even_users(12, 12, prices) is None  # nothing saved at 0 % hits
-    assert model.break_even_users(12, 12 / 60, prices) == 184
-    assert model.break_even_users(720, 12, prices) == 4
+    # Fixed cost: 0.35 idle commands/s × 86,400 − 10,000 free = 20,240 commands = $0.0405/day.
+    # Net saving per user-day at the guide's ÷60: 24 × (11.8 × $0.00001 − 12.2 × $0.000002)
+    # = $0.00225 → 18.02 → 19 users; at v = 720: $0.135 per user-day → from the first user.
+    assert model.break_even_users(12, 12 / 60, prices) == 19
+    assert model.break_even_users(720, 12, prices) == 1
 
 
 def test_cost_command_table():

@@ -23,9 +23,9 @@ GUIDE_VALIDATIONS_PER_USER_HOUR = 12.0  # one validation per 5-minute interval
 GUIDE_TTL_SECONDS = 300
 GUIDE_CACHE_DIVISOR = 60  # the guide's "with cache" column is validations/hour ÷ 60
 GUIDE_BREAK_EVEN_USERS = 5_000  # "Redis cost is offset by database savings at ~5,000+ users"
-# What one idle worker process of this app sends Redis anyway, measured with INFO
-# commandstats: the metric flush (SET NX + HSET heartbeat) every second and a PING every 2 s.
-IDLE_COMMANDS_PER_SECOND = 2.5
+# What one idle worker process of this app sends Redis anyway, measured with INFO stats over
+# 60 s: the instance heartbeat every 10 s and the event bus's liveness PING every 5 s.
+IDLE_COMMANDS_PER_SECOND = 0.35
 DAY_HOURS = 24
 
 
@@ -250,7 +250,7 @@ def cost(
         min=1, help="Cache TTL in seconds [default: 300; with --url: the instance's].",
         show_default=False)] = None,
     processes: Annotated[int, typer.Option(
-        min=0, help="Worker processes sharing Redis (each flushes metrics once a second).")
+        min=0, help="Worker processes sharing Redis (each sends Redis a heartbeat and a PING).")
     ] = 1,
     db_price: Annotated[float, typer.Option(help="Dollars per 1,000 database queries.")] = 0.01,
     redis_price: Annotated[float, typer.Option(help="Dollars per 100,000 Redis commands.")
