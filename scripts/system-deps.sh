@@ -14,5 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "system-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# A failed install is reported, not fatal: the suite then says which test lacked which tool.
+if ! { apt-get update -qq >/dev/null && \
+       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+  echo "system-deps: could not install ${missing[*]}; tests that drive them will fail" >&2
+fi
