@@ -56,7 +56,8 @@ class Services:
             if await self.directory.count() == 0:
                 log.warning(
                     "No users yet - create the first one with: regcopilot users add "
-                    "--email admin@example.com --password '<password>' --admin"
+                    "--email admin@example.com --password '<password>' --admin "
+                    "(from a checkout: ./dev users add ...)"
                 )
 
     def _feed_state(self, connected: bool) -> None:
