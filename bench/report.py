@@ -95,28 +95,25 @@ def markdown(result: dict[str, Any]) -> str:
         p99 = v["tiered"]["p99_ms"]
         lines.append(f"| p99 of (2) < {P99_GOAL_MS:.0f} ms at {o['connections']} connections "
                      f"| {p99:.2f} ms | – | {_yes(p99 < P99_GOAL_MS)} |")
-    life = result.get("tieredLifetime")
-    if life:
-        q = life["queriesPerUserPerTtl"]
-        lines.append(f"| ≤ 1 directory query per user per TTL, (2) over its "
-                     f"{life['seconds']:.0f} s | {q:.3f} | – | {_yes(q <= 1.0)} |")
-    ng = result.get("nginx")
-    if ng:
-        q = ng["dbQueriesPerUser"]
-        lines.append(f"| ≤ 1 directory query per user per TTL, 3 instances (cold start) "
-                     f"| {q:.3f} | – | {_yes(q <= 1.0)} |")
-    wm = result.get("workloadModel")
-    if wm:
-        q = wm["queries_per_user_per_ttl"]
-        lines.append(f"| ≤ 1 directory query per user per TTL, workload model | {q:.3f} | – | "
-                     f"{_yes(q <= 1.0)} |")
+    life = result.get("tieredLifetime") or {}
+    per_ttl = [  # (where measured, part of the result, its queries-per-user-per-TTL field)
+        (f"(2) over its {life.get('seconds', 0):.0f} s", life, "queriesPerUserPerTtl"),
+        ("3 instances (cold start)", result.get("nginx"), "dbQueriesPerUser"),
+        ("workload model", result.get("workloadModel"), "queries_per_user_per_ttl"),
+    ]
+    for where, part, field in per_ttl:
+        if part:
+            q = part[field]
+            lines.append(f"| ≤ 1 directory query per user per TTL, {where} | {q:.3f} | – | "
+                         f"{_yes(q <= 1.0)} |")
     r = ratios(result)
     if r:
         lines += ["", "Ratios of req/s: " + ", ".join(f"{k} = {x}" for k, x in r.items())]
         rc = cpu_ratios(result)
         lines += ["", "Ratios of capacity (1 / server CPU per request): "
                   + ", ".join(f"{k} = {x}" for k, x in rc.items())]
-    lines += _workload(wm) + _nginx(ng) + _memory(result.get("memory"))
+    lines += _workload(result.get("workloadModel")) + _nginx(result.get("nginx"))
+    lines += _memory(result.get("memory"))
     lines += _profile(result.get("profile"))
     lines += ["", f"Total time: {result.get('elapsedSeconds', 0):.0f} s."]
     return "\n".join(lines) + "\n"

@@ -135,20 +135,20 @@ class ValidationCache:
             self._failed(exc)
             return None
         self.breaker.success()
+        if raw is None:
+            return None
         entry = CacheEntry.decode(raw)
-        if raw is not None and entry is None:
+        if entry is None:
             log.warning("Discarding malformed validation entry for %s", user_id)
             return None
-        if entry is not None and self.changed_since(user_id, entry.timestamp):
-            return None
-        if entry is not None and not entry.fresh(self.ttl, now_ms()):
-            return None  # outlived its TTL, or dated in the future: a poisoned value
-        if entry is not None:
-            left = self.ttl - (now_ms() - entry.timestamp) / 1000
-            if entry.banned_until is not None:
-                left = min(left, (entry.banned_until - now_ms()) / 1000)
-            if left > 0 and self.near_enabled:
-                self.near.set_now(key, entry, self._near_ttl(left))
+        now = now_ms()
+        if self.changed_since(user_id, entry.timestamp) or not entry.fresh(self.ttl, now):
+            return None  # older than our last invalidation, outlived its TTL, or from the future
+        left = self.ttl - (now - entry.timestamp) / 1000
+        if entry.banned_until is not None:
+            left = min(left, (entry.banned_until - now) / 1000)
+        if left > 0 and self.near_enabled:
+            self.near.set_now(key, entry, self._near_ttl(left))
         return entry
 
     async def get(self, user_id: str) -> CacheEntry | None:

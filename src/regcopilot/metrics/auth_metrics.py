@@ -32,7 +32,6 @@ class AuthMetrics:
         self.cluster = cluster
         self._pending = Counters() if cluster is not None else None
         self._task: asyncio.Task[None] | None = None
-        self.cluster_ok = False
         self._backend: Callable[[], str] = lambda: "in-memory"
 
     # --- recording (request path) -----------------------------------------------------
@@ -99,13 +98,10 @@ class AuthMetrics:
         except AMBIGUOUS:
             # The pipeline may have been applied before the reply timed out: adding the batch
             # again could count it twice, so it is dropped (an undercount of one second).
-            self.cluster_ok = False
             raise
         except FAILURES:
             self._merge_back(batch)
-            self.cluster_ok = False
             raise
-        self.cluster_ok = True
 
     def _merge_back(self, batch: Counters) -> None:
         """Keep a failed batch for the next flush: counts are not lost while Redis is away."""

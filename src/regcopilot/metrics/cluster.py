@@ -56,10 +56,11 @@ class ClusterMetrics:
             pipe.hincrby(f"{p}logins", hour, n)
         if delta.last_login_ms:
             pipe.zadd(f"{p}lastLogin", {"last": delta.last_login_ms}, gt=True)
-        by_hour: dict[str, list[str]] = {}
+        by_hour: dict[int, list[str]] = {}  # grouped by hour number: one strftime per hour
         for user_id, ts in delta.active.items():
-            by_hour.setdefault(_hour_of(ts), []).append(user_id)
-        for hour, users in by_hour.items():
+            by_hour.setdefault(ts // 3_600_000, []).append(user_id)
+        for hour_number, users in by_hour.items():
+            hour = hour_key(hour_number * 3600)
             pipe.pfadd(f"{p}active:{hour}", *users)
             pipe.expire(f"{p}active:{hour}", HOUR_TTL)
         pipe.hset(f"{p}instances", self.instance_id, json.dumps(self._me(backend, now_ms)))
@@ -134,10 +135,6 @@ class ClusterMetrics:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def _hour_of(ts_ms: int) -> str:
-    return hour_key(ts_ms / 1000)
 
 
 __all__ = ["FAILURES", "ClusterMetrics"]
