@@ -376,3 +376,17 @@ async def test_moving_traffic_from_the_node_tier_forces_no_sign_in(
     assert migrated == 2 and sorted(ada.jar) == sorted(bob.jar) == [OURS]
     assert jwt.decode(ada.jar[OURS], TEST_SECRET, algorithms=["HS256"])["sub"] == ada_id
     assert jwt.decode(bob.jar[OURS], TEST_SECRET, algorithms=["HS256"])["sub"] == bob_id
+
+
+async def test_over_https_only_the_secure_prefixed_nextauth_cookie_is_read(instance, next_auth):
+    async with instance(NEXTAUTH_URL="https://copilot.example.com") as app:
+        uid = await add_user(app, "ada@example.com")
+        token = next_auth.encode(upstream_token(uid, "ada@example.com"), TEST_SECRET)
+        # A plain-named cookie could have been tossed in over http or by a sibling subdomain;
+        # NextAuth itself reads only the __Secure- one over https.
+        assert (await get(app, f"{NA}={token}")).status_code == 401
+        r = await get(app, f"__Secure-{NA}={token}")
+        assert r.status_code == 200, r.text
+        cookies = set_cookies(r)
+        assert set(cookies) == {f"__Secure-{OURS}", f"__Secure-{NA}"}
+        assert all(attr(line, "Secure") is not None for line in cookies.values())
