@@ -12,6 +12,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc import jwe
+from joserfc.jwk import OctKey
 
 from regcopilot.auth.passwords import hash_password
 from tests.conftest import PASSWORD, TEST_SECRET
@@ -58,6 +62,14 @@ def attr(line: str, name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
+
+
+def seal(claims: dict) -> str:
+    """A NextAuth v4 token made without our code: HKDF-SHA256 key, JWE dir + A256GCM."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"",
+               info=b"NextAuth.js Generated Encryption Key").derive(TEST_SECRET.encode())
+    return jwe.encrypt_compact({"alg": "dir", "enc": "A256GCM"}, json.dumps(claims),
+                               OctKey.import_key(key), algorithms=["dir", "A256GCM"])
 
 
 async def get(app: Any, cookie: str, path: str = "/api/me") -> httpx.Response:
@@ -390,3 +402,28 @@ async def test_over_https_only_the_secure_prefixed_nextauth_cookie_is_read(insta
         cookies = set_cookies(r)
         assert set(cookies) == {f"__Secure-{OURS}", f"__Secure-{NA}"}
         assert all(attr(line, "Secure") is not None for line in cookies.values())
+
+
+async def test_a_nextauth_token_lives_here_no_longer_than_ours(instance, next_auth):
+    """NextAuth's default maxAge is 30 days; here a session lasts SESSION_MAX_AGE_SECONDS
+    from its iat, so a sign-out's revocation covers every moment the token is accepted."""
+    async with instance("sqlite", "redis", SESSION_MAX_AGE_SECONDS=60) as app:
+        uid = await add_user(app, "ada@example.com")
+        # next-auth's encode stamps iat now, so a 61-second-old token is sealed here by hand
+        # (and next-auth's decode checks the sealing).
+        now = int(time.time())
+        old = seal({**upstream_token(uid, "ada@example.com"), "iat": now - 61,
+                    "exp": now + 30 * 86400, "jti": "11111111-2222-4333-8444-555555555555"})
+        assert next_auth.decode(old, TEST_SECRET)["sub"] == uid, "next-auth still takes it"
+        assert (await get(app, f"{NA}={old}")).status_code == 401
+        fresh = next_auth.encode(upstream_token(uid, "ada@example.com"), TEST_SECRET,
+                                 max_age=30 * 86400)
+        r = await get(app, f"{NA}={fresh}")
+        assert r.status_code == 200
+        assert int(attr(set_cookies(r)[OURS], "Max-Age") or 0) <= 60
+        # Sign out with the upgraded cookie: the NextAuth copy is revoked with it.
+        app.client.cookies.clear()
+        r = await app.client.post("/api/auth/logout",
+                                  headers={"cookie": f"{OURS}={value_of(set_cookies(r)[OURS])}"})
+        assert r.status_code == 200
+        assert (await get(app, f"{NA}={fresh}")).status_code == 401

@@ -105,10 +105,10 @@ class NextAuthTokens:
             raise InvalidToken("malformed: payload is not JSON") from None
         if not isinstance(body, dict):
             raise InvalidToken("malformed: payload is not an object")
-        return _claims(body)
+        return _claims(body, self.max_age)
 
 
-def _claims(body: dict) -> Claims:
+def _claims(body: dict, max_age: int) -> Claims:
     sub, jti = body.get("sub"), body.get("jti")
     if not isinstance(sub, str) or not is_uuid(sub):
         raise InvalidToken("bad subject")
@@ -117,6 +117,10 @@ def _claims(body: dict) -> Claims:
     iat, exp = body.get("iat"), body.get("exp")
     if type(iat) is not int or type(exp) is not int:
         raise InvalidToken("bad timestamps")
+    # Honoured no longer than one of ours would be (SESSION_MAX_AGE_SECONDS after iat): the
+    # upgraded cookie, and a sign-out's revocation of the shared jti, then cover the whole
+    # time this token is accepted here — a copy replayed after sign-out finds it revoked.
+    exp = min(exp, iat + max_age)
     now = time.time()
     if exp <= now:
         raise InvalidToken("expired")
