@@ -25,7 +25,8 @@ NA = "next-auth.session-token"
 OURS = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
 
-pytestmark = pytest.mark.xdist_group("nextauth-node")  # one npm install per worker is enough
+# One worker runs them all: the Node set-up (tests/node/setup.sh) is paid once, not per worker.
+pytestmark = pytest.mark.xdist_group("nextauth-node")
 
 
 @pytest.fixture(scope="session")
