@@ -7,6 +7,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node for the NextAuth interop tests (tests/node/setup.sh), checked by command rather than by
+# package: a Node from another source (with its own npm) must not be replaced by Debian's.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "system-deps: missing ${missing[*]} (run as root to install)" >&2

@@ -196,7 +196,9 @@ async def test_auth_session_endpoint(instance):
         assert r.status_code == 200
         body = r.json()
         assert body["user"] == {"id": user_id, "email": "alice@example.com",
-                                "tenantId": "default", "role": "admin"}
+                                "tenantId": "default", "role": "admin",
+                                # next-auth/react's useSession fields, added for the move
+                                "name": None, "currentTenantId": "default"}
         assert body["expires"]
 
         # A bad cookie on this public route: no session, and no refusal either.

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     CACHE_MODE: Literal["tiered", "redis-only", "none"] = "tiered"
     SESSION_VALIDATION_INTERVAL_SECONDS: int = 300
     SESSION_MAX_AGE_SECONDS: int = 86_400
+    # The session cookie this tier issues: its own (default), or NextAuth v4's cookie and JWE
+    # format so the upstream Node tier accepts it while both run behind one balancer
+    # (docs/migration.md). Either way both formats are accepted.
+    SESSION_COOKIE_FORMAT: Literal["regcopilot", "nextauth"] = "regcopilot"
     OBSERVABILITY_TOKEN: str | None = None
     # Brute-force limits on failed sign-ins (auth/rate_limit.py), shared through Redis.
     LOGIN_MAX_FAILURES_PER_ACCOUNT: int = 10

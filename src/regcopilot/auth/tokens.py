@@ -34,6 +34,7 @@ class Claims:
     iat: int
     exp: int
     jti: str
+    name: str | None = None  # display name (NextAuth's `name` claim), when known
 
 
 class SessionTokens:
@@ -42,19 +43,35 @@ class SessionTokens:
         self.max_age = max_age
         self._decoded = MemoryStore(DECODED_CACHE_SIZE)
 
-    def issue(self, *, sub: str, email: str, tenant: str, role: str | None) -> tuple[str, Claims]:
+    def issue(
+        self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
+    ) -> tuple[str, Claims]:
         now = int(time.time())
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, uuid.uuid4().hex)
+        claims = Claims(sub, email, tenant, role, now, now + self.max_age, uuid.uuid4().hex, name)
+        return self._encode(claims), claims
+
+    def reissue(self, claims: Claims) -> tuple[str, Claims]:
+        """The same session (same jti, so one revocation ends both) in this format, expiring
+        no later than the original and no later than this format's own max age."""
+        now = int(time.time())
+        exp = min(claims.exp, now + self.max_age)
+        again = Claims(claims.sub, claims.email, claims.tenant, claims.role, now, exp,
+                       claims.jti, claims.name)
+        return self._encode(again), again
+
+    def _encode(self, claims: Claims) -> str:
         payload = {
-            "sub": sub,
-            "email": email,
-            "tenant": tenant,
-            "role": role,
+            "sub": claims.sub,
+            "email": claims.email,
+            "tenant": claims.tenant,
+            "role": claims.role,
             "iat": claims.iat,
             "exp": claims.exp,
             "jti": claims.jti,
         }
-        return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
+        if claims.name is not None:
+            payload["name"] = claims.name
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str) -> Claims:
         claims = self._decoded.get_now(token)
@@ -96,6 +113,7 @@ class SessionTokens:
         if iat > time.time() + 60:
             raise InvalidToken("not yet valid")
         email, tenant, role = body.get("email"), body.get("tenant"), body.get("role")
+        name = body.get("name")
         return Claims(
             sub=sub,
             email=email if isinstance(email, str) else "",
@@ -104,4 +122,5 @@ class SessionTokens:
             iat=iat,
             exp=exp,
             jti=jti,
+            name=name if isinstance(name, str) else None,
         )

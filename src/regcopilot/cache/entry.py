@@ -1,4 +1,12 @@
-"""A cached validation result and its JSON form (never pickle: Redis is shared)."""
+"""A cached validation result and its JSON form (never pickle: Redis is shared).
+
+The key `copilot:auth:validation:<user id>` is shared with the upstream Node tier during a move
+(docs/migration.md). It writes `{"isValid", "timestamp", "tenantId"?}` and reads only those,
+so ours carry the same three with the same meanings plus fields of our own. Reading, an entry
+without `reason` and `role` (always written here, null when none) is the upstream's: a miss,
+never a pass and never a refusal — it has no role (reading it as valid would demote an admin)
+and it writes `isValid:false` after any Supabase error, which must not sign people out here.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from typing import Any
 
 MAX_ENTRY_BYTES = 4096
 MAX_CLOCK_SKEW_MS = 30_000
+UPSTREAM_FIELDS = frozenset({"isValid", "timestamp", "tenantId"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +41,8 @@ class CacheEntry:
             "timestamp": self.timestamp,
             "tenantId": self.tenant_id,
             "reason": self.reason,
+            "role": self.role,
         }
-        if self.role is not None:
-            body["role"] = self.role
         if self.banned_until is not None:
             body["bannedUntil"] = self.banned_until
         return json.dumps(body, separators=(",", ":"))
@@ -48,8 +56,8 @@ class CacheEntry:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             return None
-        if not isinstance(body, dict):
-            return None
+        if not isinstance(body, dict) or "reason" not in body or "role" not in body:
+            return None  # the upstream's shape (or an older one of ours): ask the directory
         valid, ts = body.get("isValid"), body.get("timestamp")
         tenant, reason, role = body.get("tenantId"), body.get("reason"), body.get("role")
         if type(valid) is not bool or type(ts) is not int:
@@ -62,3 +70,12 @@ class CacheEntry:
         if until is not None and type(until) is not int:
             return None
         return cls(valid, ts, tenant, reason, role, until)
+
+
+def upstream_shaped(raw: str | bytes) -> bool:
+    """Written by the upstream Node tier: its three fields and none of ours."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(body, dict) and "isValid" in body and set(body) <= UPSTREAM_FIELDS

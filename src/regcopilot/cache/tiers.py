@@ -21,7 +21,7 @@ from cachetools import LRUCache
 
 from regcopilot.background import stop
 from regcopilot.cache.breaker import Breaker
-from regcopilot.cache.entry import CacheEntry
+from regcopilot.cache.entry import CacheEntry, upstream_shaped
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import StoreError
@@ -139,7 +139,10 @@ class ValidationCache:
             return None
         entry = CacheEntry.decode(raw)
         if entry is None:
-            log.warning("Discarding malformed validation entry for %s", user_id)
+            if upstream_shaped(raw):  # a mixed fleet during a move: expected, not an alarm
+                log.debug("Upstream validation entry for %s read as a miss", user_id)
+            else:
+                log.warning("Discarding malformed validation entry for %s", user_id)
             return None
         now = now_ms()
         if self.changed_since(user_id, entry.timestamp) or not entry.fresh(self.ttl, now):

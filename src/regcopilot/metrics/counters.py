@@ -26,6 +26,8 @@ COUNTER_NAMES = (
     "deletedDetected",
     "bannedDetected",
     "coalesced",
+    # Sessions moved from the other cookie format on first use (web/migration.py).
+    "migratedSessions",
 )
 
 

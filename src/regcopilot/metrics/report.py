@@ -113,6 +113,8 @@ def build(
                 "avgValidationTime": time_rating(avg_ms),
             },
             "scope": snap.scope,
+            # Added key: sessions moved from the Node tier's NextAuth cookie (docs/migration.md).
+            "migratedSessions": c["migratedSessions"],
         },
         "validationCache": {
             "size": cache_size,

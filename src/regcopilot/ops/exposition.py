@@ -43,6 +43,8 @@ COUNTERS = {
     "deletedDetected": ("deleted_users_detected", "Sessions of deleted users refused."),
     "bannedDetected": ("banned_users_detected", "Sessions of banned users refused."),
     "coalesced": ("coalesced_misses", "Misses answered by another request's query."),
+    "migratedSessions": ("migrated_sessions",
+                         "Sessions moved from the other cookie format (NextAuth) on first use."),
 }
 
 

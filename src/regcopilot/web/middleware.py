@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.migration import UPGRADE, with_upgrade
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
 
@@ -80,7 +81,7 @@ class SessionMiddleware:
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             if path == "/api/auth/session":
                 await self._soft(scope, state)
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, with_upgrade(send, state))
             return
         if path in MONITOR_PATHS and self._monitor_token_ok(scope):
             state["monitor"] = True
@@ -88,7 +89,7 @@ class SessionMiddleware:
             return
         status, reason = await self._authenticate(scope, state)
         if status == 200:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, with_upgrade(send, state))
             return
         await self._refuse(scope, send, status, reason)
 
@@ -98,12 +99,15 @@ class SessionMiddleware:
         return bool(expected and given and hmac.compare_digest(given, expected))
 
     async def _authenticate(self, scope: Scope, state: dict[str, Any]) -> tuple[int, str]:
-        token = read_cookie(scope, self.cookie)
-        if token is None:
-            return 401, "not signed in"
         services = self.services
+        token, codec, found = read_cookie(scope, self.cookie), services.tokens, None
+        if token is None:
+            found = services.foreign.find(scope, read_cookie)  # e.g. the Node tier's cookie
+            if found is None:
+                return 401, "not signed in"
+            token, codec = found.token, found.codec
         try:
-            claims = services.tokens.decode(token)
+            claims = codec.decode(token)
         except InvalidToken as exc:
             services.security.invalid_token(str(exc), scope)
             return 401, "invalid session"
@@ -124,7 +128,10 @@ class SessionMiddleware:
             role=entry.role,
             jti=claims.jti,
             exp=claims.exp,
+            name=claims.name,
         )
+        if found is not None and found.upgrade:
+            state[UPGRADE] = services.foreign.upgrade(found, claims, state["user"])
         return 200, ""
 
     async def _soft(self, scope: Scope, state: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.rate_limit import LoginLimiter
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.tokens import SessionTokens
@@ -21,6 +22,7 @@ from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
 from regcopilot.users.directory import DirectoryUnavailable, UserDirectory, open_directory
+from regcopilot.web.migration import ForeignSessions
 
 log = logging.getLogger("regcopilot")
 
@@ -30,11 +32,12 @@ class Services:
     settings: Settings
     directory: UserDirectory
     cache: ValidationCache
-    tokens: SessionTokens
+    tokens: SessionTokens | NextAuthTokens  # the format SESSION_COOKIE_FORMAT issues
     revocations: RevocationList
     validator: SessionValidator
     metrics: AuthMetrics
     limiter: LoginLimiter
+    foreign: ForeignSessions  # the other format's cookies (web/migration.py)
     bus: EventBus | None = None
     security: SecurityLog = field(default_factory=SecurityLog)
     feed_connected: bool = False
@@ -91,11 +94,14 @@ def build_services(settings: Settings) -> Services:
     )
     metrics = AuthMetrics(ClusterMetrics(url, prefix) if url else None)
     assert settings.NEXTAUTH_SECRET is not None
+    secret, max_age = settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS
+    ours, nextauth = SessionTokens(secret, max_age), NextAuthTokens(secret, max_age)
+    tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
     return Services(
         settings=settings,
         directory=directory,
         cache=cache,
-        tokens=SessionTokens(settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS),
+        tokens=tokens,
         revocations=RevocationList(prefix, shared, bus),
         validator=SessionValidator(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID),
         metrics=metrics,
@@ -105,6 +111,9 @@ def build_services(settings: Settings) -> Services:
             account_limit=settings.LOGIN_MAX_FAILURES_PER_ACCOUNT,
             address_limit=settings.LOGIN_MAX_FAILURES_PER_ADDRESS,
             window=settings.LOGIN_LOCKOUT_SECONDS,
+        ),
+        foreign=ForeignSessions(
+            settings, primary=tokens, ours=ours, nextauth=nextauth, metrics=metrics
         ),
         bus=bus,
     )

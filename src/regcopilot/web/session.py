@@ -7,10 +7,17 @@ from dataclasses import dataclass
 from regcopilot.config import Settings
 
 BASE_NAME = "regcopilot.session-token"
+NEXTAUTH_NAME = "next-auth.session-token"  # NextAuth v4's, for SESSION_COOKIE_FORMAT=nextauth
+SECURE_PREFIX = "__Secure-"
+
+
+def base_name(settings: Settings) -> str:
+    return NEXTAUTH_NAME if settings.SESSION_COOKIE_FORMAT == "nextauth" else BASE_NAME
 
 
 def cookie_name(settings: Settings) -> str:
-    return f"__Secure-{BASE_NAME}" if settings.secure_cookies else BASE_NAME
+    base = base_name(settings)
+    return f"{SECURE_PREFIX}{base}" if settings.secure_cookies else base
 
 
 def set_cookie_header(settings: Settings, token: str, max_age: int) -> str:
@@ -33,6 +40,7 @@ class SessionUser:
     role: str | None
     jti: str
     exp: int
+    name: str | None = None
 
     @property
     def is_admin(self) -> bool:

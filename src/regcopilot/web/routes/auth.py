@@ -16,6 +16,7 @@ from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable, judge
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie
+from regcopilot.web.migration import end_foreign_session
 from regcopilot.web.pages import render
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
@@ -106,7 +107,8 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         # reached us): a stale refusal must not log the new session straight out again.
         await svc.validator.user_changed(user.id)
     token, claims = svc.tokens.issue(
-        sub=user.id, email=user.email, tenant=verdict.tenant_id or "", role=user.role
+        sub=user.id, email=user.email, tenant=verdict.tenant_id or "", role=user.role,
+        name=user.full_name,
     )
     svc.metrics.login(user.id)
     try:
@@ -175,6 +177,7 @@ async def logout(request: Request) -> Response:
             claims = None
         if claims is not None:
             await svc.revocations.revoke(claims.jti, claims.exp)
+    foreign = await end_foreign_session(svc, request.scope, read_cookie)
     ctype = request.headers.get("content-type", "")
     response: Response
     if "form" in ctype:
@@ -182,6 +185,8 @@ async def logout(request: Request) -> Response:
     else:
         response = JSONResponse({"ok": True})
     response.headers.append("set-cookie", clear_cookie_header(svc.settings))
+    for header in foreign:
+        response.headers.append("set-cookie", header)
     return response
 
 
@@ -208,6 +213,9 @@ async def session(request: Request) -> Response:
                 "email": user.email,
                 "tenantId": user.tenant_id,
                 "role": user.role,
+                # What next-auth/react's useSession reads (the upstream's session callback).
+                "name": user.name,
+                "currentTenantId": user.tenant_id,
             },
             "expires": datetime.fromtimestamp(user.exp, UTC).isoformat(),
         }

@@ -1,0 +1,169 @@
+"""Sessions in the format this tier does not issue: found, decoded, and upgraded on first use.
+
+SESSION_COOKIE_FORMAT=regcopilot (default): the Node tier's NextAuth v4 cookie
+(`next-auth.session-token`, split into `.0`, `.1`, … when large) is accepted; the first request
+it validates on gets our cookie for the same session — same jti, so one sign-out ends both;
+expiry no later than the original — and every NextAuth cookie it came in cleared.
+SESSION_COOKIE_FORMAT=nextauth: NextAuth's cookie is the configured one (a chunked one is read
+here and accepted as it is); a cookie in our own format is accepted and converted.
+
+Cookie names follow the deployment's scheme as NextAuth's own `getToken` does: `__Secure-`
+names over https, plain names over http. A browser stores a `__Secure-` cookie only from
+https, so nothing the Node tier set is missed, and a plain-named cookie tossed into an https
+site (a sibling subdomain, a downgraded request) is never read.
+
+A refused foreign cookie (wrong secret, tampered, expired, banned) is not cleared: the Node tier
+owns it, and a secret misconfigured on one tier must not sign people out of the other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.types import Message, Scope, Send
+
+from regcopilot.auth.tokens import Claims, InvalidToken
+from regcopilot.cache.memory import MemoryStore
+from regcopilot.config import Settings
+from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.web.session import (
+    BASE_NAME,
+    NEXTAUTH_NAME,
+    SECURE_PREFIX,
+    SessionUser,
+    set_cookie_header,
+)
+
+if TYPE_CHECKING:
+    from regcopilot.web.services import Services
+
+Reader = Callable[[Scope, str], str | None]
+# NextAuth's chunks are 3,933 bytes; the token cap (auth/nextauth.py) is reached by the 5th.
+MAX_CHUNKS = 5
+# Sessions already counted as migrated in this process (parallel first requests, retries).
+COUNTED_MAX = 100_000
+UPGRADE = "session_upgrade"  # the scope-state key the middleware leaves the headers under
+
+
+class Codec(Protocol):
+    max_age: int
+
+    def decode(self, token: str) -> Claims: ...
+    def reissue(self, claims: Claims) -> tuple[str, Claims]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    base: str  # cookie name without the __Secure- prefix
+    codec: Codec
+    upgrade: bool  # convert to the configured format on first use
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    token: str
+    codec: Codec
+    names: tuple[str, ...]  # the cookies it came from, cleared on upgrade
+    upgrade: bool
+
+
+def read_chunked(scope: Scope, name: str, read: Reader) -> tuple[str, tuple[str, ...]] | None:
+    """`name`, or its chunks `name.0`, `name.1`, … joined in order (NextAuth's SessionStore)."""
+    whole = read(scope, name)
+    if whole is not None:
+        return whole, (name,)
+    parts: list[str] = []
+    names: list[str] = []
+    for i in range(MAX_CHUNKS + 1):
+        part = read(scope, f"{name}.{i}")
+        if part is None:
+            break
+        parts.append(part)
+        names.append(f"{name}.{i}")
+    if not parts:
+        return None
+    return "".join(parts), tuple(names)
+
+
+def clear_named_header(settings: Settings, name: str) -> str:
+    parts = [f"{name}=", "Path=/", "HttpOnly", "SameSite=Lax", "Max-Age=0"]
+    if settings.secure_cookies or name.startswith(SECURE_PREFIX):
+        parts.append("Secure")  # browsers drop a __Secure- Set-Cookie without it
+    return "; ".join(parts)
+
+
+class ForeignSessions:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        primary: Codec,
+        ours: Codec,
+        nextauth: Codec,
+        metrics: AuthMetrics,
+    ) -> None:
+        self.settings = settings
+        self.primary = primary
+        self.metrics = metrics
+        self.prefix = SECURE_PREFIX if settings.secure_cookies else ""
+        if settings.SESSION_COOKIE_FORMAT == "nextauth":
+            self.sources = (Source(NEXTAUTH_NAME, nextauth, False), Source(BASE_NAME, ours, True))
+        else:
+            self.sources = (Source(NEXTAUTH_NAME, nextauth, True),)
+        self._counted = MemoryStore(COUNTED_MAX)
+
+    def find(self, scope: Scope, read: Reader) -> Found | None:
+        """The first foreign session cookie on the request (called only when the configured
+        cookie is absent, so the warm path never gets here)."""
+        for source in self.sources:
+            found = read_chunked(scope, self.prefix + source.base, read)
+            if found is not None:
+                return Found(found[0], source.codec, found[1], source.upgrade)
+        return None
+
+    def upgrade(self, found: Found, claims: Claims, user: SessionUser) -> list[tuple[bytes, bytes]]:
+        """Set-Cookie headers moving a validated foreign session to the configured format."""
+        validated = Claims(user.id, user.email or claims.email, user.tenant_id, user.role,
+                           claims.iat, claims.exp, claims.jti, claims.name)
+        token, fresh = self.primary.reissue(validated)
+        max_age = fresh.exp - int(time.time())
+        if max_age <= 0:
+            return []  # about to expire anyway: nothing worth converting
+        headers = [set_cookie_header(self.settings, token, max_age)]
+        headers += [clear_named_header(self.settings, name) for name in found.names]
+        if self._counted.get_now(claims.jti) is None:
+            self._counted.set_now(claims.jti, True, max_age)
+            self.metrics.migrated()
+        return [(b"set-cookie", h.encode("latin-1")) for h in headers]
+
+
+def with_upgrade(send: Send, state: dict[str, Any]) -> Send:
+    """`send`, adding the upgrade's Set-Cookie headers to the response when there are any."""
+    headers = state.get(UPGRADE)
+    if not headers:
+        return send
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+
+    return sending
+
+
+async def end_foreign_session(svc: Services, scope: Scope, read: Reader) -> list[str]:
+    """Sign-out of a session still in the other format (signing out is its first request
+    here): revoke its jti — the id an upgraded copy shares — and clear its cookies."""
+    found = svc.foreign.find(scope, read)
+    if found is None:
+        return []
+    try:
+        claims = found.codec.decode(found.token)
+    except InvalidToken:
+        claims = None
+    if claims is not None:
+        await svc.revocations.revoke(claims.jti, claims.exp)
+    return [clear_named_header(svc.settings, name) for name in found.names]
