@@ -144,9 +144,9 @@ def test_monitor_exit_codes_and_guide_script(memory_server):
     # The same instance judged as production: in-memory is the guide's alert.
     code, out = monitor(s.base, "--token", TOKEN, "--production")
     assert code == 1 and "Result: ALERT" in out
-    # Wrong token: the report cannot be read.
+    # Wrong token: refused, which is not the same as unreachable (exit 2).
     code, out = monitor(s.base, "--token", "wrong")
-    assert code == 2 and "HTTP 401" in out
+    assert code == 3 and "refused: wrong or missing token" in out and "UNREACHABLE" not in out
 
     # The guide's script, as is (plus the bearer header): both of its messages.
     out = guide_script(endpoint)
