@@ -15,7 +15,7 @@ from regcopilot.web.next_path import safe_next
 from tests.conftest import PASSWORD
 from tests.test_ops_live import CHROMIUM, LiveServer
 
-COOKIE = "next-auth.session-token"
+COOKIE = "regcopilot.session-token"
 OFF_SITE = ["//evil.example/x", "https://evil.example/", "/\\evil.example", "\\\\evil.example",
             "/\t/evil.example", "javascript:alert(1)", "evil.example", "http:/evil.example",
             "/%0a//evil.example\n", ""]
@@ -60,6 +60,7 @@ def test_pages_send_next_and_the_form_follows_it_over_http(server):
         r = client.post("/login", data={"email": "admin@example.com", "password": PASSWORD,
                                         "next": heading})
         assert r.status_code == 303 and r.headers["location"] == heading
+        assert COOKIE in r.headers["set-cookie"]
         assert client.get(heading).status_code == 200
 
     for value in OFF_SITE:
