@@ -63,6 +63,12 @@ def test_pages_send_next_and_the_form_follows_it_over_http(server):
         assert COOKIE in r.headers["set-cookie"]
         assert client.get(heading).status_code == 200
 
+    # The form's new address is guarded against login CSRF like /api/auth/login.
+    r = httpx.post(server.base + "/login", timeout=10,
+                   data={"email": "admin@example.com", "password": PASSWORD},
+                   headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+
     for value in OFF_SITE:
         with httpx.Client(base_url=server.base, timeout=10) as client:
             r = client.post("/login", data={"email": "admin@example.com", "password": PASSWORD,
