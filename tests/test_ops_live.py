@@ -144,9 +144,9 @@ def test_monitor_exit_codes_and_guide_script(memory_server):
     # The same instance judged as production: in-memory is the guide's alert.
     code, out = monitor(s.base, "--token", TOKEN, "--production")
     assert code == 1 and "Result: ALERT" in out
-    # Wrong token: the report cannot be read.
+    # Wrong token: refused, which is not the same as unreachable (exit 2).
     code, out = monitor(s.base, "--token", "wrong")
-    assert code == 2 and "HTTP 401" in out
+    assert code == 3 and "refused: wrong or missing token" in out and "UNREACHABLE" not in out
 
     # The guide's script, as is (plus the bearer header): both of its messages.
     out = guide_script(endpoint)
@@ -278,13 +278,13 @@ def test_dashboard_draws_in_chromium(cluster_server, tmp_path):
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(s.base + "/admin/observability")
-            assert page.url == s.base + "/login"  # not signed in: sent to the form
+            page.goto(s.base + "/admin/observability?refresh=1")
+            # Not signed in: sent to the form, which brings the admin back here afterwards.
+            assert page.url == s.base + "/login?next=/admin/observability%3Frefresh%3D1"
             page.fill("#email", "admin@example.com")
             page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
-            page.wait_for_url(s.base + "/")
-            page.goto(s.base + "/admin/observability?refresh=1")
+            page.wait_for_url(s.base + "/admin/observability?refresh=1")
             # Refreshing itself: a second fetch and redraw, with no reload.
             page.wait_for_function("Number(document.body.dataset.refreshes || 0) >= 2",
                                    timeout=15_000)

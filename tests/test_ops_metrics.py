@@ -150,7 +150,8 @@ async def test_dashboard_page_access(instance):
         await app.add_user("admin@example.com", admin=True)
         await app.add_user("dave@example.com")
         r = await app.client.get("/admin/observability")
-        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert r.status_code == 303
+        assert r.headers["location"] == "/login?next=/admin/observability"
         assert (await app.login("dave@example.com")).status_code == 200
         r = await app.client.get("/admin/observability")
         assert r.status_code == 403 and "Admins only" in r.text

@@ -42,7 +42,7 @@ def setup_logging(level: str = "INFO") -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 3000,
+    port: Annotated[int, typer.Option(envvar="PORT", help="Port to bind ($PORT).")] = 3000,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (needs REDIS_URL).")] = 1,
 ) -> None:
     """Run the web tier (uvicorn)."""
@@ -56,6 +56,15 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    from regcopilot.web import preflight
+
+    for problem in (lambda: preflight.port_problem(host, port),
+                    lambda: preflight.database_problem(settings)):
+        if (message := problem()) is not None:
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1)
+    if (generated := preflight.observability_token(settings)) is not None:
+        typer.echo(generated, err=True)
     setup_logging(settings.LOG_LEVEL)
     typer.echo(f"Regulatory Intelligence Copilot on http://{host}:{port} ({workers} worker(s))")
     uvicorn.run(

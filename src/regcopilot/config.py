@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from regcopilot.local_token import read_token
+
 log = logging.getLogger("regcopilot.config")
 
 MIN_SECRET_BYTES = 32
@@ -163,15 +165,16 @@ def _first_error(exc: ValidationError) -> str:
     return f"{name} {msg}" if not msg.startswith(name) else msg
 
 
-def _load_or_create_secret(data_dir: Path) -> str:
+def _load_or_create_secret(data_dir: Path) -> tuple[str, bool]:
+    """The generated secret, and True when it was generated just now."""
     path = data_dir / SECRET_FILE
     if path.exists():
-        return path.read_text().strip()
+        return path.read_text().strip(), False
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     path.write_text(secret + "\n")
     path.chmod(0o600)
-    return secret
+    return secret, True
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -192,11 +195,17 @@ def load_settings(**overrides: object) -> Settings:
     elif settings.production:
         raise ConfigError("NEXTAUTH_SECRET is required when APP_ENV=production")
     else:
-        settings.NEXTAUTH_SECRET = _load_or_create_secret(Path(settings.DATA_DIR))
-        log.warning(
-            "NEXTAUTH_SECRET not set - using a generated secret kept in %s",
+        settings.NEXTAUTH_SECRET, created = _load_or_create_secret(Path(settings.DATA_DIR))
+        # Said once, when the file is made; load_settings runs in every CLI command and in
+        # every worker, so the steady state is a DEBUG line, not a warning at each start.
+        log.log(
+            logging.WARNING if created else logging.DEBUG,
+            "NEXTAUTH_SECRET not set - %s %s",
+            "generated a secret into" if created else "using the generated secret in",
             Path(settings.DATA_DIR) / SECRET_FILE,
         )
+    if not settings.OBSERVABILITY_TOKEN:
+        settings.OBSERVABILITY_TOKEN = read_token(settings.DATA_DIR)  # made by `serve`
 
     if settings.CACHE_TTL_SECONDS != settings.SESSION_VALIDATION_INTERVAL_SECONDS:
         log.warning(

@@ -30,6 +30,12 @@ log = logging.getLogger("regcopilot.cache")
 
 NEAR_TTL_UNTRUSTED = 1.0
 PROBE_SECONDS = 0.5
+# While Redis stays down the probe backs off to this: a refused connect every 2 s costs
+# nothing, and a restarted Redis is back within ~2 s (the fault tests allow 5 s).
+PROBE_MAX_SECONDS = 2.0
+# A fixed-interval error line for a long outage was ~7,200 lines an hour; one reminder a
+# minute still tells an operator tailing the log that the outage goes on, and for how long.
+REMINDER_SECONDS = 60.0
 TTL_JITTER = 0.1  # entries written together must not all expire together
 SIZE_CACHE_SECONDS = 2.0
 MAX_PENDING_INVALIDATIONS = 10_000
@@ -38,6 +44,14 @@ RECENT_INVALIDATIONS = 10_000
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def outage_age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class ValidationCache:
@@ -63,6 +77,8 @@ class ValidationCache:
         self._pending: set[str] = set()
         self._pending_overflow = False
         self._probe: asyncio.Task[None] | None = None
+        self._outage_logged = False  # the transition to "down" has been logged
+        self._reminded_at = 0.0
         self._size: tuple[float, int] | None = None
         # When each user was last invalidated here: an answer older than that is stale even
         # if another process wrote it to Redis after we dropped the key.
@@ -100,22 +116,41 @@ class ValidationCache:
         try:
             await self.shared.ping()
         except StoreError as exc:
-            if self.breaker.trip(exc, str(exc)) or self.breaker.transitions == 0:
-                log.error("Redis cache unavailable (%s) - using in-memory cache", exc)
+            self.breaker.trip(exc, str(exc))
+            self._outage(exc)
             return
+        self._outage_logged = False
         if self.breaker.success():
             await self._replay_invalidations()
             log.info("Redis cache connected successfully")
 
+    def _outage(self, exc: StoreError) -> None:
+        """The first failure of an outage is logged; afterwards a reminder with its age."""
+        now = time.monotonic()
+        if not self._outage_logged:
+            log.error("Redis cache unavailable (%s) - using in-memory cache", exc)
+            self._outage_logged, self._reminded_at = True, now
+        elif now - self._reminded_at >= REMINDER_SECONDS:
+            log.warning(
+                "Redis cache still unavailable after %s (%s) - using in-memory cache",
+                outage_age(now - self.breaker.opened_at), exc,
+            )
+            self._reminded_at = now
+
     async def _probe_loop(self) -> None:
+        delay = PROBE_SECONDS
         while True:
-            await asyncio.sleep(PROBE_SECONDS)
-            if self.breaker.open:
-                await self._check()
+            await asyncio.sleep(delay)
+            if not self.breaker.open:
+                delay = PROBE_SECONDS
+                continue
+            await self._check()
+            delay = min(delay * 2, PROBE_MAX_SECONDS) if self.breaker.open else PROBE_SECONDS
 
     def _failed(self, exc: StoreError) -> None:
         if self.breaker.failure(exc, str(exc)):
             log.error("Redis cache failing (%s) - using in-memory cache", exc)
+            self._outage_logged, self._reminded_at = True, time.monotonic()
 
     # --- reads ----------------------------------------------------------------------
     def peek(self, user_id: str) -> CacheEntry | None:

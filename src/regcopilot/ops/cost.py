@@ -264,13 +264,18 @@ def cost(
         envvar="OBSERVABILITY_TOKEN", help="Bearer token for --url ($OBSERVABILITY_TOKEN).",
         show_default=False)] = None,
 ) -> None:
-    """The guide's cost model: database queries with and without the cache, Redis break-even."""
+    """The guide's cost model: database queries with and without the cache, Redis break-even.
+    With --url: exit 2 when the instance cannot be read, 3 when it refuses the token."""
     prices = Prices(db_price, redis_price, redis_free, db_quota)
     if url is not None:
         target = endpoint.report_url(url)
         typer.echo(f"reading {target} ...", err=True)
+        token, source = endpoint.resolve_token(token)
         try:
-            report = endpoint.read_report(target, token)
+            report = endpoint.read_report(target, token, source=source)
+        except endpoint.Refused as exc:
+            typer.echo(f"error: {target}: {exc}", err=True)
+            raise typer.Exit(3) from None
         except endpoint.Unreachable as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -7,7 +7,6 @@ Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import sqlite3
@@ -18,9 +17,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 import typer
+
+from regcopilot.local_token import token_path
+from regcopilot.users.problems import (
+    mask,
+    os_reason,
+    postgres_problem,
+    postgres_where,
+    sqlite_problem,
+)
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 TIMEOUT_S = 3.0
@@ -48,17 +56,6 @@ class Facts:
     redis_ok: bool | None = None
     redis_problem: str | None = None
     production: bool = False
-
-
-def mask(url: str) -> str:
-    """The URL with its password replaced, for printing."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def raw_environment() -> dict[str, str]:
@@ -132,13 +129,19 @@ def check_settings(facts: Facts) -> list[Result]:
                           f"{s.SESSION_VALIDATION_INTERVAL_SECONDS}: {s.cache_ttl} s is used"))
     else:
         out.append(Result("ttl", OK, f"cache TTL = validation interval = {s.cache_ttl} s"))
-    if s.OBSERVABILITY_TOKEN:
+    generated = token_path(s.DATA_DIR)
+    if facts.env.get("OBSERVABILITY_TOKEN"):
         out.append(Result("monitoring", OK, "OBSERVABILITY_TOKEN set: monitors send "
                           "Authorization: Bearer to /api/observability and /metrics"))
+    elif s.OBSERVABILITY_TOKEN:
+        out.append(Result("monitoring", WARN if s.production else OK,
+                          f"OBSERVABILITY_TOKEN not set: the app uses the token generated into "
+                          f"{generated.resolve()}; monitor and cost --url read it from this "
+                          "directory, other hosts need OBSERVABILITY_TOKEN"))
     else:
         out.append(Result("monitoring", WARN if s.production else OK,
-                          "OBSERVABILITY_TOKEN not set: only admin sessions read "
-                          "/api/observability and /metrics"))
+                          "OBSERVABILITY_TOKEN not set: serve generates one into "
+                          f"{generated.resolve()} for /api/observability and /metrics"))
     supabase = [k for k in ("NEXT_PUBLIC_SUPABASE_URL", "NEXT_PUBLIC_SUPABASE_ANON_KEY",
                             "SUPABASE_SERVICE_ROLE_KEY") if facts.env.get(k)]
     if supabase and s.DATABASE_URL.startswith("sqlite"):
@@ -157,18 +160,9 @@ async def _tcp(host: str, port: int) -> float:
         raise Problem(f"cannot reach {host}:{port}: no answer within {TIMEOUT_S:g} s "
                       "(firewall or wrong host?)") from None
     except OSError as exc:
-        raise Problem(f"cannot reach {host}:{port}: {_reason(exc)}") from None
+        raise Problem(f"cannot reach {host}:{port}: {os_reason(exc)}") from None
     w.close()
     return (time.perf_counter() - started) * 1000
-
-
-def _reason(exc: OSError) -> str:
-    # asyncio's "Connect call failed (...)" hides the cause; the errno names it.
-    if exc.errno == errno.ECONNREFUSED:
-        return "connection refused (nothing listens there)"
-    if exc.errno:
-        return os.strerror(exc.errno)
-    return exc.strerror or str(exc)
 
 
 def _tls_context(query: dict[str, list[str]]) -> ssl.SSLContext:
@@ -331,7 +325,7 @@ def check_sqlite(url: str) -> list[Result]:
     try:
         conn = sqlite3.connect(f"file:{where}?mode=ro", uri=True, timeout=TIMEOUT_S)
     except sqlite3.Error as exc:
-        raise Problem(f"cannot open {where}: {exc}") from None
+        raise Problem(sqlite_problem(url, exc)) from None
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "auth_users" not in tables:
@@ -358,21 +352,12 @@ async def check_postgres(url: str, statement_cache: int) -> list[Result]:
     import asyncpg
 
     parts = urlsplit(url)
-    where = f"{parts.hostname}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+    where = postgres_where(url)
     started = time.perf_counter()
     try:
         conn = await asyncpg.connect(url, timeout=TIMEOUT_S)
-    except asyncpg.InvalidCatalogNameError:
-        raise Problem(f"database {parts.path.lstrip('/')!r} does not exist on "
-                      f"{parts.hostname}:{parts.port or 5432}") from None
-    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
-        raise Problem(f"authentication to {where} failed: {exc}") from None
-    except TimeoutError:
-        raise Problem(f"cannot reach {where}: no answer within {TIMEOUT_S:g} s") from None
-    except OSError as exc:
-        raise Problem(f"cannot reach {where}: {_reason(exc)}") from None
     except Exception as exc:
-        raise Problem(f"cannot connect to {where}: {exc}") from None
+        raise Problem(postgres_problem(url, exc, TIMEOUT_S)) from None
     ms = (time.perf_counter() - started) * 1000
     try:
         version = conn.get_server_version()
@@ -424,7 +409,7 @@ def backend_decision(facts: Facts) -> Result:
                       "'Redis cache connected successfully'); an in-memory tier sits in front")
     return Result("cache backend", WARN, "redis-disconnected: REDIS_URL is set but the "
                   f"'{facts.redis_problem}' check failed; the app would start on its in-memory "
-                  "tier and keep probing Redis every 0.5 s")
+                  "tier and keep probing Redis, backing off to every 2 s")
 
 
 # --- running ----------------------------------------------------------------------------------

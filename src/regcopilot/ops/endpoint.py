@@ -14,7 +14,26 @@ TIMEOUT_SECONDS = 5.0
 
 
 class Unreachable(Exception):
-    """The report could not be read: refused, timed out, not authorised, or not JSON."""
+    """The report could not be read: connection refused, timed out, an error, or not JSON."""
+
+
+class Refused(Exception):
+    """The instance answered 401: the token was wrong or missing. Not an outage, so it gets
+    its own message and exit status."""
+
+
+REFUSED = "refused: wrong or missing token"
+
+
+def resolve_token(token: str | None) -> tuple[str | None, str]:
+    """The token to send and where it came from: --token / $OBSERVABILITY_TOKEN, else the
+    one `serve` generated into DATA_DIR when run from this directory."""
+    if token:
+        return token, "--token or OBSERVABILITY_TOKEN"
+    from regcopilot.local_token import local_data_dir, local_token, token_path
+
+    found = local_token()
+    return found, str(token_path(local_data_dir())) if found else ""
 
 
 def default_url() -> str:
@@ -45,12 +64,19 @@ def fetch(url: str, token: str | None, timeout: float = TIMEOUT_SECONDS,
     return response, response.elapsed.total_seconds() * 1000
 
 
-def read_report(url: str, token: str | None, timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
+def refused_hint(source: str) -> str:
+    if source:
+        return f"the token from {source} was not accepted"
+    return ("no token: set OBSERVABILITY_TOKEN, pass --token, or run from the directory "
+            "`regcopilot serve` runs in (it keeps one in data/.observability_token)")
+
+
+def read_report(url: str, token: str | None, timeout: float = TIMEOUT_SECONDS,
+                source: str = "") -> dict[str, Any]:
     endpoint = report_url(url)
     response, _ms = fetch(endpoint, token, timeout)
     if response.status_code == 401:
-        hint = "the token was refused" if token else "pass --token or set OBSERVABILITY_TOKEN"
-        raise Unreachable(f"{endpoint}: HTTP 401 ({hint})")
+        raise Refused(f"{REFUSED} (HTTP 401; {refused_hint(source if token else '')})")
     if response.status_code != 200:
         raise Unreachable(f"{endpoint}: HTTP {response.status_code} {response.text[:120]!r}")
     try:

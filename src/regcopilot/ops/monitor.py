@@ -1,6 +1,7 @@
 """`regcopilot monitor`: the guide's "Metrics to Monitor" table applied to a live report.
 
-Exit status: 0 all within limits (warnings allowed), 1 at least one alert, 2 unreachable.
+Exit status: 0 all within limits (warnings allowed), 1 at least one alert, 2 unreachable,
+3 refused (HTTP 401: wrong or missing token).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 from regcopilot.ops import endpoint, table
 
 OK, WARN, ALERT, NA = "OK", "WARN", "ALERT", "N/A"
-EXIT_OK, EXIT_ALERT, EXIT_UNREACHABLE = 0, 1, 2
+EXIT_OK, EXIT_ALERT, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3
 
 # The guide's table, "Monitoring & Alerts": target, then the alert threshold.
 HIT_RATE_TARGET, HIT_RATE_ALERT = 95.0, 90.0  # percent: target > 95, alert < 90
@@ -199,7 +200,8 @@ def as_json(url: str, report: dict[str, Any] | None, checks: list[Check] | None,
     body: dict[str, Any] = {
         "url": url,
         "checkedAt": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "status": {EXIT_OK: "ok", EXIT_ALERT: "alert"}.get(code, "unreachable"),
+        "status": {EXIT_OK: "ok", EXIT_ALERT: "alert", EXIT_REFUSED: "refused"}.get(
+            code, "unreachable"),
         "exitCode": code,
     }
     if error:
@@ -218,11 +220,17 @@ def as_json(url: str, report: dict[str, Any] | None, checks: list[Check] | None,
 
 
 def check_once(url: str, token: str | None, *, production: bool, as_json_output: bool,
-               history: History | None, timeout: float) -> int:
+               history: History | None, timeout: float, source: str = "") -> int:
     target = endpoint.report_url(url)
     tty = sys.stdout.isatty() and not as_json_output
     try:
-        report = endpoint.read_report(target, token, timeout)
+        report = endpoint.read_report(target, token, timeout, source)
+    except endpoint.Refused as exc:
+        if as_json_output:
+            typer.echo(as_json(target, None, None, EXIT_REFUSED, str(exc)))
+        else:
+            typer.echo(f"{target}  ·  {exc}")
+        return EXIT_REFUSED
     except endpoint.Unreachable as exc:
         if as_json_output:
             typer.echo(as_json(target, None, None, EXIT_UNREACHABLE, str(exc)))
@@ -271,15 +279,17 @@ def monitor(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for an answer.")
                        ] = endpoint.TIMEOUT_SECONDS,
 ) -> None:
-    """Check a live instance against the guide's alert table (exit 0 OK, 1 alert, 2 unreachable)."""
+    """Check a live instance against the guide's alert table (exit 0 OK, 1 alert, 2 unreachable,
+    3 refused: wrong or missing token)."""
     base = url or endpoint.default_url()
+    token, source = endpoint.resolve_token(token)
     prod = production if production is not None else os.environ.get("APP_ENV") == "production"
     history = History()
     rounds, code = 0, EXIT_OK
     try:
         while True:
             code = check_once(base, token, production=prod, as_json_output=json_output,
-                              history=history, timeout=timeout)
+                              history=history, timeout=timeout, source=source)
             rounds += 1
             if watch is None or (count is not None and rounds >= count):
                 break

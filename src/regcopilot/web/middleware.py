@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.migration import UPGRADE, with_upgrade
+from regcopilot.web.next_path import login_location
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
 
@@ -148,7 +149,8 @@ class SessionMiddleware:
             headers.append((b"set-cookie", clear_cookie_header(self.services.settings).encode()))
         wants_page = not scope["path"].startswith("/api/") and scope["path"] != "/metrics"
         if wants_page and status == 401 and scope["method"] in ("GET", "HEAD"):
-            headers.append((b"location", b"/login"))
+            query = scope.get("query_string", b"").decode("latin-1")
+            headers.append((b"location", login_location(scope["path"], query).encode()))
             await _send(send, 303, headers, b"", b"text/plain")
             return
         body = json.dumps({"error": reason, "status": status}).encode()

@@ -17,6 +17,7 @@ from regcopilot.users.directory import DirectoryUnavailable, judge
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie
 from regcopilot.web.migration import end_foreign_session
+from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
@@ -139,17 +140,20 @@ LOGIN_BODY = {
 @router.post(
     "/api/auth/login",
     openapi_extra={"requestBody": LOGIN_BODY},
-    responses={303: {"description": "Signed in from the form: to the home page"}},
+    responses={303: {"description": "Signed in from the form: to `next` (a same-site path) "
+                          "or the home page"}},
 )
 async def login(request: Request) -> Response:
     is_form = False
+    fields: dict[str, Any] = {}
     try:
         fields, is_form = await _read_login(request)
         token, body = await _login(request, fields)
     except LoginFailed as failure:
         if is_form:
             return render(
-                request, "login.html", {"error": failure.message}, status_code=failure.status
+                request, "login.html", _form_again(fields, failure.message),
+                status_code=failure.status,
             )
         return JSONResponse(
             {"error": failure.message}, status_code=failure.status, headers=failure.headers
@@ -157,11 +161,21 @@ async def login(request: Request) -> Response:
     settings = services(request).settings
     cookie = set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
     if is_form:
-        response: Response = RedirectResponse("/", status_code=303)
+        response: Response = RedirectResponse(safe_next(fields.get("next")), status_code=303)
     else:
         response = JSONResponse(body)
     response.headers.append("set-cookie", cookie)
     return response
+
+
+def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
+    """The sign-in form once more: the message, the email as typed, the same destination."""
+    email = fields.get("email")
+    return {
+        "error": error,
+        "email": email[:MAX_EMAIL] if isinstance(email, str) else "",
+        "next": safe_next(fields.get("next")),
+    }
 
 
 @router.post(

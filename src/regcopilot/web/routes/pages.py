@@ -6,7 +6,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.web.deps import current_user, errors
+from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
+from regcopilot.web.routes.auth import login
 from regcopilot.web.session import SessionUser
 
 router = APIRouter(responses=errors(401, 503))
@@ -14,7 +16,14 @@ router = APIRouter(responses=errors(401, 503))
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request) -> Response:
-    return render(request, "login.html")
+    return render(request, "login.html", {"next": safe_next(request.query_params.get("next"))})
+
+
+@router.post("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_form(request: Request) -> Response:
+    """The sign-in form posts here, so a failure re-renders the form at /login (with the email
+    kept) instead of leaving the browser on /api/auth/login."""
+    return await login(request)
 
 
 @router.get("/", response_class=HTMLResponse)

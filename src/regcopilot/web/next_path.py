@@ -1,0 +1,35 @@
+"""Where the sign-in form sends the browser afterwards: `/login?next=/admin/observability`.
+
+Only a path on this site is accepted; anything else is an open redirect (a link to our login
+page that lands the user on an attacker's look-alike). Browsers read `//host`, `/\\host` and
+`\\\\host` as another host, and drop tabs and newlines before parsing, so those are refused.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+HOME = "/"
+MAX_LENGTH = 2048
+
+
+def safe_next(value: object) -> str:
+    """`value` when it is a same-site path (with its query), otherwise the home page."""
+    if not isinstance(value, str) or not value or len(value) > MAX_LENGTH:
+        return HOME
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return HOME
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return HOME
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return HOME
+    return value
+
+
+def login_location(path: str, query: str = "") -> str:
+    """`/login?next=<this page>` for a page that needs a session."""
+    target = path + (f"?{query}" if query else "")
+    if safe_next(target) == HOME:  # also the home page itself: nothing to come back to
+        return "/login"
+    return "/login?next=" + quote(target, safe="/")
