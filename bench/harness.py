@@ -459,20 +459,25 @@ def run_variants(ctx: Context) -> dict[str, Any]:
 
 
 def run_profile(ctx: Context) -> dict[str, Any]:
-    """Samples (1) and then (2) on one server: the difference is what authentication costs."""
+    """Samples (0) on the bare app, then (1) and (2) on one of our servers: (1) against (0) is
+    what our app costs before authentication, (2) against (1) what authentication costs."""
     opts, tokens = ctx.opts, ctx.ours_tokens
     s = our_server("profiled", our_env(ctx.ours_db, ctx.redis.url, "bench:profiled:", "tiered",
-                                       ctx.work / "data-profiled"), ctx.logs).start().wait_ready()
+                                       ctx.work / "data-profiled"), ctx.logs).start()
+    bare = plain_server("bare-profiled", "bare_app", {}, ctx.logs).start()
     try:
+        s.wait_ready()
+        bare.wait_ready()
         run_wrk(s.base + "/api/me", tokens, OUR_COOKIE, seconds=opts.warmup,
                 connections=opts.connections)
         seconds = min(opts.duration, 15)
         out: dict[str, Any] = {}
-        for key, path in (("ceiling", "/api/health"), ("tiered", "/api/me")):
+        for key, server, path in (("bare", bare, "/api/health"), ("ceiling", s, "/api/health"),
+                                  ("tiered", s, "/api/me")):
             raw = opts.out / f"profile-{key}.txt"
-            url = s.base + path
+            url = server.base + path
             _, load = profile.record_during(
-                s.pid, seconds, raw,
+                server.pid, seconds, raw,
                 lambda url=url: run_wrk(url, tokens, OUR_COOKIE, seconds=seconds + 1,
                                         connections=opts.connections),
             )
@@ -484,8 +489,13 @@ def run_profile(ctx: Context) -> dict[str, Any]:
             opts.out / "profile-tiered.txt", out["tiered"]["rpsWhileSampled"],
             opts.out / "profile-ceiling.txt", out["ceiling"]["rpsWhileSampled"],
         )
+        out["oursOverBare"] = profile.difference(
+            opts.out / "profile-ceiling.txt", out["ceiling"]["rpsWhileSampled"],
+            opts.out / "profile-bare.txt", out["bare"]["rpsWhileSampled"],
+        )
         return out
     finally:
+        bare.stop()
         s.stop()
 
 

@@ -215,6 +215,17 @@ def _profile(p: dict[str, Any] | None) -> list[str]:
     out += ["", "The hot path's own functions and FastAPI's per-route work (inclusive µs per "
             "request):", "", "| function | (2) µs | (1) µs |", "|---|---:|---:|"]
     out += [f"| `{x['name']}` | {x['us']} | {x['baselineUs']} |" for x in extra.get("watch", [])]
+    bare = p.get("oursOverBare", {})
+    if bare.get("self"):
+        b = p["bare"]
+        out += ["", f"What a request of (1) costs beyond one of (0), the bare FastAPI app "
+                f"({b['samples']:,} samples at {b.get('rpsWhileSampled') or 0:,.0f} req/s), "
+                "by function (self time; negative: (0) pays it and we do not):", "",
+                "| function | (1) µs | (0) µs | extra µs |", "|---|---:|---:|---:|"]
+        out += [f"| `{x['name']}` | {x['us']} | {x['baselineUs']} | {x['extraUs']} |"
+                for x in bare["self"][:20]]
+        out += ["", "| (0): self time by package | % |", "|---|---:|"]
+        out += [f"| {x['name']} | {x['percent']} |" for x in b["selfByPackage"][:12]]
     out += ["", "| (2): self time by package | % |", "|---|---:|"]
     out += [f"| {x['name']} | {x['percent']} |" for x in t["selfByPackage"][:12]]
     out += ["", "| (2): function (self) | % |", "|---|---:|"]
