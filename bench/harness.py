@@ -1,9 +1,12 @@
 """bench/run: every variant on the same data and workload, alternated, medians reported.
 
 Variants (1,000 users with sessions, 64 connections, an authenticated GET rotating cookies):
+  (0) bare        GET /api/health on a bare FastAPI app (one route): what a user writes without us
   (1) ceiling     GET /api/health on our server (no authentication)
   (2) tiered      GET /api/me, ours as shipped: near cache + Redis
   (3) redis-only  GET /api/me, near cache off: Redis on every request (the upstream design)
+  (3b) upstream   GET /api/me on the upstream's design as its own tiny app: PyJWT decode, Redis
+                  GET, json.loads on every request; asyncpg and SET EX 300 on a miss
   (4) no-cache    GET /api/me, the directory on every request
   (5) peer        GET /api/me on fastapi-users 15 (Redis token strategy + SQLAlchemy/asyncpg)
 Then: the guide's workload model, 3 instances behind nginx, the in-memory tier at 10,000 users,
@@ -75,6 +78,15 @@ class Variant:
     tokens: Path
     cookie: str
     runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ours(self) -> bool:
+        """Our server: its /api/observability counts validations and directory queries."""
+        return self.key not in FOREIGN
+
+
+# Variants served by other apps: no /api/observability to read counters from.
+FOREIGN = frozenset({"bare", "upstream", "peer"})
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -148,6 +160,16 @@ def our_server(name: str, env: dict[str, str], logs: Path) -> Server:
     return Server(name, argv, env, port, logs)
 
 
+def plain_server(name: str, module: str, env: dict[str, str], logs: Path) -> Server:
+    """An app of bench/ under the same uvicorn flags as `regcopilot serve` (uvloop, httptools,
+    proxy headers, no access log), pinned to the same core."""
+    port = free_port()
+    argv = [str(ROOT / ".venv" / "bin" / "python"), "-m", "uvicorn", f"bench.{module}:app",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
+            "--proxy-headers", "--log-level", "info"]
+    return Server(name, argv, {"PYTHONPATH": str(ROOT), **env}, port, logs)
+
+
 def peer_server(db_url: str, redis_url: str, prefix: str, logs: Path) -> Server:
     port = free_port()
     argv = [str(PEER_VENV / "bin" / "python"), "-m", "uvicorn", "peer_app:app", "--app-dir",
@@ -160,11 +182,11 @@ def peer_server(db_url: str, redis_url: str, prefix: str, logs: Path) -> Server:
 # --- one measured run -----------------------------------------------------------------------
 def measure(v: Variant, opts: Options, redis: BenchRedis, peer_q: PeerQueries | None,
             pending_peer: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
-    ours = v.key != "peer"
-    before_q: int | dict[str, int]
+    ours = v.ours
+    before_q: int | dict[str, int] = 0
     if ours:
         before_q = validations(v.server.base, OBS_TOKEN)
-    else:
+    elif v.key == "peer":
         assert peer_q is not None
         settled = peer_q.settled()
         for rec, start in pending_peer:  # the previous peer run's count is settled now
@@ -202,7 +224,7 @@ def measure(v: Variant, opts: Options, redis: BenchRedis, peer_q: PeerQueries | 
         # such a run measured the fallback, not the design, and the report says so.
         rec["breakerTrips"] = v.server.log_path.read_text(errors="replace").count(
             "Redis cache failing")
-    else:
+    elif v.key == "peer":
         assert peer_q is not None and isinstance(before_q, int)
         peer_q.loaded()
         pending_peer.append((rec, before_q))
@@ -355,17 +377,27 @@ def run_variants(ctx: Context) -> dict[str, Any]:
         return s.start()
 
     try:
+        bare = plain_server("bare", "bare_app", {}, logs)
+        upstream = plain_server("upstream", "upstream_app", {
+            "NEXTAUTH_SECRET": SECRET, "UPSTREAM_DATABASE_URL": ctx.ours_db,
+            "UPSTREAM_REDIS_URL": redis.url, "UPSTREAM_KEY_PREFIX": "bench:upstream:",
+            "UPSTREAM_COOKIE": OUR_COOKIE}, logs)
+        servers.extend(s.start() for s in (bare, upstream))
         tiered = ours("tiered", "tiered")
         redis_only = ours("redis-only", "redis-only")
         no_cache = ours("no-cache", "none")
         tokens = ctx.ours_tokens
         variants = [
+            Variant("bare", "(0) bare FastAPI app: one route, no auth", bare, "/api/health",
+                    tokens, OUR_COOKIE),
             Variant("ceiling", "(1) ceiling: /api/health, no auth", tiered, "/api/health",
                     tokens, OUR_COOKIE),
             Variant("tiered", "(2) ours: near cache + Redis", tiered, "/api/me",
                     tokens, OUR_COOKIE),
             Variant("redis-only", "(3) ours, near cache off: Redis only (upstream design)",
                     redis_only, "/api/me", tokens, OUR_COOKIE),
+            Variant("upstream", "(3b) upstream design as its own app: JWT + Redis GET + JSON",
+                    upstream, "/api/me", tokens, OUR_COOKIE),
             Variant("no-cache", "(4) ours, no cache: directory every request", no_cache,
                     "/api/me", tokens, OUR_COOKIE),
         ]
@@ -390,7 +422,7 @@ def run_variants(ctx: Context) -> dict[str, Any]:
 
         # Warm every server once (caches filled, connections opened), then alternate.
         for v in variants:
-            if v.key == "ceiling":
+            if v.key in ("ceiling", "bare"):
                 continue
             run_wrk(v.server.base + v.path, v.tokens, v.cookie, seconds=opts.warmup,
                     connections=opts.connections)
@@ -427,20 +459,25 @@ def run_variants(ctx: Context) -> dict[str, Any]:
 
 
 def run_profile(ctx: Context) -> dict[str, Any]:
-    """Samples (1) and then (2) on one server: the difference is what authentication costs."""
+    """Samples (0) on the bare app, then (1) and (2) on one of our servers: (1) against (0) is
+    what our app costs before authentication, (2) against (1) what authentication costs."""
     opts, tokens = ctx.opts, ctx.ours_tokens
     s = our_server("profiled", our_env(ctx.ours_db, ctx.redis.url, "bench:profiled:", "tiered",
-                                       ctx.work / "data-profiled"), ctx.logs).start().wait_ready()
+                                       ctx.work / "data-profiled"), ctx.logs).start()
+    bare = plain_server("bare-profiled", "bare_app", {}, ctx.logs).start()
     try:
+        s.wait_ready()
+        bare.wait_ready()
         run_wrk(s.base + "/api/me", tokens, OUR_COOKIE, seconds=opts.warmup,
                 connections=opts.connections)
         seconds = min(opts.duration, 15)
         out: dict[str, Any] = {}
-        for key, path in (("ceiling", "/api/health"), ("tiered", "/api/me")):
+        for key, server, path in (("bare", bare, "/api/health"), ("ceiling", s, "/api/health"),
+                                  ("tiered", s, "/api/me")):
             raw = opts.out / f"profile-{key}.txt"
-            url = s.base + path
+            url = server.base + path
             _, load = profile.record_during(
-                s.pid, seconds, raw,
+                server.pid, seconds, raw,
                 lambda url=url: run_wrk(url, tokens, OUR_COOKIE, seconds=seconds + 1,
                                         connections=opts.connections),
             )
@@ -452,8 +489,13 @@ def run_profile(ctx: Context) -> dict[str, Any]:
             opts.out / "profile-tiered.txt", out["tiered"]["rpsWhileSampled"],
             opts.out / "profile-ceiling.txt", out["ceiling"]["rpsWhileSampled"],
         )
+        out["oursOverBare"] = profile.difference(
+            opts.out / "profile-ceiling.txt", out["ceiling"]["rpsWhileSampled"],
+            opts.out / "profile-bare.txt", out["bare"]["rpsWhileSampled"],
+        )
         return out
     finally:
+        bare.stop()
         s.stop()
 
 

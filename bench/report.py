@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 GOALS = (
+    ("(1) ≥ 0.95 × (0)", "ceiling", "bare", 0.95),
+    ("(2) ≥ 0.85 × (0)", "tiered", "bare", 0.85),
+    ("(2) ≥ 2.5 × (3b)", "tiered", "upstream", 2.5),
     ("(2) ≥ 0.85 × (1)", "tiered", "ceiling", 0.85),
     ("(2) ≥ 8 × (5)", "tiered", "peer", 8.0),
     ("(2) ≥ 2.5 × (3)", "tiered", "redis-only", 2.5),
@@ -16,11 +19,16 @@ def _by_key(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {v["key"]: v for v in result.get("variants", [])}
 
 
+# (a, b): a's throughput as a multiple of b's.
+PAIRS = (("ceiling", "bare"), ("tiered", "bare"), ("tiered", "upstream"), ("tiered", "ceiling"),
+         ("tiered", "peer"), ("redis-only", "tiered"), ("tiered", "redis-only"),
+         ("tiered", "no-cache"))
+
+
 def ratios(result: dict[str, Any]) -> dict[str, float]:
     v = _by_key(result)
     out = {}
-    for a, b in (("tiered", "ceiling"), ("tiered", "peer"), ("redis-only", "tiered"),
-                 ("tiered", "redis-only"), ("tiered", "no-cache")):
+    for a, b in PAIRS:
         if a in v and b in v and v[b]["rps"]:
             out[f"{a}/{b}"] = round(v[a]["rps"] / v[b]["rps"], 2)
     return out
@@ -30,8 +38,7 @@ def cpu_ratios(result: dict[str, Any]) -> dict[str, float]:
     """The same ratios as capacities: 1 / server CPU per request."""
     v = _by_key(result)
     out = {}
-    for a, b in (("tiered", "ceiling"), ("tiered", "peer"), ("redis-only", "tiered"),
-                 ("tiered", "redis-only"), ("tiered", "no-cache")):
+    for a, b in PAIRS:
         ca, cb = v.get(a, {}).get("cpuUsPerRequest"), v.get(b, {}).get("cpuUsPerRequest")
         if ca and cb:
             out[f"{a}/{b}"] = round(cb / ca, 2)
@@ -208,6 +215,17 @@ def _profile(p: dict[str, Any] | None) -> list[str]:
     out += ["", "The hot path's own functions and FastAPI's per-route work (inclusive µs per "
             "request):", "", "| function | (2) µs | (1) µs |", "|---|---:|---:|"]
     out += [f"| `{x['name']}` | {x['us']} | {x['baselineUs']} |" for x in extra.get("watch", [])]
+    bare = p.get("oursOverBare", {})
+    if bare.get("self"):
+        b = p["bare"]
+        out += ["", f"What a request of (1) costs beyond one of (0), the bare FastAPI app "
+                f"({b['samples']:,} samples at {b.get('rpsWhileSampled') or 0:,.0f} req/s), "
+                "by function (self time; negative: (0) pays it and we do not):", "",
+                "| function | (1) µs | (0) µs | extra µs |", "|---|---:|---:|---:|"]
+        out += [f"| `{x['name']}` | {x['us']} | {x['baselineUs']} | {x['extraUs']} |"
+                for x in bare["self"][:20]]
+        out += ["", "| (0): self time by package | % |", "|---|---:|"]
+        out += [f"| {x['name']} | {x['percent']} |" for x in b["selfByPackage"][:12]]
     out += ["", "| (2): self time by package | % |", "|---|---:|"]
     out += [f"| {x['name']} | {x['percent']} |" for x in t["selfByPackage"][:12]]
     out += ["", "| (2): function (self) | % |", "|---|---:|"]

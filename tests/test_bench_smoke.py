@@ -16,7 +16,7 @@ from tests.support import repo_root
 
 pytestmark = [pytest.mark.xdist_group("bench"), pytest.mark.slow]
 
-OURS = ("ceiling", "tiered", "redis-only", "no-cache")
+OURS = ("bare", "ceiling", "tiered", "redis-only", "upstream", "no-cache")
 
 
 def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
@@ -43,6 +43,9 @@ def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
     assert variants["tiered"]["dbPer1000"] < 50
     assert variants["redis-only"]["redisPerRequest"] > 0.9
     assert variants["tiered"]["redisPerRequest"] < 0.1
+    # The upstream design reads Redis on every request; the bare app never touches it.
+    assert variants["upstream"]["redisPerRequest"] > 0.9
+    assert variants["bare"]["redisPerRequest"] == 0
 
     assert result["nginx"]["rps"] > 0 and result["nginx"]["errors"] == 0
     assert result["workloadModel"]["validations"] > 0

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from regcopilot import __version__
 from regcopilot.config import Settings, load_settings
 from regcopilot.web.csrf import CsrfMiddleware
+from regcopilot.web.hot import HotRoutes
 from regcopilot.web.middleware import SessionMiddleware
 from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
 from regcopilot.web.routes import prometheus as prometheus_routes
@@ -38,6 +39,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
+    # Innermost: answered after the session check, before FastAPI's router.
+    app.add_middleware(
+        HotRoutes, routes={"/api/health": health.health_hot, "/api/me": pages.me_hot}
+    )
     app.add_middleware(SessionMiddleware, services=services)
     # Added last, so it runs first: a forged cross-site request never reaches the session.
     app.add_middleware(

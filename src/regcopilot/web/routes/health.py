@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Scope
 
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.deps import errors, services
@@ -11,9 +12,16 @@ from regcopilot.web.deps import errors, services
 router = APIRouter(responses=errors(503))
 
 
+HEALTHY = {"status": "ok"}
+
+
+def health_hot(_scope: Scope) -> dict:
+    return HEALTHY
+
+
 @router.get("/api/health")
 async def health() -> dict:
-    return {"status": "ok"}
+    return HEALTHY
 
 
 @router.get("/api/ready")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.types import Scope
 
 from regcopilot.web.deps import current_user, errors
 from regcopilot.web.next_path import safe_next
@@ -31,11 +32,19 @@ async def home(request: Request, user: SessionUser = Depends(current_user)) -> R
     return render(request, "home.html", {"user": user})
 
 
+def me_body(user: SessionUser) -> dict:
+    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role}
+
+
+def me_hot(scope: Scope) -> dict | None:
+    """/api/me for web/hot.py; None (no user) leaves the refusal to the route."""
+    user = scope.get("state", {}).get("user")
+    return me_body(user) if user is not None else None
+
+
 @router.get("/api/me")
 async def me(request: Request) -> dict:
-    # No Depends(): the hottest authenticated route skips dependency resolution.
-    user = current_user(request)
-    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role}
+    return me_body(current_user(request))
 
 
 @router.get("/favicon.ico", include_in_schema=False)
