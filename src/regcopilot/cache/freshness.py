@@ -75,6 +75,11 @@ class Freshness:
     def last_change(self, user_id: str) -> int | None:
         return self._last.get(user_id)
 
+    def provable(self, user_id: str, entry: CacheEntry) -> bool:
+        """An entry another process wrote may be served: this process has read the log it
+        must be checked against, and the user has no change after it."""
+        return self.floor is not None and not self.stale(user_id, entry)
+
     def stale(self, user_id: str, entry: CacheEntry) -> bool:
         """The user changed after the answer this entry holds."""
         if entry.seq is None:

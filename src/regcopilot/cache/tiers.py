@@ -149,7 +149,7 @@ class ValidationCache:
         trust = self.freshness.trust_seconds(entry)
         if (
             self.changed_since(user_id, entry.timestamp)
-            or self.freshness.stale(user_id, entry)
+            or not self.freshness.provable(user_id, entry)
             or not entry.fresh(trust, now)
         ):
             # Older than our last invalidation or than a logged change to this user, past the

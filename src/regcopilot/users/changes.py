@@ -86,11 +86,13 @@ class FeedCursor:
         self._advance()
 
     def _advance(self) -> None:
-        ahead = self._ahead
+        ahead, holes = self._ahead, self._holes
+        holes.pop(self.position, None)
         while True:
             nxt = self.position + 1
             if nxt in ahead:
                 ahead.discard(nxt)
+                holes.pop(nxt, None)
                 self.position = nxt
             elif ahead and nxt not in self._holes and nxt < min(ahead):
                 # Forgotten hole (rolled back): step over it.

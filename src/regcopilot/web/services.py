@@ -45,6 +45,9 @@ class Services:
 
     async def start(self) -> None:
         await self.directory.open()
+        # Before the first request: an entry in Redis can only be checked against the log.
+        with contextlib.suppress(DirectoryUnavailable):
+            self.cache.freshness.load(await self.directory.read_log())
         await self.cache.start()
         if self.bus is not None:
             self.bus.start()
@@ -62,10 +65,9 @@ class Services:
         """Read the retained change log once (what an entry may be checked against), then
         follow it from its head; until then nothing is provable and the short TTL applies."""
         freshness = self.cache.freshness
-        while True:
+        while freshness.floor is None:
             try:
                 freshness.load(await self.directory.read_log())
-                break
             except DirectoryUnavailable as exc:
                 log.warning("Change log unreadable (%s) - retrying", exc)
                 await asyncio.sleep(FEED_RETRY_SECONDS)
