@@ -85,4 +85,4 @@ def test_event_driven_column_is_one_query_per_max_age():
     assert result.exit_code == 0, result.output
     row1000 = next(line for line in result.output.splitlines()
                    if line.strip().startswith("1,000 "))
-    assert row1000.split()[5:8] == ["200", "98.3", "%"]  # the guide's figure, at a 5 h max age
+    assert row1000.split()[6:9] == ["200", "98.3", "%"]  # the guide's figure, at a 5 h max age
