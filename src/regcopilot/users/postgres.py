@@ -41,6 +41,8 @@ UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.QueryCanceledError,
+    # Seen when the server terminates a connection mid-query (another operation in progress).
+    asyncpg.InternalClientError,
 )
 RECONNECT_SECONDS = 0.5
 # A pooled connection the server dropped (restart, failover) fails when next used, and the pool
