@@ -1,6 +1,7 @@
 """The guide's workload model, time-compressed: each user validates 12 times an hour, at random
-(Poisson) moments, against a TTL of 300 s. Compressing time by K turns the TTL into 300/K s and
-each user's rate into 12·K per hour, so a minute of wall time is an hour of the model at K=60.
+(Poisson) moments, against a TTL of 300 s (or, event-driven, against the max age). Compressing
+time by K turns the TTL into 300/K s and each user's rate into 12·K per hour, so a minute of
+wall time is an hour of the model at K=60.
 
 This is an open-loop, fixed-rate load (not a throughput test), so a small asyncio client is
 enough; the measure is the hit rate and the directory queries it leaves, from the server's own
@@ -30,6 +31,7 @@ class WorkloadResult:
     users: int
     compression: int
     ttl_s: int
+    max_age_s: int
     model_hours: float
     requests_sent: int
     failed: int
@@ -99,15 +101,18 @@ async def _drive(base: str, cookie: str, tokens: list[str], events: list[tuple[f
 
 
 def run_model(base: str, obs_token: str, cookie: str, tokens: list[str], *, ttl_s: int,
-              seconds: float) -> WorkloadResult:
+              seconds: float, max_age_s: int | None = None) -> WorkloadResult:
+    """`max_age_s` (wall seconds): how long the server keeps entries while its change feed is
+    complete; warm-up ends after the first of them (each user's first fill)."""
     users = len(tokens)
     k = MODEL_TTL_S // ttl_s
+    life = max(ttl_s, max_age_s or ttl_s)
     rate = MODEL_VALIDATIONS_PER_HOUR * k / 3600  # per user per wall second
     events = schedule(users, rate, seconds)
     start = validations(base, obs_token)
     mark: dict[str, dict[str, int]] = {}
     sent, failed = asyncio.run(_drive(
-        base, cookie, tokens, events, mark_at=ttl_s,
+        base, cookie, tokens, events, mark_at=life,
         on_mark=lambda: mark.setdefault("m", validations(base, obs_token))))
     end = validations(base, obs_token)
     mid = mark.get("m", start)
@@ -120,14 +125,15 @@ def run_model(base: str, obs_token: str, cookie: str, tokens: list[str], *, ttl_
     steady_hits = delta(mid, end, "cacheHits")
     steady_dbq = delta(mid, end, "databaseQueries")
     model_hours = seconds * k / 3600
-    steady_hours = (seconds - ttl_s) * k / 3600
+    steady_hours = (seconds - life) * k / 3600
     per1000 = 1000 / users
-    mean_ttl = ttl_s * (1 - TTL_JITTER_MEAN)
+    mean_ttl = life * (1 - TTL_JITTER_MEAN)
     expected = rate * mean_ttl / (1 + rate * mean_ttl)  # Poisson arrivals: λT/(1+λT)
     return WorkloadResult(
         users=users,
         compression=k,
         ttl_s=ttl_s,
+        max_age_s=life,
         model_hours=round(model_hours, 3),
         requests_sent=sent,
         failed=failed,
@@ -141,6 +147,6 @@ def run_model(base: str, obs_token: str, cookie: str, tokens: list[str], *, ttl_
         queries_per_hour_per_1000=round(dbq / model_hours * per1000, 1),
         steady_queries_per_hour_per_1000=round(steady_dbq / steady_hours * per1000, 1)
         if steady_hours > 0 else 0.0,
-        queries_per_user_per_ttl=round(dbq / users / (seconds / ttl_s), 3),
+        queries_per_user_per_ttl=round(dbq / users / (seconds / life), 3),
         savings_percent=round(100 * (1 - dbq / total), 2) if total else 0.0,
     )

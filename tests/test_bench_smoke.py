@@ -48,6 +48,7 @@ def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
     assert variants["bare"]["redisPerRequest"] == 0
 
     assert result["nginx"]["rps"] > 0 and result["nginx"]["errors"] == 0
-    assert result["workloadModel"]["validations"] > 0
+    assert result["workloadModel"]["ttl"]["validations"] > 0
+    assert result["workloadModel"]["events"]["validations"] > 0
     assert result["memory"]["validationCache"]["tracemalloc_kib"] > 0
     assert (out / "results.md").read_text().startswith("# Benchmark results")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from regcopilot.auth.passwords import hash_password, verify_password
+from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import FOREVER, judge, open_directory
 from tests.support import eventually
 
@@ -117,9 +118,19 @@ async def test_list_count_and_sign_in(directory):
 async def test_changes_are_announced(directory):
     user = await directory.add("alice@example.com", HASH)
     other = await directory.add("bob@example.com", HASH)
-    seen: list[str] = []
+    changes: list[Change] = []
     states: list[bool] = []
-    task = asyncio.create_task(directory.watch(seen.append, states.append))
+    cursor = FeedCursor((await directory.read_log()).head)
+    task = asyncio.create_task(directory.watch(cursor, changes.append, states.append))
+
+    class Seen:
+        def __contains__(self, user_id: str) -> bool:
+            return any(c.user_id == user_id for c in changes)
+
+        def count(self, user_id: str) -> int:
+            return sum(c.user_id == user_id for c in changes)
+
+    seen = Seen()
     try:
         await eventually(lambda: states and states[-1], timeout=5)
         await directory.set_banned_until(user.id, FOREVER)
@@ -129,6 +140,10 @@ async def test_changes_are_announced(directory):
         await eventually(lambda: other.id in seen, timeout=5)
         await directory.announce(user.id)
         await eventually(lambda: seen.count(user.id) >= 2, timeout=5)
+        # Numbered in the log's order, each once, and the cursor has applied them all.
+        seqs = [c.seq for c in changes]
+        assert seqs == sorted(set(seqs))
+        assert cursor.position == seqs[-1] and cursor.complete
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -21,7 +21,9 @@ from tests.support import RedisServer, eventually
 
 COOKIE = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
-FAST_EXPIRY = {"CACHE_TTL_SECONDS": 1, "SESSION_VALIDATION_INTERVAL_SECONDS": 1}
+# Entries expire every second (max age too), so the load keeps reaching Redis.
+FAST_EXPIRY = {"CACHE_TTL_SECONDS": 1, "SESSION_VALIDATION_INTERVAL_SECONDS": 1,
+               "CACHE_MAX_AGE_SECONDS": 1}
 USERS = 12
 CONCURRENCY = 4
 THINK_SECONDS = 0.005  # per client between requests: a load, not a CPU hog for the suite

@@ -39,7 +39,8 @@ async def test_serve_process_redis_killed_then_stalled(tmp_path, redis_prefix):
     await add_users(str(db))
     env = cluster_env(f"sqlite:///{db}", redis_prefix, tmp_path / "data",
                       REDIS_URL=redis_server.url, REDIS_TIMEOUT_MS=50,
-                      CACHE_TTL_SECONDS=1, SESSION_VALIDATION_INTERVAL_SECONDS=1)
+                      CACHE_TTL_SECONDS=1, SESSION_VALIDATION_INTERVAL_SECONDS=1,
+                      CACHE_MAX_AGE_SECONDS=1)
     server = ServerProcess("serve", env, tmp_path)
     samples: list[Sample] = []
     stop = asyncio.Event()

@@ -93,7 +93,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(instance, pg_u
         try:
             killed = await conn.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+                "WHERE datname = current_database() AND application_name = 'regcopilot-listener'"
             )
         finally:
             await conn.close()

@@ -73,3 +73,16 @@ def test_cost_command_table():
 def test_cost_url_unreachable_exits_2():
     result = CliRunner().invoke(app, ["cost", "--url", "http://127.0.0.1:9", "--token", "t"])
     assert result.exit_code == 2
+
+
+def test_event_driven_column_is_one_query_per_max_age():
+    # 12 validations an hour, entries living 6 h: 1,000 users cost 1,000/6 queries an hour.
+    row = model.row(1_000, 12, 300, model.Prices(), max_age=6 * 3600)
+    assert round(row.queries_events_h, 1) == 166.7
+    # A max age shorter than the TTL changes nothing: the TTL is the floor.
+    assert model.row(1_000, 12, 300, model.Prices(), max_age=60).queries_events_h == 12_000
+    result = CliRunner().invoke(app, ["cost", "--users", "1000", "--max-age", "18000"])
+    assert result.exit_code == 0, result.output
+    row1000 = next(line for line in result.output.splitlines()
+                   if line.strip().startswith("1,000 "))
+    assert row1000.split()[6:9] == ["200", "98.3", "%"]  # the guide's figure, at a 5 h max age

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     REDIS_TIMEOUT_MS: int = 50
     REDIS_KEY_PREFIX: str = "copilot:auth:"
     CACHE_TTL_SECONDS: int = 300
+    # How long an entry may be served while every change since it was read is known to have
+    # been applied (cache/freshness.py); CACHE_TTL_SECONDS whenever that cannot be proved.
+    CACHE_MAX_AGE_SECONDS: int = 6 * 3600
     MAX_CACHE_SIZE: int = 10_000
     # Benchmark-only: "redis-only" skips the near tier (the upstream design), "none" asks the
     # directory on every request. Production leaves the default.
@@ -122,6 +125,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "CACHE_TTL_SECONDS",
+        "CACHE_MAX_AGE_SECONDS",
         "MAX_CACHE_SIZE",
         "SESSION_VALIDATION_INTERVAL_SECONDS",
         "SESSION_MAX_AGE_SECONDS",
@@ -156,6 +160,16 @@ class Settings(BaseSettings):
     def cache_ttl(self) -> int:
         """The TTL in force: the guide wants it equal to the interval; the smaller wins."""
         return min(self.CACHE_TTL_SECONDS, self.SESSION_VALIDATION_INTERVAL_SECONDS)
+
+    @property
+    def cache_max_age(self) -> int:
+        """Never shorter than the TTL: a max age below it would only add misses."""
+        return max(self.CACHE_MAX_AGE_SECONDS, self.cache_ttl)
+
+    @property
+    def change_log_keep_seconds(self) -> int:
+        """The change log outlives every entry that may still be checked against it."""
+        return self.cache_max_age + 3600
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -16,6 +16,7 @@ from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.redis import FAILURES
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.users.changes import Change
 from regcopilot.users.directory import UserDirectory, Verdict, judge
 
 log = logging.getLogger("regcopilot.cache")
@@ -141,12 +142,15 @@ class SessionValidator:
 
     async def _load(self, user_id: str) -> CacheEntry:
         """Ask the directory; if the user changed while we asked, ask again before caching."""
+        freshness = self.cache.freshness
         for _ in range(MAX_ATTEMPTS):
             asked_at = now_ms()
+            # Every change up to here has been applied, so the answer reflects at least them.
+            seq = freshness.position
             user = await self.directory.get(user_id)  # DirectoryUnavailable propagates
             verdict = judge(user, self.default_tenant)
-            entry = _entry(verdict, asked_at)
-            if not self.cache.changed_since(user_id, asked_at):
+            entry = _entry(verdict, asked_at, seq)
+            if not (self.cache.changed_since(user_id, asked_at) or freshness.stale(user_id, entry)):
                 await self.cache.put(
                     user_id, entry, self.cache.entry_ttl(entry, verdict.banned_until)
                 )
@@ -154,11 +158,16 @@ class SessionValidator:
         return entry  # still changing: answer, but do not cache a moving target
 
     async def user_changed(self, user_id: str) -> None:
-        """Called for every change the directory announces, from whoever made it."""
+        """Drop a user's cached answer everywhere now (an admin action made here); the change
+        log's own announcement follows."""
         await self.cache.invalidate(user_id)
 
+    async def changed(self, change: Change) -> None:
+        """Called for every change the directory's log announces, from whoever made it."""
+        await self.cache.applied(change)
 
-def _entry(verdict: Verdict, asked_at: int) -> CacheEntry:
+
+def _entry(verdict: Verdict, asked_at: int, seq: int | None = None) -> CacheEntry:
     return CacheEntry(
         is_valid=verdict.valid,
         timestamp=asked_at,
@@ -168,4 +177,5 @@ def _entry(verdict: Verdict, asked_at: int) -> CacheEntry:
         banned_until=(
             int(verdict.banned_until.timestamp() * 1000) if verdict.banned_until else None
         ),
+        seq=seq,
     )

@@ -29,6 +29,9 @@ class CacheEntry:
     # ms since the epoch: the end of the ban this entry reports. Every tier's copy must be
     # gone by then, including copies taken from Redis by other instances.
     banned_until: int | None = None
+    # The change-log position this answer reflects (cache/freshness.py); None from a writer
+    # that does not know the log (the upstream tier): such an entry lives the short TTL only.
+    seq: int | None = None
 
     def fresh(self, ttl_s: float, now: int) -> bool:
         """Written within the last TTL, and not from the future (allowing for clock skew
@@ -45,6 +48,8 @@ class CacheEntry:
         }
         if self.banned_until is not None:
             body["bannedUntil"] = self.banned_until
+        if self.seq is not None:
+            body["seq"] = self.seq
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -66,10 +71,12 @@ class CacheEntry:
             return None
         if valid and reason is not None:
             return None
-        until = body.get("bannedUntil")
+        until, seq = body.get("bannedUntil"), body.get("seq")
         if until is not None and type(until) is not int:
             return None
-        return cls(valid, ts, tenant, reason, role, until)
+        if seq is not None and (type(seq) is not int or seq < 0):
+            return None
+        return cls(valid, ts, tenant, reason, role, until, seq)
 
 
 def upstream_shaped(raw: str | bytes) -> bool:

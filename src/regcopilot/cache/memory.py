@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 
@@ -52,6 +53,13 @@ class MemoryStore:
     def remaining(self, key: str) -> float:
         item = self._data.get(key)
         return max(0.0, item[1] - time.monotonic()) if item is not None else 0.0
+
+    def cap(self, seconds_left: Callable[[Any], float]) -> None:
+        """Shorten every entry's life to at most seconds_left(value) from now."""
+        now = time.monotonic()
+        data = self._data
+        for key, (value, deadline) in list(data.items()):
+            data[key] = (value, min(deadline, now + seconds_left(value)))
 
     def clear(self) -> None:
         self._data.clear()

@@ -243,6 +243,13 @@ class RedisStore:
         except FAILURES as exc:
             raise StoreError(describe(exc)) from exc
 
+    async def set_max(self, key: str, value: int) -> None:
+        """Raise a counter to `value` if it is lower (never lowers it), atomically."""
+        try:
+            await self.client.eval(_SET_MAX, 1, key, value)
+        except FAILURES as exc:
+            raise StoreError(describe(exc)) from exc
+
     async def count(self, prefix: str) -> int:
         try:
             n = 0
@@ -260,6 +267,12 @@ class RedisStore:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+_SET_MAX = (
+    "local c = tonumber(redis.call('GET', KEYS[1]) or '-1') "
+    "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end"
+)
 
 
 def _glob_escape(prefix: str) -> str:

@@ -22,9 +22,11 @@ from cachetools import LRUCache
 from regcopilot.background import stop
 from regcopilot.cache.breaker import Breaker
 from regcopilot.cache.entry import CacheEntry, upstream_shaped
+from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import StoreError
+from regcopilot.users.changes import Change
 
 log = logging.getLogger("regcopilot.cache")
 
@@ -63,8 +65,10 @@ class ValidationCache:
         prefix: str = "copilot:auth:",
         shared: RedisStore | None = None,
         mode: str = "tiered",
+        freshness: Freshness | None = None,
     ) -> None:
         self.ttl = ttl
+        self.freshness = freshness or Freshness(ttl, ttl)
         self.mode = mode  # "tiered" | "redis-only" | "none" (benchmark switches)
         self.near_enabled = mode == "tiered"
         self.max_size = max_size
@@ -180,9 +184,16 @@ class ValidationCache:
                 log.warning("Discarding malformed validation entry for %s", user_id)
             return None
         now = now_ms()
-        if self.changed_since(user_id, entry.timestamp) or not entry.fresh(self.ttl, now):
-            return None  # older than our last invalidation, outlived its TTL, or from the future
-        left = self.ttl - (now - entry.timestamp) / 1000
+        trust = self.freshness.trust_seconds(entry)
+        if (
+            self.changed_since(user_id, entry.timestamp)
+            or not self.freshness.provable(user_id, entry)
+            or not entry.fresh(trust, now)
+        ):
+            # Older than our last invalidation or than a logged change to this user, past the
+            # age we can trust it for, or from the future.
+            return None
+        left = trust - (now - entry.timestamp) / 1000
         if entry.banned_until is not None:
             left = min(left, (entry.banned_until - now) / 1000)
         if left > 0 and self.near_enabled:
@@ -194,7 +205,7 @@ class ValidationCache:
 
     # --- writes ---------------------------------------------------------------------
     def entry_ttl(self, entry: CacheEntry, banned_until: datetime | None = None) -> float:
-        ttl = self.ttl * (1 - random.random() * TTL_JITTER)
+        ttl = self.freshness.trust_seconds(entry) * (1 - random.random() * TTL_JITTER)
         if banned_until is not None:
             # A ban with a known end is cached no longer than it lasts.
             ttl = min(ttl, max(0.0, (banned_until - datetime.now(UTC)).total_seconds()))
@@ -251,11 +262,19 @@ class ValidationCache:
         pending, overflow = self._pending, self._pending_overflow
         self._pending, self._pending_overflow = set(), False
         try:
+            # Redis's own high-water mark: the log position whose changes it has had applied.
+            # Changes this process knows of past it (made while Redis was away, or before a
+            # Redis with persistence came back) are applied now.
+            raw = await self.shared.get(self.hwm_key)
+            mark = int(raw) if raw and raw.isdigit() else None
+            if mark is not None:
+                pending |= set(self.freshness.changed_since(mark))
             if overflow:
                 async for key in self.shared.client.scan_iter(match=f"{self.key_prefix}*"):
                     await self.shared.client.delete(key)
             for user_id in pending:
                 await self.shared.delete(self.key(user_id))
+            await self.shared.set_max(self.hwm_key, self.freshness.position)
         except Exception as exc:  # replay again on the next recovery
             self._pending |= pending
             self._pending_overflow |= overflow
@@ -264,10 +283,32 @@ class ValidationCache:
             log.info("Replayed %d missed invalidations into Redis", len(pending))
 
     def set_feed_connected(self, connected: bool) -> None:
-        """While changes may be missed, near entries must not outlive NEAR_TTL_UNTRUSTED."""
-        if self.feed_connected and not connected and self.shared is not None:
-            self.near.clear()
+        """While changes may be missed, the max age cannot be proved: entries fall back to the
+        short TTL, and near entries in front of Redis to NEAR_TTL_UNTRUSTED."""
+        if self.freshness.feed_complete and not connected:
+            if self.shared is not None:
+                self.near.clear()
+            else:
+                now = now_ms()
+                self.near.cap(lambda e: self.ttl - (now - e.timestamp) / 1000)
+        self.freshness.feed_complete = connected
         self.feed_connected = connected or self.shared is None
+
+    @property
+    def hwm_key(self) -> str:
+        return f"{self.prefix}changes:seq"
+
+    async def applied(self, change: Change) -> None:
+        """A logged change: remember it (entries read before it are stale), drop the user's
+        entries, and move Redis's high-water mark."""
+        self.freshness.applied(change)
+        await self.invalidate(change.user_id)
+        if self.shared_usable and not self._pending:
+            assert self.shared is not None
+            try:
+                await self.shared.set_max(self.hwm_key, self.freshness.position)
+            except StoreError as exc:
+                self._failed(exc)
 
     # --- size -----------------------------------------------------------------------
     async def size(self) -> int:

@@ -4,7 +4,9 @@ from a live instance's counters.
 The model (docs/cost-model.md has the derivation and where the guide's own table departs
 from it): an active user validated `v` times an hour costs, with a cache whose entries live
 `ttl` seconds, at most one database query per TTL — min(v, 3600/ttl) queries an hour — and
-without a cache `v` queries an hour.
+without a cache `v` queries an hour. With freshness from events (README, "Freshness"), entries
+live up to the max age instead while the change feed is complete: min(v, 3600/max_age), plus
+one query per change to the user (not modelled: changes are rare next to validations).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from regcopilot.ops import endpoint, table
 GUIDE_USERS = (100, 1_000, 10_000, 100_000)
 GUIDE_VALIDATIONS_PER_USER_HOUR = 12.0  # one validation per 5-minute interval
 GUIDE_TTL_SECONDS = 300
+DEFAULT_MAX_AGE_SECONDS = 6 * 3600  # CACHE_MAX_AGE_SECONDS's default
 GUIDE_CACHE_DIVISOR = 60  # the guide's "with cache" column is validations/hour ÷ 60
 GUIDE_BREAK_EVEN_USERS = 5_000  # "Redis cost is offset by database savings at ~5,000+ users"
 # What one idle worker process of this app sends Redis anyway, measured with INFO stats over
@@ -52,6 +55,8 @@ class Row:
     queries_no_cache_h: float
     queries_cache_h: float
     savings_pct: float
+    queries_events_h: float
+    savings_events_pct: float
     guide_cache_h: float
     guide_savings_pct: float
     db_day_no_cache: float
@@ -76,10 +81,12 @@ def redis_commands_day(users: int, v: float, q: float, processes: int) -> float:
     return DAY_HOURS * users * (v + q) + IDLE_COMMANDS_PER_SECOND * 86_400 * processes
 
 
-def row(users: int, v: float, ttl: float, prices: Prices, processes: int = 1) -> Row:
+def row(users: int, v: float, ttl: float, prices: Prices, processes: int = 1,
+        max_age: float = DEFAULT_MAX_AGE_SECONDS) -> Row:
     q = queries_per_user_hour(v, ttl)
     validations = users * v
     with_cache = users * q
+    with_events = users * queries_per_user_hour(v, max(ttl, max_age))
     commands = redis_commands_day(users, v, q, processes)
     return Row(
         users=users,
@@ -87,6 +94,8 @@ def row(users: int, v: float, ttl: float, prices: Prices, processes: int = 1) ->
         queries_no_cache_h=validations,
         queries_cache_h=with_cache,
         savings_pct=(1 - with_cache / validations) * 100 if validations else 0.0,
+        queries_events_h=with_events,
+        savings_events_pct=(1 - with_events / validations) * 100 if validations else 0.0,
         guide_cache_h=validations / GUIDE_CACHE_DIVISOR,
         guide_savings_pct=(1 - 1 / GUIDE_CACHE_DIVISOR) * 100,
         db_day_no_cache=DAY_HOURS * validations * prices.per_query,
@@ -131,23 +140,31 @@ def _money(x: float) -> str:
     return f"{sign}${abs(x):,.4f}" if abs(x) < 1 else f"{sign}${abs(x):,.2f}"
 
 
-def model_text(users: list[int], v: float, ttl: float, prices: Prices, processes: int) -> str:
-    rows = [row(n, v, ttl, prices, processes) for n in users]
+def model_text(users: list[int], v: float, ttl: float, prices: Prices, processes: int,
+               max_age: float = DEFAULT_MAX_AGE_SECONDS) -> str:
+    rows = [row(n, v, ttl, prices, processes, max_age) for n in users]
     q = queries_per_user_hour(v, ttl)
+    q_events = queries_per_user_hour(v, max(ttl, max_age))
     hit = (1 - q / v) * 100 if v else 0.0
     out = [
-        f"Cost model: {v:g} validations per user per hour, cache TTL {ttl:g} s",
-        f"  with the cache each active user costs at most one database query per TTL: "
-        f"min({v:g}, 3600/{ttl:g}) = {q:g} per hour (hit rate {hit:.1f} %)",
+        f"Cost model: {v:g} validations per user per hour, cache TTL {ttl:g} s, "
+        f"max age {max_age:g} s",
+        f"  TTL model (feed down, or not provably complete): at most one database query per "
+        f"TTL: min({v:g}, 3600/{ttl:g}) = {q:g} per user per hour (hit rate {hit:.1f} %)",
+        f"  event-driven model (the default while the change feed is complete): one per max "
+        f"age: min({v:g}, 3600/{max(ttl, max_age):g}) = {q_events:.4g} per user per hour, plus "
+        "one per change to the user",
         "",
         table.render(
-            ["Users", "Validations/h", "DB queries/h no cache", "DB queries/h cache", "Savings",
-             "Guide: cache (÷60)", "Guide: savings"],
+            ["Users", "Validations/h", "DB queries/h no cache", "DB queries/h TTL", "Savings",
+             "DB queries/h events", "Savings events", "Guide: cache (÷60)", "Guide: savings"],
             [[table.number(r.users), table.number(r.validations_h),
               table.number(r.queries_no_cache_h), table.number(r.queries_cache_h),
-              _pct(r.savings_pct), table.number(r.guide_cache_h), _pct(r.guide_savings_pct)]
+              _pct(r.savings_pct), table.number(r.queries_events_h),
+              _pct(r.savings_events_pct), table.number(r.guide_cache_h),
+              _pct(r.guide_savings_pct)]
              for r in rows],
-            right={0, 1, 2, 3, 4, 5, 6},
+            right={0, 1, 2, 3, 4, 5, 6, 7, 8},
         ),
         "",
         f"Per day at ${prices.db_per_1000:g} per 1,000 database queries and "
@@ -201,7 +218,11 @@ def live_text(report: dict[str, Any], url: str, prices: Prices, processes: int,
     vals, c = auth["validations"], auth["costs"]
     users = int(auth["users"]["activeCount"])
     validations_h = float(vals["averagePerHour"])
-    ttl = ttl_override or report["validationCache"]["ttlMs"] / 1000
+    cache = report["validationCache"]
+    ttl = ttl_override or cache["ttlMs"] / 1000
+    # Which age the instance is under now (absent before freshness from events existed).
+    events = cache.get("freshness") == "event-driven"
+    age = cache.get("maxAgeMs", 0) / 1000 if events and not ttl_override else ttl
     live = [
         table.number(users),
         f"{validations_h / users:,.2f}" if users else "-",
@@ -217,11 +238,13 @@ def live_text(report: dict[str, Any], url: str, prices: Prices, processes: int,
     ]
     predicted = ["-"] * len(live)
     if users:
-        m = row(users, v_override or validations_h / users, ttl, prices, processes)
+        m = row(users, v_override or validations_h / users, ttl, prices, processes, age)
+        q, saved = ((m.queries_events_h, m.savings_events_pct) if age > ttl
+                    else (m.queries_cache_h, m.savings_pct))
         predicted = [
             table.number(users), f"{m.validations_h / users:g}",
             table.number(m.validations_h, 1), table.number(m.queries_no_cache_h, 1),
-            table.number(m.queries_cache_h, 1), _pct(m.savings_pct), "-", "-", "-",
+            table.number(q, 1), _pct(saved), "-", "-", "-",
             _money(m.redis_day), _money(m.net_day),
         ]
     labels = ["Active users (24 h)", "Validations/user/hour", "Validations/h",
@@ -233,7 +256,14 @@ def live_text(report: dict[str, Any], url: str, prices: Prices, processes: int,
             f"{float(auth['uptime']['hours']):.2f} h, backend "
             f"{report['validationCache']['backend']}); per-hour figures average over at "
             "least one hour")
-    out = [head, table.render(["", "Live", f"Model (TTL {ttl:g} s)"], rows, right={1, 2})]
+    model = (f"event-driven model: entries live up to the max age, {age:g} s, while the change "
+             f"feed is complete (the TTL, {ttl:g} s, when it is not)" if age > ttl
+             else f"TTL model: entries live {ttl:g} s" + (
+                 " (the change feed is not provably complete now)"
+                 if "freshness" in cache else ""))
+    label = f"Model (max age {age:g} s)" if age > ttl else f"Model (TTL {ttl:g} s)"
+    out = [head, f"This instance is under the {model}.",
+           table.render(["", "Live", label], rows, right={1, 2})]
     if not users:
         out.append("  no active users yet: the model needs at least one")
     return "\n".join(out)
@@ -249,6 +279,9 @@ def cost(
     ttl: Annotated[float | None, typer.Option(
         min=1, help="Cache TTL in seconds [default: 300; with --url: the instance's].",
         show_default=False)] = None,
+    max_age: Annotated[float, typer.Option(
+        min=1, help="Max age of an entry while the change feed is complete "
+        "(CACHE_MAX_AGE_SECONDS).")] = DEFAULT_MAX_AGE_SECONDS,
     processes: Annotated[int, typer.Option(
         min=0, help="Worker processes sharing Redis (each sends Redis a heartbeat and a PING).")
     ] = 1,
@@ -289,4 +322,5 @@ def cost(
         ttl or GUIDE_TTL_SECONDS,
         prices,
         processes,
+        max_age,
     ))

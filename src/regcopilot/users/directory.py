@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from regcopilot.users.changes import Change, FeedCursor
+
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+# The change log is kept at least this long (the app passes its longest cache age + margin).
+DEFAULT_LOG_KEEP_SECONDS = 7 * 3600.0
+# Rows removed per pruning pass: bounded work, however far behind pruning is.
+PRUNE_BATCH = 1000
 
 
 class DirectoryUnavailable(Exception):
@@ -73,8 +79,19 @@ def judge(user: User | None, default_tenant: str, now: datetime | None = None) -
     return Verdict(True, None, tenant, user.role)
 
 
-ChangeCallback = Callable[[str], Awaitable[None] | None]
+ChangeCallback = Callable[[Change], Awaitable[None] | None]
 StateCallback = Callable[[bool], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LogSnapshot:
+    """What the change log holds when a process starts: `floor`, the sequence below which it
+    has been pruned (nothing older can be proved); `head`, the newest sequence; `last`, each
+    user's newest change in the log."""
+
+    floor: int
+    head: int
+    last: dict[str, int]
 
 
 class UserDirectory(Protocol):
@@ -104,24 +121,38 @@ class UserDirectory(Protocol):
         """Tell every watcher this user changed (used when nothing in the row did)."""
         ...
     async def count(self) -> int: ...
-    async def watch(self, on_change: ChangeCallback, on_state: StateCallback) -> None:
-        """Run until cancelled, calling on_change(user_id) for every change to a user's
-        validity made by anyone (this app, the CLI, plain SQL); on_state(False) while
-        changes may be missed."""
+    async def read_log(self) -> LogSnapshot:
+        """The retained change log, read once at start (bounded by pruning)."""
+        ...
+    async def watch(
+        self, cursor: FeedCursor, on_change: ChangeCallback, on_state: StateCallback
+    ) -> None:
+        """Run until cancelled, calling on_change(change) for every change to a user's
+        validity made by anyone (this app, the CLI, plain SQL), in the log's order where it
+        matters: after a reconnect or a gap the log is replayed from `cursor.position` before
+        on_state(True). on_state(False) while changes may be missed."""
         ...
 
 
 def open_directory(
-    url: str, *, timeout: float = 2.0, pool_size: int = 10, statement_cache_size: int = 100
+    url: str,
+    *,
+    timeout: float = 2.0,
+    pool_size: int = 10,
+    statement_cache_size: int = 100,
+    log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
 ) -> UserDirectory:
     if url.startswith("sqlite:"):
         from regcopilot.users.sqlite import SqliteDirectory
 
-        return SqliteDirectory(url.removeprefix("sqlite:///"), timeout=timeout)
+        return SqliteDirectory(
+            url.removeprefix("sqlite:///"), timeout=timeout, log_keep_seconds=log_keep_seconds
+        )
     from regcopilot.users.postgres import PostgresDirectory
 
     return PostgresDirectory(
-        url, timeout=timeout, pool_size=pool_size, statement_cache_size=statement_cache_size
+        url, timeout=timeout, pool_size=pool_size, statement_cache_size=statement_cache_size,
+        log_keep_seconds=log_keep_seconds,
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -13,9 +14,13 @@ from typing import Any
 import asyncpg
 
 from regcopilot.background import cancelling
+from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import (
+    DEFAULT_LOG_KEEP_SECONDS,
+    PRUNE_BATCH,
     ChangeCallback,
     DirectoryUnavailable,
+    LogSnapshot,
     StateCallback,
     User,
     is_uuid,
@@ -36,12 +41,20 @@ UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.QueryCanceledError,
+    # Seen when the server terminates a connection mid-query (another operation in progress).
+    asyncpg.InternalClientError,
 )
 RECONNECT_SECONDS = 0.5
 # A pooled connection the server dropped (restart, failover) fails when next used, and the pool
 # then replaces it: a read gets one immediate second try. Timeouts are never retried.
 DROPPED = (asyncpg.ConnectionDoesNotExistError,)
 LISTEN_PING_SECONDS = 2.0
+# While a gap is open, the log is re-read this often: a change still committing lands within
+# milliseconds, so the feed is proved complete again quickly.
+GAP_RECHECK_SECONDS = 0.05
+PRUNE_EVERY_SECONDS = 60.0
+# How the listening connection shows in pg_stat_activity (operators and tests find it by it).
+LISTENER_NAME = "regcopilot-listener"
 LOST = ""  # queued by the termination listener: never a user id
 
 
@@ -59,8 +72,11 @@ class PostgresDirectory:
         timeout: float = 2.0,
         pool_size: int = 10,
         statement_cache_size: int = 100,
+        log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
     ) -> None:
         self.url = url.replace("postgres://", "postgresql://", 1)
+        self.log_keep_seconds = log_keep_seconds
+        self._next_prune = 0.0
         self.timeout = timeout
         self.pool_size = pool_size
         self.statement_cache_size = statement_cache_size
@@ -186,38 +202,77 @@ class PostgresDirectory:
 
     async def announce(self, user_id: str) -> None:
         async with self._conn() as conn:
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, user_id)
+            await conn.execute("SELECT public.regcopilot_announce($1)", user_id)
 
     async def count(self) -> int:
         async with self._conn() as conn:
             return int(await conn.fetchval("SELECT count(*) FROM auth.users"))
 
-    async def watch(self, on_change: ChangeCallback, on_state: StateCallback) -> None:
-        """LISTEN on a dedicated connection; reconnect forever, reporting the gaps."""
+    async def read_log(self) -> LogSnapshot:
+        async with self._conn() as conn:
+            head = await conn.fetchval(
+                "SELECT coalesce(pg_sequence_last_value('public.regcopilot_user_changes_seq_seq'),"
+                " 0)"
+            )
+            oldest = await conn.fetchval("SELECT min(seq) FROM public.regcopilot_user_changes")
+            rows = await conn.fetch(
+                "SELECT user_id, max(seq) FROM public.regcopilot_user_changes GROUP BY user_id"
+            )
+        floor = int(head) if oldest is None else int(oldest) - 1
+        return LogSnapshot(floor, int(head), {r[0]: int(r[1]) for r in rows})
+
+    async def watch(
+        self, cursor: FeedCursor, on_change: ChangeCallback, on_state: StateCallback
+    ) -> None:
+        """LISTEN on a dedicated connection and replay the log from the cursor after every
+        (re)connect and every gap; reconnect forever, reporting when changes may be missed."""
         queue: asyncio.Queue[str] = asyncio.Queue()
 
         def _notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             queue.put_nowait(payload)
 
+        async def deliver(change: Change) -> None:
+            if cursor.apply(change.seq):
+                result = on_change(change)
+                if asyncio.iscoroutine(result):
+                    await result
+
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.url, timeout=self.timeout)
+                conn = await asyncpg.connect(
+                    self.url, timeout=self.timeout,
+                    server_settings={"application_name": LISTENER_NAME},
+                )
                 await conn.add_listener(NOTIFY_CHANNEL, _notified)
                 conn.add_termination_listener(lambda _c: queue.put_nowait(LOST))
-                on_state(True)
+                # Listening first, then replaying: a change committed in between is both
+                # replayed and announced, and the cursor applies it once.
+                await self._replay(conn, cursor, deliver)
+                on_state(cursor.complete)
+                pinged = time.monotonic()
                 while True:
                     try:
-                        user_id = await asyncio.wait_for(queue.get(), LISTEN_PING_SECONDS)
+                        payload = await asyncio.wait_for(queue.get(), LISTEN_PING_SECONDS)
                     except TimeoutError:
-                        # A hung server closes nothing: only a query proves the line is live.
-                        await conn.fetchval("SELECT 1", timeout=self.timeout)
-                        continue
-                    if user_id == LOST:
+                        payload = None
+                    if payload == LOST:
                         raise ConnectionResetError("listener connection closed")
-                    result = on_change(user_id)
-                    if asyncio.iscoroutine(result):
-                        await result
+                    if payload is not None:
+                        change = _parse(payload)
+                        if change is None:
+                            continue
+                        was_complete = cursor.complete
+                        await deliver(change)
+                        if was_complete and not cursor.complete:
+                            on_state(False)  # a gap: maybe lost, maybe still committing
+                    if time.monotonic() - pinged >= LISTEN_PING_SECONDS:
+                        # A hung server closes nothing: only a query proves the line is live.
+                        pinged = time.monotonic()
+                        await self._housekeeping(conn, cursor, deliver, on_state)
+                    elif not cursor.complete and queue.empty():
+                        await asyncio.sleep(GAP_RECHECK_SECONDS)
+                        await self._fill(conn, cursor, deliver, on_state)
             except UNAVAILABLE as exc:
                 if cancelling():
                     raise asyncio.CancelledError from exc
@@ -227,3 +282,55 @@ class PostgresDirectory:
                     conn.terminate()
             on_state(False)
             await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _replay(self, conn: asyncpg.Connection, cursor: FeedCursor, deliver: Any) -> int:
+        """Apply every logged change after the cursor's position; how many were new."""
+        rows = await conn.fetch(
+            "SELECT seq, user_id FROM public.regcopilot_user_changes WHERE seq > $1 ORDER BY seq",
+            cursor.replay_from, timeout=self.timeout,
+        )
+        new = 0
+        for seq, user_id in rows:
+            if not cursor.seen(seq):
+                new += 1
+                await deliver(Change(int(seq), user_id))
+        if new:
+            log.info("Replayed %d change(s) from the change log", new)
+        return new
+
+    async def _fill(self, conn: asyncpg.Connection, cursor: FeedCursor, deliver: Any,
+                    on_state: StateCallback) -> None:
+        """A gap: re-read the log; holes it still lacks are forgotten after a grace period
+        (a rolled-back change never appears)."""
+        await self._replay(conn, cursor, deliver)
+        if cursor.complete or cursor.expire_holes():
+            on_state(True)
+
+    async def _housekeeping(self, conn: asyncpg.Connection, cursor: FeedCursor, deliver: Any,
+                            on_state: StateCallback) -> None:
+        await conn.fetchval("SELECT 1", timeout=self.timeout)
+        if not cursor.complete:
+            await self._fill(conn, cursor, deliver, on_state)
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+            await self.prune_log()
+
+    async def prune_log(self) -> int:
+        """Drop at most PRUNE_BATCH log rows older than the retention; returns how many."""
+        async with self._conn() as conn:
+            status = await conn.execute(
+                "DELETE FROM public.regcopilot_user_changes WHERE seq IN ("
+                " SELECT seq FROM public.regcopilot_user_changes"
+                " WHERE changed_at < clock_timestamp() - make_interval(secs => $1)"
+                " ORDER BY seq LIMIT $2)",
+                self.log_keep_seconds, PRUNE_BATCH,
+            )
+        return int(status.rsplit(" ", 1)[1])
+
+
+def _parse(payload: str) -> Change | None:
+    seq, sep, user_id = payload.partition(":")
+    if not sep or not seq.isdigit() or not user_id:
+        log.warning("Ignoring a malformed change announcement")
+        return None
+    return Change(int(seq), user_id)

@@ -2,8 +2,9 @@
 
 Any change to a user's validity — from this app, the CLI, or plain SQL in a dashboard — is
 announced by the database itself, so nobody has to remember to call our API.
-PostgreSQL announces with NOTIFY; SQLite, which cannot, appends to a change log that the app
-polls.
+Both append the change to a durable log with a sequence number: PostgreSQL also announces it
+with NOTIFY ("<seq>:<user id>"), SQLite, which cannot, is polled. A process that missed
+announcements replays the log from the last sequence it applied (users/changes.py).
 """
 
 NOTIFY_CHANNEL = "regcopilot_user_changes"
@@ -22,16 +23,40 @@ CREATE TABLE IF NOT EXISTS auth.users (
     created_at timestamptz DEFAULT now(),
     updated_at timestamptz DEFAULT now()
 );
+-- The durable change log: every announcement is also a row, so a process that was not
+-- listening (LISTEN connection cut, instance started later) can replay what it missed.
+CREATE TABLE IF NOT EXISTS public.regcopilot_user_changes (
+    seq bigserial PRIMARY KEY,
+    user_id text NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS regcopilot_user_changes_changed_at
+    ON public.regcopilot_user_changes (changed_at);
+-- Append to the log and announce "<seq>:<user id>" (delivered at commit). Callable by its
+-- owner (this app) and the trigger below; nobody else is granted it.
+CREATE OR REPLACE FUNCTION public.regcopilot_announce(uid text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
+DECLARE
+    n bigint;
+BEGIN
+    INSERT INTO public.regcopilot_user_changes (user_id) VALUES (uid) RETURNING seq INTO n;
+    PERFORM pg_notify('{NOTIFY_CHANNEL}', n::text || ':' || uid);
+END $$;
+REVOKE ALL ON FUNCTION public.regcopilot_announce(text) FROM PUBLIC;
+-- SECURITY DEFINER because whoever changes a user (Supabase Auth's own role, a dashboard
+-- user) must get the change logged without being granted the log; it does nothing but that,
+-- with a fixed search_path, and a trigger function cannot be called directly.
 CREATE OR REPLACE FUNCTION public.regcopilot_user_changed() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('{NOTIFY_CHANNEL}', OLD.id::text);
+        PERFORM public.regcopilot_announce(OLD.id::text);
     ELSE
-        PERFORM pg_notify('{NOTIFY_CHANNEL}', NEW.id::text);
+        PERFORM public.regcopilot_announce(NEW.id::text);
     END IF;
     RETURN NULL;
 END $$;
+REVOKE ALL ON FUNCTION public.regcopilot_user_changed() FROM PUBLIC;
 DROP TRIGGER IF EXISTS regcopilot_user_changed ON auth.users;
 CREATE TRIGGER regcopilot_user_changed
     AFTER UPDATE OF banned_until, deleted_at, raw_app_meta_data OR DELETE ON auth.users

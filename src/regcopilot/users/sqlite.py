@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -15,9 +16,13 @@ from typing import Any
 
 import aiosqlite
 
+from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import (
+    DEFAULT_LOG_KEEP_SECONDS,
+    PRUNE_BATCH,
     ChangeCallback,
     DirectoryUnavailable,
+    LogSnapshot,
     StateCallback,
     User,
     normalize_email,
@@ -28,7 +33,7 @@ from regcopilot.users.schema import SQLITE_DDL
 log = logging.getLogger("regcopilot.users")
 
 POLL_SECONDS = 0.2
-CHANGE_LOG_KEEP = "-1 hour"
+PRUNE_EVERY_SECONDS = 60.0
 
 
 def _now() -> str:
@@ -38,8 +43,12 @@ def _now() -> str:
 class SqliteDirectory:
     kind = "sqlite"
 
-    def __init__(self, path: str, *, timeout: float = 2.0) -> None:
+    def __init__(
+        self, path: str, *, timeout: float = 2.0,
+        log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
+    ) -> None:
         self.path = path
+        self.log_keep_seconds = log_keep_seconds
         self.timeout = timeout
         self._db: aiosqlite.Connection | None = None
 
@@ -161,44 +170,64 @@ class SqliteDirectory:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def watch(self, on_change: ChangeCallback, on_state: StateCallback) -> None:
-        """Poll the change log the triggers fill; SQLite has no NOTIFY."""
-        last = await self._last_seq()
-        on_state(True)
-        polls = 0
-        healthy = True
+    async def read_log(self) -> LogSnapshot:
+        async with self._conn() as db:
+            async with db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'auth_user_changes'"
+            ) as cur:
+                row = await cur.fetchone()
+            head = int(row[0]) if row else 0
+            async with db.execute("SELECT min(seq) FROM auth_user_changes") as cur:
+                row = await cur.fetchone()
+            oldest = row[0] if row else None
+            async with db.execute(
+                "SELECT user_id, max(seq) FROM auth_user_changes GROUP BY user_id"
+            ) as cur:
+                rows = await cur.fetchall()
+        floor = head if oldest is None else int(oldest) - 1
+        return LogSnapshot(floor, head, {r[0]: int(r[1]) for r in rows})
+
+    async def watch(
+        self, cursor: FeedCursor, on_change: ChangeCallback, on_state: StateCallback
+    ) -> None:
+        """Poll the change log the triggers fill; SQLite has no NOTIFY. Writers are serialised,
+        so the log has no gaps, and a stalled poll simply resumes from the cursor."""
+        healthy: bool | None = None
+        next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         while True:
-            await asyncio.sleep(POLL_SECONDS)
             try:
                 async with self._conn() as db, db.execute(
                     "SELECT seq, user_id FROM auth_user_changes WHERE seq > ? ORDER BY seq",
-                    (last,),
+                    (cursor.replay_from,),
                 ) as cur:
                     rows = await cur.fetchall()
-                polls += 1
-                if polls % 300 == 0:
-                    await self._write(
-                        "DELETE FROM auth_user_changes WHERE changed_at < "
-                        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
-                        (CHANGE_LOG_KEEP,),
-                    )
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+                    await self.prune_log()
             except DirectoryUnavailable:
-                if healthy:
+                if healthy is not False:
                     on_state(False)
                     healthy = False
+                await asyncio.sleep(POLL_SECONDS)
                 continue
-            if not healthy:
-                on_state(True)
-                healthy = True
             for seq, user_id in rows:
-                last = seq
-                result = on_change(user_id)
-                if asyncio.iscoroutine(result):
-                    await result
+                if cursor.apply(int(seq)):
+                    result = on_change(Change(int(seq), user_id))
+                    if asyncio.iscoroutine(result):
+                        await result
+            if healthy is not True:
+                on_state(True)  # only once what was missed has been applied
+                healthy = True
+            await asyncio.sleep(POLL_SECONDS)
 
-    async def _last_seq(self) -> int:
-        async with self._conn() as db, db.execute(
-            "SELECT coalesce(max(seq), 0) FROM auth_user_changes"
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+    async def prune_log(self) -> int:
+        """Drop at most PRUNE_BATCH log rows older than the retention; returns how many."""
+        async with self._conn() as db:
+            cur = await db.execute(
+                "DELETE FROM auth_user_changes WHERE seq IN (SELECT seq FROM auth_user_changes"
+                " WHERE changed_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)"
+                " ORDER BY seq LIMIT ?)",
+                (f"-{self.log_keep_seconds:.0f} seconds", PRUNE_BATCH),
+            )
+            await db.commit()
+            return cur.rowcount

@@ -15,6 +15,7 @@ from regcopilot.auth.tokens import SessionTokens
 from regcopilot.auth.validator import SessionValidator
 from regcopilot.background import stop
 from regcopilot.cache.bus import EventBus
+from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.tiers import ValidationCache
 from regcopilot.config import Settings
@@ -25,6 +26,8 @@ from regcopilot.users.directory import DirectoryUnavailable, UserDirectory, open
 from regcopilot.web.migration import ForeignSessions
 
 log = logging.getLogger("regcopilot")
+
+FEED_RETRY_SECONDS = 0.5
 
 
 @dataclass
@@ -45,16 +48,14 @@ class Services:
 
     async def start(self) -> None:
         await self.directory.open()
+        # Before the first request: an entry in Redis can only be checked against the log.
+        with contextlib.suppress(DirectoryUnavailable):
+            self.cache.freshness.load(await self.directory.read_log())
         await self.cache.start()
         if self.bus is not None:
             self.bus.start()
         self.metrics.start(lambda: self.cache.backend)
-        self._tasks.append(
-            asyncio.create_task(
-                self.directory.watch(self.validator.user_changed, self._feed_state),
-                name="user-changes",
-            )
-        )
+        self._tasks.append(asyncio.create_task(self._follow_changes(), name="user-changes"))
         with contextlib.suppress(DirectoryUnavailable):
             if await self.directory.count() == 0:
                 log.warning(
@@ -62,6 +63,18 @@ class Services:
                     "--email admin@example.com --password '<password>' --admin "
                     "(from a checkout: ./dev users add ...)"
                 )
+
+    async def _follow_changes(self) -> None:
+        """Read the retained change log once (what an entry may be checked against), then
+        follow it from its head; until then nothing is provable and the short TTL applies."""
+        freshness = self.cache.freshness
+        while freshness.floor is None:
+            try:
+                freshness.load(await self.directory.read_log())
+            except DirectoryUnavailable as exc:
+                log.warning("Change log unreadable (%s) - retrying", exc)
+                await asyncio.sleep(FEED_RETRY_SECONDS)
+        await self.directory.watch(freshness.cursor, self.validator.changed, self._feed_state)
 
     def _feed_state(self, connected: bool) -> None:
         self.feed_connected = connected
@@ -85,12 +98,14 @@ def build_services(settings: Settings) -> Services:
     cache = ValidationCache(
         ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE, prefix=prefix, shared=shared,
         mode=settings.CACHE_MODE,
+        freshness=Freshness(settings.cache_ttl, settings.cache_max_age),
     )
     directory = open_directory(
         settings.DATABASE_URL,
         timeout=settings.DATABASE_TIMEOUT_SECONDS,
         pool_size=settings.DATABASE_POOL_SIZE,
         statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
+        log_keep_seconds=settings.change_log_keep_seconds,
     )
     metrics = AuthMetrics(ClusterMetrics(url, prefix) if url else None)
     assert settings.NEXTAUTH_SECRET is not None

@@ -14,7 +14,8 @@ async def observability_report(request: Request) -> dict:
     svc = services(request)
     cache = svc.cache
     snap = await svc.metrics.snapshot()
-    return build(
+    freshness = cache.freshness
+    body = build(
         snap,
         cache_size=await cache.size(),
         max_size=cache.reported_max_size,
@@ -37,9 +38,17 @@ async def observability_report(request: Request) -> dict:
                     else "connected" if svc.bus.connected else "disconnected"
                 ),
                 "nearCacheTrusted": cache.feed_connected,
+                # How far this process has applied the directory's change log.
+                "changeLogPosition": freshness.position,
+                "changeLogComplete": freshness.proving,
             },
         },
     )
+    # Which age is in force (README, "Freshness"): the max age while every change since an
+    # entry was read is known to be applied, the TTL otherwise.
+    body["validationCache"]["freshness"] = freshness.model.value
+    body["validationCache"]["maxAgeMs"] = int(freshness.max_age * 1000)
+    return body
 
 
 @router.get("/api/observability", dependencies=[Depends(monitor_or_admin)])
