@@ -45,7 +45,8 @@ def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
     assert variants["tiered"]["redisPerRequest"] < 0.1
     # The upstream design reads Redis on every request; the bare app never touches it.
     assert variants["upstream"]["redisPerRequest"] > 0.9
-    assert variants["bare"]["redisPerRequest"] == 0
+    # (The other servers' background heartbeats land in every window: a few per thousand.)
+    assert variants["bare"]["redisPerRequest"] < 0.05
 
     assert result["nginx"]["rps"] > 0 and result["nginx"]["errors"] == 0
     assert result["workloadModel"]["ttl"]["validations"] > 0

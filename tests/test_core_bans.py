@@ -239,3 +239,14 @@ async def test_admin_create_user_and_duplicate(instance, directory):
 
 async def _status(response, expected: int) -> bool:
     return (await response).status_code == expected
+
+
+async def test_ban_longer_than_the_calendar_is_a_ban_without_end(instance):
+    # Found by schemathesis: a duration past year 9999 was a 500 (datetime overflow).
+    async with instance() as app:
+        s, user_id = await setup(app)
+        r = await s.post("admin@example.com", f"/api/admin/users/{user_id}/ban",
+                         json={"durationSeconds": 10**15})
+        assert r.status_code == 200, r.text
+        assert r.json()["bannedUntil"].startswith("9999-12-31")
+        assert (await s.get("alice@example.com")).status_code == 401

@@ -21,7 +21,10 @@ def ban_end(until: datetime | None, seconds: int | None) -> datetime:
     if seconds is not None:
         if seconds <= 0:
             raise ValueError("duration must be positive")
-        return datetime.now(UTC) + timedelta(seconds=seconds)
+        try:
+            return min(datetime.now(UTC) + timedelta(seconds=seconds), FOREVER)
+        except OverflowError:  # past year 9999: as long as a ban without an end
+            return FOREVER
     if until is not None:
         until = until if until.tzinfo else until.replace(tzinfo=UTC)
         if until <= datetime.now(UTC):
