@@ -26,7 +26,21 @@ COUNTER_NAMES = (
     "deletedDetected",
     "bannedDetected",
     "coalesced",
+    # Session records (auth/sessions.py): issued, and revoked by the reason given.
+    "sessionsIssued",
+    "sessionsRevokedLogout",
+    "sessionsRevokedUser",
+    "sessionsRevokedAdmin",
+    "sessionsRevokedBanOrDelete",
 )
+# A revocation's reason (auth/sessions.py) → the counter it adds to.
+SESSION_REVOKED_COUNTERS = {
+    "logout": "sessionsRevokedLogout",
+    "user": "sessionsRevokedUser",
+    "admin": "sessionsRevokedAdmin",
+    "ban": "sessionsRevokedBanOrDelete",
+    "delete": "sessionsRevokedBanOrDelete",
+}
 
 
 def hour_key(ts: float | None = None) -> str:

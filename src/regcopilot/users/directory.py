@@ -75,6 +75,26 @@ def judge(user: User | None, default_tenant: str, now: datetime | None = None) -
 
 ChangeCallback = Callable[[str], Awaitable[None] | None]
 StateCallback = Callable[[bool], None]
+# A session revoked by anyone (this app, the CLI, plain SQL): its id and expiry (Unix s).
+RevokedCallback = Callable[[str, int], Awaitable[None] | None]
+
+
+def dispatch(
+    payload: str, on_change: ChangeCallback, on_revoked: RevokedCallback | None
+) -> Awaitable[None] | None:
+    """One change feed, two kinds of event: a user changed, or a session was revoked."""
+    from regcopilot.users.schema import SESSION_EVENT
+
+    if not payload.startswith(SESSION_EVENT):
+        return on_change(payload)
+    if on_revoked is None:
+        return None
+    session_id, _, expiry = payload.removeprefix(SESSION_EVENT).rpartition(":")
+    try:
+        expires = int(expiry)
+    except ValueError:
+        return None
+    return on_revoked(session_id, expires) if session_id else None
 
 
 class UserDirectory(Protocol):
@@ -104,10 +124,20 @@ class UserDirectory(Protocol):
         """Tell every watcher this user changed (used when nothing in the row did)."""
         ...
     async def count(self) -> int: ...
-    async def watch(self, on_change: ChangeCallback, on_state: StateCallback) -> None:
+    async def page(
+        self, email_contains: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[list[User], int]:
+        """Users whose email contains the text, newest first, and how many match."""
+        ...
+    async def watch(
+        self,
+        on_change: ChangeCallback,
+        on_state: StateCallback,
+        on_revoked: RevokedCallback | None = None,
+    ) -> None:
         """Run until cancelled, calling on_change(user_id) for every change to a user's
-        validity made by anyone (this app, the CLI, plain SQL); on_state(False) while
-        changes may be missed."""
+        validity made by anyone (this app, the CLI, plain SQL), on_revoked(session_id,
+        expires) for every session revoked; on_state(False) while changes may be missed."""
         ...
 
 

@@ -16,8 +16,10 @@ from regcopilot.background import cancelling
 from regcopilot.users.directory import (
     ChangeCallback,
     DirectoryUnavailable,
+    RevokedCallback,
     StateCallback,
     User,
+    dispatch,
     is_uuid,
     normalize_email,
 )
@@ -155,6 +157,24 @@ class PostgresDirectory:
             )
         return [to_user(r) for r in rows]
 
+    async def page(
+        self, email_contains: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[list[User], int]:
+        needle = normalize_email(email_contains)
+        # strpos, not LIKE: the search text is taken literally, % and _ included.
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS}, count(*) OVER () FROM auth.users"
+                " WHERE strpos(coalesce(email, ''), $1) > 0"
+                " ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+                needle, limit, offset,
+            )
+            total = rows[0][-1] if rows else await conn.fetchval(
+                "SELECT count(*) FROM auth.users WHERE strpos(coalesce(email, ''), $1) > 0",
+                needle,
+            )
+        return [to_user(r) for r in rows], int(total)
+
     async def _write(self, sql: str, *args: Any) -> bool:
         async with self._conn() as conn:
             status = await conn.execute(sql, *args)
@@ -192,7 +212,12 @@ class PostgresDirectory:
         async with self._conn() as conn:
             return int(await conn.fetchval("SELECT count(*) FROM auth.users"))
 
-    async def watch(self, on_change: ChangeCallback, on_state: StateCallback) -> None:
+    async def watch(
+        self,
+        on_change: ChangeCallback,
+        on_state: StateCallback,
+        on_revoked: RevokedCallback | None = None,
+    ) -> None:
         """LISTEN on a dedicated connection; reconnect forever, reporting the gaps."""
         queue: asyncio.Queue[str] = asyncio.Queue()
 
@@ -215,7 +240,7 @@ class PostgresDirectory:
                         continue
                     if user_id == LOST:
                         raise ConnectionResetError("listener connection closed")
-                    result = on_change(user_id)
+                    result = dispatch(user_id, on_change, on_revoked)
                     if asyncio.iscoroutine(result):
                         await result
             except UNAVAILABLE as exc:

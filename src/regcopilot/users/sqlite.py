@@ -18,8 +18,10 @@ import aiosqlite
 from regcopilot.users.directory import (
     ChangeCallback,
     DirectoryUnavailable,
+    RevokedCallback,
     StateCallback,
     User,
+    dispatch,
     normalize_email,
 )
 from regcopilot.users.rows import COLUMNS, new_meta, to_user
@@ -128,6 +130,23 @@ class SqliteDirectory:
             rows = await cur.fetchall()
         return [to_user(r) for r in rows]
 
+    async def page(
+        self, email_contains: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[list[User], int]:
+        pattern = normalize_email(email_contains)
+        # instr, not LIKE: the search text is taken literally, % and _ included.
+        where = "WHERE instr(coalesce(email, ''), ?) > 0"
+        async with self._conn() as db:
+            async with db.execute(
+                f"SELECT {COLUMNS} FROM auth_users {where} ORDER BY created_at DESC, id"
+                " LIMIT ? OFFSET ?",
+                (pattern, limit, offset),
+            ) as cur:
+                rows = await cur.fetchall()
+            async with db.execute(f"SELECT count(*) FROM auth_users {where}", (pattern,)) as cur:
+                total = await cur.fetchone()
+        return [to_user(r) for r in rows], int(total[0]) if total else 0
+
     async def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
         async with self._conn() as db:
             cur = await db.execute(sql, params)
@@ -161,7 +180,12 @@ class SqliteDirectory:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def watch(self, on_change: ChangeCallback, on_state: StateCallback) -> None:
+    async def watch(
+        self,
+        on_change: ChangeCallback,
+        on_state: StateCallback,
+        on_revoked: RevokedCallback | None = None,
+    ) -> None:
         """Poll the change log the triggers fill; SQLite has no NOTIFY."""
         last = await self._last_seq()
         on_state(True)
@@ -192,7 +216,7 @@ class SqliteDirectory:
                 healthy = True
             for seq, user_id in rows:
                 last = seq
-                result = on_change(user_id)
+                result = dispatch(user_id, on_change, on_revoked)
                 if asyncio.iscoroutine(result):
                     await result
 

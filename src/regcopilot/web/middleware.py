@@ -117,6 +117,7 @@ class SessionMiddleware:
             return 503, "user directory unavailable, try again shortly"
         if not entry.is_valid:
             return 401, f"account {entry.reason or 'invalid'}"
+        services.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
         state["user"] = SessionUser(
             id=claims.sub,
             email=claims.email,
