@@ -13,6 +13,7 @@ from regcopilot.config import Settings, load_settings
 from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.middleware import SessionMiddleware
 from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
+from regcopilot.web.routes import console as console_routes
 from regcopilot.web.routes import prometheus as prometheus_routes
 from regcopilot.web.routes import sessions as session_routes
 from regcopilot.web.services import build_services
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
     app.include_router(session_routes.router)
+    app.include_router(console_routes.router)
     app.include_router(session_routes.admin_router)
     app.add_middleware(SessionMiddleware, services=services)
     # Added last, so it runs first: a forged cross-site request never reaches the session.
