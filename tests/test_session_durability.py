@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from regcopilot.metrics.auth_metrics import FLUSH_SECONDS
 from tests.conftest import serve
-from tests.support import RedisServer, eventually
+from tests.support import RedisServer, TcpProxy, eventually
 
 COOKIE = "regcopilot.session-token"
 
@@ -204,3 +204,34 @@ async def test_expired_records_are_pruned_in_bounded_batches(instance):
         assert await app.services.sessions.prune() == 15
         assert [r.id for r in await records.active(user_id)] == ["current"]
         assert await records.prune(10) == 0
+
+
+async def test_revocation_made_while_the_feed_was_down_is_read_on_reconnect(instance, pg_url):
+    """The listener's line is cut and new connections hang; a session is revoked meanwhile
+    (its NOTIFY reaches nobody). Once the feed reconnects the instance re-reads the table."""
+    proxy = await TcpProxy(5432).start()
+    proxied = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    try:
+        async with instance("postgres", "memory", DATABASE_URL=proxied,
+                            DATABASE_TIMEOUT_SECONDS=0.5) as app:
+            await app.add_user("gap@example.com")
+            ended, alive = await two_sessions(app, "gap@example.com")
+            assert await status(app, ended) == 200
+            await eventually(lambda: app.services.feed_connected, timeout=5)
+            proxy.frozen = True
+            proxy.cut()
+            await eventually(lambda: not app.services.feed_connected, timeout=10)
+            conn = await asyncpg.connect(pg_url)  # straight to the server, not through the proxy
+            try:
+                await conn.execute("UPDATE public.regcopilot_sessions SET revoked_at = now() "
+                                   "WHERE id = $1", app.services.tokens.decode(ended).jti)
+            finally:
+                await conn.close()
+            assert not app.services.revocations.local.get_now(
+                app.services.tokens.decode(ended).jti), "nothing could have told it yet"
+            proxy.frozen = False
+            await eventually(lambda: app.services.feed_connected, timeout=10)
+            await eventually(lambda: _is(status(app, ended), 401), timeout=5)
+            assert await status(app, alive) == 200
+    finally:
+        await proxy.stop()
