@@ -75,6 +75,9 @@ def test_console_ban_and_sign_out_other_devices_in_chromium(server, tmp_path):
             page.click("#sign-out-others")
             expect(rows).to_have_count(1)
             assert admins_laptop.get("/api/me").status_code == 401
+            home_shot = repo_root() / "test-output" / "home-sessions.png"
+            home_shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(home_shot), full_page=True)
 
             # Console: all five users, then a search narrows to one.
             page.goto(s.base + "/admin")
