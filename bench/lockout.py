@@ -1,7 +1,8 @@
 """Lockout delay across instances: time from a ban (admin API on one instance, or plain SQL on
-auth.users) until every one of three instances refuses the banned user's session.
+auth.users) or a session revocation ("sign out everywhere" on one instance, or plain SQL on the
+session records) until every one of three instances refuses the session.
 
-    .venv/bin/python bench/lockout.py [--trials 50]
+    .venv/bin/python bench/lockout.py [--trials 50] [--paths api,sql,revoke-all,session-sql]
 
 Uses this machine's PostgreSQL and Redis (a database and key prefix of its own, removed
 afterwards) and three `regcopilot serve` processes on loopback ports.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import statistics
 import sys
 import tempfile
@@ -33,6 +36,7 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 async def login(client: httpx.AsyncClient, email: str) -> str:
     r = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
     r.raise_for_status()
+    client.cookies.clear()  # each request names its session: the jar must not add another
     return r.cookies[COOKIE]
 
 
@@ -50,10 +54,20 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, pg_url
     email = f"lock-{uuid.uuid4().hex[:10]}@example.com"
     user_id = await add_user(pg_url, email)
     cookie = await login(clients[1], email)
+    caller = await login(clients[0], email)  # the device that signs the others out
     for c in clients:  # warm every near cache
         for _ in range(2):
             assert (await c.get("/api/me", cookies={COOKIE: cookie})).status_code == 200
-    if path == "api":
+    if path == "revoke-all":
+        r = await clients[0].post("/api/auth/sessions/revoke-all", json={"keepCurrent": True},
+                                  cookies={COOKIE: caller})
+        r.raise_for_status()
+    elif path == "session-sql":
+        await pg.execute(
+            "UPDATE public.regcopilot_sessions SET revoked_at = now() WHERE user_id = $1"
+            " AND id <> $2", uuid.UUID(user_id), _jti(caller),
+        )
+    elif path == "api":
         r = await clients[0].post(f"/api/admin/users/{user_id}/ban", json={},
                                   cookies={COOKIE: admin_cookie})
         r.raise_for_status()
@@ -69,12 +83,18 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, pg_url
     return max(delays)
 
 
+def _jti(cookie: str) -> str:
+    """The session id inside a cookie (the JWT's jti claim; the signature is not needed)."""
+    body = cookie.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["jti"]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(trials: int) -> None:
+async def main(trials: int, paths: list[str]) -> None:
     db = f"regcopilot_lockout_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG_ADMIN)
     await admin.execute(f'CREATE DATABASE "{db}"')
@@ -91,14 +111,14 @@ async def main(trials: int) -> None:
         await add_user(pg_url, admin_email, admin=True)
         admin_cookie = await login(clients[0], admin_email)
         pg = await asyncpg.connect(pg_url)
-        results: dict[str, list[float]] = {"api": [], "sql": []}
+        results: dict[str, list[float]] = {path: [] for path in paths}
         for _ in range(trials):
             for path in results:
                 results[path].append(await trial(clients, pg, pg_url, admin_cookie, path))
         await pg.close()
         for c in clients:
             await c.aclose()
-        print(f"lockout on all 3 instances, {trials} trials per path (ms):")
+        print(f"refused on all 3 instances, {trials} trials per path (ms):")
         print("| path | p50 | p99 | max | mean |")
         print("|---|---|---|---|---|")
         for path, values in results.items():
@@ -116,4 +136,7 @@ async def main(trials: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
-    asyncio.run(main(parser.parse_args().trials))
+    parser.add_argument("--paths", default="api,sql,revoke-all,session-sql",
+                        help="ban by API / SQL; revoke-all by API; session revoked by SQL")
+    args = parser.parse_args()
+    asyncio.run(main(args.trials, args.paths.split(",")))

@@ -110,12 +110,14 @@ def settings_for(tmp_path: Any, pg_url: str, redis_prefix: str) -> Callable[...,
 
 @pytest.fixture
 async def pg_clean(pg_url: str) -> AsyncIterator[None]:
-    """Postgres tests share one database per process: empty the users table first."""
+    """Postgres tests share one database per process: empty the users and sessions first."""
     conn = await asyncpg.connect(pg_url)
     try:
         exists = await conn.fetchval("SELECT to_regclass('auth.users') IS NOT NULL")
         if exists:
             await conn.execute("DELETE FROM auth.users")
+        if await conn.fetchval("SELECT to_regclass('public.regcopilot_sessions') IS NOT NULL"):
+            await conn.execute("DELETE FROM public.regcopilot_sessions")
     finally:
         await conn.close()
     yield

@@ -52,6 +52,13 @@ async def setup(app) -> tuple[Sessions, str]:
     return s, user_id
 
 
+async def full_report(app) -> dict:
+    app.client.cookies.clear()
+    r = await app.client.get("/api/observability", headers=BEARER)
+    assert r.status_code == 200
+    return r.json()
+
+
 async def report(app) -> dict:
     app.client.cookies.clear()
     r = await app.client.get("/api/observability", headers=BEARER)
@@ -75,6 +82,8 @@ async def test_indefinite_ban_then_unban(instance, cache):
         assert r.status_code == 401 and cleared(r)
         assert "banned" in r.json()["error"]
         assert (await report(app))["users"]["bannedDetected"] == 1
+        # A ban through the API also revokes the user's sessions (docs/sessions.md).
+        assert (await full_report(app))["sessions"]["revoked"]["banOrDelete"] == 1
 
         # Signing in again is refused as well.
         app.client.cookies.clear()
@@ -82,19 +91,36 @@ async def test_indefinite_ban_then_unban(instance, cache):
 
         r = await s.post("admin@example.com", f"/api/admin/users/{user_id}/unban")
         assert r.status_code == 200, r.text
+        # Lifting the ban does not bring the old session back: the user signs in again.
+        r = await s.get("alice@example.com")
+        assert r.status_code == 401 and r.json()["error"] == "session ended"
+        await s.login("alice@example.com")
         assert (await s.get("alice@example.com")).status_code == 200
 
 
 @pytest.mark.parametrize("cache", ["memory", "redis"])
-async def test_ban_with_an_end_lets_the_same_session_back_in(instance, cache):
+async def test_a_ban_made_in_the_directory_is_refused_as_banned(instance, cache):
+    """A ban written straight to the directory (plain SQL, another tool) revokes nothing: the
+    validation refuses the session, and lets it back in once the ban is lifted."""
     async with instance("sqlite", cache) as app:
         s, user_id = await setup(app)
-        r = await s.post(
-            "admin@example.com", f"/api/admin/users/{user_id}/ban", json={"durationSeconds": 1}
-        )
-        assert r.status_code == 200, r.text
-        end = datetime.fromisoformat(r.json()["bannedUntil"])
-        assert timedelta(0) < end - datetime.now(UTC) <= timedelta(seconds=1)
+        await app.services.directory.set_banned_until(user_id, datetime(9999, 12, 31, tzinfo=UTC))
+        await eventually(lambda: _status(s.get("alice@example.com"), 401), timeout=5)
+        r = await s.get("alice@example.com")
+        assert "banned" in r.json()["error"]
+        assert (await report(app))["users"]["bannedDetected"] == 1
+        await app.services.directory.set_banned_until(user_id, None)
+        await eventually(lambda: _status(s.get("alice@example.com"), 200), timeout=5)
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_ban_with_an_end_lets_the_same_session_back_in(instance, cache):
+    """Banned in the directory (as plain SQL would): the session itself is not revoked."""
+    async with instance("sqlite", cache) as app:
+        s, user_id = await setup(app)
+        end = datetime.now(UTC) + timedelta(seconds=1)
+        await app.services.directory.set_banned_until(user_id, end)
+        await app.services.validator.user_changed(user_id)
 
         r = await s.get("alice@example.com")
         assert r.status_code == 401
@@ -109,15 +135,35 @@ async def test_ban_with_an_end_lets_the_same_session_back_in(instance, cache):
         assert (await app.login("alice@example.com")).status_code == 200
 
 
+async def test_api_ban_with_an_end_lets_the_user_sign_in_again_but_not_the_old_session(
+    instance,
+):
+    async with instance("sqlite", "memory") as app:
+        s, user_id = await setup(app)
+        r = await s.post(
+            "admin@example.com", f"/api/admin/users/{user_id}/ban", json={"durationSeconds": 1}
+        )
+        assert r.status_code == 200, r.text
+        end = datetime.fromisoformat(r.json()["bannedUntil"])
+        assert timedelta(0) < end - datetime.now(UTC) <= timedelta(seconds=1)
+        assert (await s.get("alice@example.com")).status_code == 401
+
+        async def signs_in() -> bool:
+            app.client.cookies.clear()
+            return (await app.login("alice@example.com")).status_code == 200
+
+        await eventually(signs_in, timeout=5, interval=0.1)
+        assert (await s.get("alice@example.com")).status_code == 401  # revoked for good
+
+
 async def test_ban_end_is_honoured_by_an_instance_that_read_it_from_redis(instance):
     """Instance B first learns of the ban from the entry A wrote to Redis: B's own copy must
     expire with the ban too, not live for the full TTL."""
     async with instance("sqlite", "redis") as a, instance("sqlite", "redis") as b:
         s, user_id = await setup(a)
-        r = await s.post(
-            "admin@example.com", f"/api/admin/users/{user_id}/ban", json={"durationSeconds": 1}
-        )
-        assert r.status_code == 200, r.text
+        # Banned in the directory (as plain SQL would), so the session itself stays unrevoked.
+        await a.services.directory.set_banned_until(
+            user_id, datetime.now(UTC) + timedelta(seconds=1))
         # B has heard of the change (the directory's feed) before A caches the refusal.
         await eventually(lambda: b.services.cache.changed_since(user_id, 0), timeout=5)
         assert (await s.get("alice@example.com")).status_code == 401  # A caches it in Redis

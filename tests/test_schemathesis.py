@@ -31,7 +31,8 @@ MAX_EXAMPLES = 50
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]
 # Sent without the admin cookie: signing out would end the session the other cases use.
-WITHOUT_SESSION = {("POST", "/api/auth/logout")}
+WITHOUT_SESSION = {("POST", "/api/auth/logout"), ("POST", "/api/auth/sessions/revoke-all"),
+                   ("DELETE", "/api/auth/sessions/{session_id}")}
 
 
 def generate(schema: Any, mode: GenerationMode, limit: int) -> list[Any]:

@@ -19,6 +19,8 @@ from regcopilot.ops.monitor import monitor
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
 users = typer.Typer(help="Manage users in the user directory.", no_args_is_help=True)
 app.add_typer(users, name="users")
+sessions_cli = typer.Typer(help="List and revoke users' sessions.", no_args_is_help=True)
+app.add_typer(sessions_cli, name="sessions")
 
 T = TypeVar("T")
 
@@ -105,9 +107,17 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
             except FAILURES as exc:
                 typer.echo(f"warning: Redis not cleared ({exc})", err=True)
 
+    from regcopilot.users.sessions import session_records
+
+    records = session_records(directory)
+
+    async def end_sessions(user_id: str, reason: str) -> int:
+        # Written to the session records: the table's trigger tells every running instance.
+        return len(await records.revoke_all(user_id, reason))
+
     try:
         await directory.open()
-        return await action(UserAdmin(directory, drop_shared))
+        return await action(UserAdmin(directory, drop_shared, end_sessions))
     except DirectoryUnavailable as exc:
         typer.echo(f"error: user directory unavailable: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -228,6 +238,66 @@ def users_invalidate(user_id: str) -> None:
         async def act(ua: Any) -> None:
             await ua.invalidate(user_id)
             typer.echo(f"invalidated {user_id}")
+
+        await _with_admin(s, act)
+
+    run(work)
+
+
+async def _user_by_email(ua: Any, email: str) -> Any:
+    user = await ua.directory.find_by_email(email)
+    if user is None:
+        typer.echo(f"error: no user with email {email}", err=True)
+        raise typer.Exit(1)
+    return user
+
+
+@sessions_cli.command("list")
+def sessions_list(email: Annotated[str, typer.Option(help="The user's email.")]) -> None:
+    """List a user's active sessions."""
+    from regcopilot.users.sessions import session_records
+
+    async def work(s: Settings) -> None:
+        async def act(ua: Any) -> None:
+            user = await _user_by_email(ua, email)
+            rows = await session_records(ua.directory).active(user.id)
+            typer.echo(f"{'id':32}  {'created (UTC)':16}  {'last seen':16}  {'address':15}  agent")
+            for r in rows:
+                seen = f"{r.last_seen_at:%Y-%m-%d %H:%M}" if r.last_seen_at else "-"
+                typer.echo(f"{r.id:32}  {r.created_at:%Y-%m-%d %H:%M}  {seen:16}  "
+                           f"{r.address or '-':15}  {(r.user_agent or '-')[:60]}")
+            typer.echo(f"{len(rows)} active session(s) for {user.email}")
+
+        await _with_admin(s, act)
+
+    run(work)
+
+
+@sessions_cli.command("revoke")
+def sessions_revoke(
+    email: Annotated[str, typer.Option(help="The user's email.")],
+    all_: Annotated[bool, typer.Option("--all", help="Revoke every session.")] = False,
+    session_id: Annotated[str | None, typer.Option("--id", help="Revoke this session.")] = None,
+) -> None:
+    """Revoke one session (--id) or all of them (--all); refused everywhere within a second."""
+    from regcopilot.users.sessions import session_records
+
+    if all_ == (session_id is not None):
+        typer.echo("error: give exactly one of --all or --id", err=True)
+        raise typer.Exit(2)
+
+    async def work(s: Settings) -> None:
+        async def act(ua: Any) -> None:
+            user = await _user_by_email(ua, email)
+            records = session_records(ua.directory)
+            if session_id is None:
+                n = len(await records.revoke_all(user.id, "admin"))
+                typer.echo(f"revoked {n} session(s) of {user.email}")
+                return
+            if await records.revoke(session_id, "admin", user_id=user.id) is None:
+                typer.echo(f"error: {user.email} has no active session {session_id}", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"revoked session {session_id} of {user.email}")
 
         await _with_admin(s, act)
 

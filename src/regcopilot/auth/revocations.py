@@ -1,7 +1,9 @@
-"""Revoked session ids (logout), honoured by every instance until the token expires.
+"""Revoked session ids, honoured by every instance until the token expires: the fast path.
 
-Each process keeps the revoked ids in memory; Redis holds them for the cluster and the event
-bus tells every process at once. While the bus is down, each check also asks Redis.
+The durable truth is the session records table (users/sessions.py, auth/sessions.py): it is
+loaded into memory here at start and its change feed keeps every process current. In front of
+it, Redis holds the ids for the cluster and the event bus tells every process at once. Only
+while both the directory's feed and the bus are down does a check ask Redis.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class RevocationList:
         self._unsent = MemoryStore(MAX_LOCAL)
         self.shared = shared
         self.bus = bus
+        # Set by the session records while the directory's change feed is connected: every
+        # durable revocation then reaches this process's memory without asking Redis.
+        self.durable_feed_connected = False
         if bus is not None:
             bus.subscribe(self._on_event, on_connect=self._load)
 
@@ -40,6 +45,10 @@ class RevocationList:
             # Kept here and handed to Redis and the other instances once it answers again.
             self._unsent.set_now(jti, exp, ttl)
             log.warning("Revocation kept locally until Redis answers again")
+
+    def remember(self, jti: str, exp: int) -> None:
+        """Refuse this session here until it expires (from the records or their feed)."""
+        self.local.set_now(jti, "1", exp - time.time())
 
     async def _share(self, jti: str, exp: int) -> bool:
         assert self.shared is not None
@@ -56,7 +65,7 @@ class RevocationList:
             return True
         if self.shared is None or not self.shared.breaker.allows:
             return False  # Redis known to be failing: the in-memory list is all there is
-        if self.bus is not None and self.bus.connected:
+        if self.durable_feed_connected or (self.bus is not None and self.bus.connected):
             return False
         try:
             return await self.shared.get(self.key_prefix + jti) is not None

@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regcopilot.background import stop
 from regcopilot.metrics.cluster import FAILURES, ClusterMetrics
-from regcopilot.metrics.counters import Counters, Snapshot
+from regcopilot.metrics.counters import SESSION_REVOKED_COUNTERS, Counters, Snapshot
 
 log = logging.getLogger("regcopilot.metrics")
 
@@ -69,6 +69,14 @@ class AuthMetrics:
 
     def migrated(self) -> None:
         self._live.values["migratedSessions"] += 1
+
+    def session_issued(self) -> None:
+        self._live.values["sessionsIssued"] += 1
+
+    def sessions_revoked(self, reason: str, n: int = 1) -> None:
+        name = SESSION_REVOKED_COUNTERS.get(reason)
+        if name is not None:
+            self._live.values[name] += n
 
     def process_totals(self) -> dict[str, int]:
         """This process's own counts so far, the unflushed batch included."""

@@ -28,7 +28,21 @@ COUNTER_NAMES = (
     "coalesced",
     # Sessions moved from the other cookie format on first use (web/migration.py).
     "migratedSessions",
+    # Session records (auth/sessions.py): issued, and revoked by the reason given.
+    "sessionsIssued",
+    "sessionsRevokedLogout",
+    "sessionsRevokedUser",
+    "sessionsRevokedAdmin",
+    "sessionsRevokedBanOrDelete",
 )
+# A revocation's reason (auth/sessions.py) → the counter it adds to.
+SESSION_REVOKED_COUNTERS = {
+    "logout": "sessionsRevokedLogout",
+    "user": "sessionsRevokedUser",
+    "admin": "sessionsRevokedAdmin",
+    "ban": "sessionsRevokedBanOrDelete",
+    "delete": "sessionsRevokedBanOrDelete",
+}
 
 
 def hour_key(ts: float | None = None) -> str:

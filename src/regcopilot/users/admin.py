@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from regcopilot.users.directory import FOREVER, UserDirectory, is_uuid
 
 Invalidate = Callable[[str], Awaitable[None]]
+# Revoke every session of a user, with the reason recorded (auth/sessions.py); returns how many.
+RevokeSessions = Callable[[str, str], Awaitable[int]]
 
 
 class UnknownUser(LookupError):
@@ -34,9 +36,21 @@ def ban_end(until: datetime | None, seconds: int | None) -> datetime:
 
 
 class UserAdmin:
-    def __init__(self, directory: UserDirectory, invalidate: Invalidate | None = None) -> None:
+    def __init__(
+        self,
+        directory: UserDirectory,
+        invalidate: Invalidate | None = None,
+        revoke_sessions: RevokeSessions | None = None,
+    ) -> None:
         self.directory = directory
         self._invalidate = invalidate
+        self._revoke_sessions = revoke_sessions
+
+    async def _end_sessions(self, user_id: str, reason: str) -> None:
+        # A ban or delete ends the sessions for good: lifting the ban later does not bring
+        # the old cookies back, the user signs in again.
+        if self._revoke_sessions is not None:
+            await self._revoke_sessions(user_id, reason)
 
     async def _after(self, user_id: str, changed: bool) -> None:
         if not changed:
@@ -50,6 +64,7 @@ class UserAdmin:
                   ) -> datetime:
         end = ban_end(until, seconds)
         await self._after(user_id, await self.directory.set_banned_until(_check(user_id), end))
+        await self._end_sessions(user_id, "ban")
         return end
 
     async def unban(self, user_id: str) -> None:
@@ -57,6 +72,7 @@ class UserAdmin:
 
     async def delete(self, user_id: str, *, soft: bool = False) -> None:
         await self._after(user_id, await self.directory.delete(_check(user_id), soft=soft))
+        await self._end_sessions(user_id, "delete")
 
     async def invalidate(self, user_id: str) -> None:
         await self.directory.announce(_check(user_id))

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from regcopilot.users.changes import Change, FeedCursor
+from regcopilot.users.schema import SESSION_EVENT
 
 FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 # The change log is kept at least this long (the app passes its longest cache age + margin).
@@ -81,6 +82,24 @@ def judge(user: User | None, default_tenant: str, now: datetime | None = None) -
 
 ChangeCallback = Callable[[Change], Awaitable[None] | None]
 StateCallback = Callable[[bool], None]
+# A session revoked by anyone (this app, the CLI, plain SQL): its id and expiry (Unix s).
+RevokedCallback = Callable[[str, int], Awaitable[None] | None]
+
+
+def dispatch(
+    change: Change, on_change: ChangeCallback, on_revoked: RevokedCallback | None
+) -> Awaitable[None] | None:
+    """One change log, two kinds of event: a user changed, or a session was revoked."""
+    if not change.user_id.startswith(SESSION_EVENT):
+        return on_change(change)
+    if on_revoked is None:
+        return None
+    session_id, _, expiry = change.user_id.removeprefix(SESSION_EVENT).rpartition(":")
+    try:
+        expires = int(expiry)
+    except ValueError:
+        return None
+    return on_revoked(session_id, expires) if session_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +143,23 @@ class UserDirectory(Protocol):
     async def read_log(self) -> LogSnapshot:
         """The retained change log, read once at start (bounded by pruning)."""
         ...
+    async def page(
+        self, email_contains: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[list[User], int]:
+        """Users whose email contains the text, newest first, and how many match."""
+        ...
     async def watch(
-        self, cursor: FeedCursor, on_change: ChangeCallback, on_state: StateCallback
+        self,
+        cursor: FeedCursor,
+        on_change: ChangeCallback,
+        on_state: StateCallback,
+        on_revoked: RevokedCallback | None = None,
     ) -> None:
         """Run until cancelled, calling on_change(change) for every change to a user's
-        validity made by anyone (this app, the CLI, plain SQL), in the log's order where it
-        matters: after a reconnect or a gap the log is replayed from `cursor.position` before
-        on_state(True). on_state(False) while changes may be missed."""
+        validity and on_revoked(session_id, expires) for every session revoked, made by anyone
+        (this app, the CLI, plain SQL), in the log's order where it matters: after a reconnect
+        or a gap the log is replayed from `cursor.position` before on_state(True).
+        on_state(False) while changes may be missed."""
         ...
 
 

@@ -21,8 +21,10 @@ from regcopilot.users.directory import (
     ChangeCallback,
     DirectoryUnavailable,
     LogSnapshot,
+    RevokedCallback,
     StateCallback,
     User,
+    dispatch,
     is_uuid,
     normalize_email,
 )
@@ -171,6 +173,24 @@ class PostgresDirectory:
             )
         return [to_user(r) for r in rows]
 
+    async def page(
+        self, email_contains: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[list[User], int]:
+        needle = normalize_email(email_contains)
+        # strpos, not LIKE: the search text is taken literally, % and _ included.
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS}, count(*) OVER () FROM auth.users"
+                " WHERE strpos(coalesce(email, ''), $1) > 0"
+                " ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
+                needle, limit, offset,
+            )
+            total = rows[0][-1] if rows else await conn.fetchval(
+                "SELECT count(*) FROM auth.users WHERE strpos(coalesce(email, ''), $1) > 0",
+                needle,
+            )
+        return [to_user(r) for r in rows], int(total)
+
     async def _write(self, sql: str, *args: Any) -> bool:
         async with self._conn() as conn:
             status = await conn.execute(sql, *args)
@@ -216,13 +236,18 @@ class PostgresDirectory:
             )
             oldest = await conn.fetchval("SELECT min(seq) FROM public.regcopilot_user_changes")
             rows = await conn.fetch(
-                "SELECT user_id, max(seq) FROM public.regcopilot_user_changes GROUP BY user_id"
+                "SELECT user_id, max(seq) FROM public.regcopilot_user_changes"
+                " WHERE user_id NOT LIKE 'session:%' GROUP BY user_id"
             )
         floor = int(head) if oldest is None else int(oldest) - 1
         return LogSnapshot(floor, int(head), {r[0]: int(r[1]) for r in rows})
 
     async def watch(
-        self, cursor: FeedCursor, on_change: ChangeCallback, on_state: StateCallback
+        self,
+        cursor: FeedCursor,
+        on_change: ChangeCallback,
+        on_state: StateCallback,
+        on_revoked: RevokedCallback | None = None,
     ) -> None:
         """LISTEN on a dedicated connection and replay the log from the cursor after every
         (re)connect and every gap; reconnect forever, reporting when changes may be missed."""
@@ -233,7 +258,7 @@ class PostgresDirectory:
 
         async def deliver(change: Change) -> None:
             if cursor.apply(change.seq):
-                result = on_change(change)
+                result = dispatch(change, on_change, on_revoked)
                 if asyncio.iscoroutine(result):
                     await result
 

@@ -8,6 +8,9 @@ announcements replays the log from the last sequence it applied (users/changes.p
 """
 
 NOTIFY_CHANNEL = "regcopilot_user_changes"
+# The same feed carries session revocations, as `session:<id>:<expiry, Unix s>`; anything
+# else on it is a user id (a uuid never starts with "session:").
+SESSION_EVENT = "session:"
 
 POSTGRES_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS auth;
@@ -61,6 +64,37 @@ DROP TRIGGER IF EXISTS regcopilot_user_changed ON auth.users;
 CREATE TRIGGER regcopilot_user_changed
     AFTER UPDATE OF banned_until, deleted_at, raw_app_meta_data OR DELETE ON auth.users
     FOR EACH ROW EXECUTE FUNCTION public.regcopilot_user_changed();
+""" + f"""
+CREATE TABLE IF NOT EXISTS public.regcopilot_sessions (
+    id text PRIMARY KEY,
+    user_id uuid NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    expires_at timestamptz NOT NULL,
+    last_seen_at timestamptz,
+    user_agent text,
+    address text,
+    revoked_at timestamptz,
+    revoked_reason text
+);
+CREATE INDEX IF NOT EXISTS regcopilot_sessions_user ON public.regcopilot_sessions (user_id);
+CREATE INDEX IF NOT EXISTS regcopilot_sessions_expires
+    ON public.regcopilot_sessions (expires_at);
+-- A revocation is a change like any other: logged (replayed after a reconnect) and announced.
+-- SECURITY DEFINER for the reason given on regcopilot_user_changed above.
+CREATE OR REPLACE FUNCTION public.regcopilot_session_revoked() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF NEW.revoked_at IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.revoked_at IS NULL) THEN
+        PERFORM public.regcopilot_announce('{SESSION_EVENT}' || NEW.id || ':'
+                                           || extract(epoch FROM NEW.expires_at)::bigint);
+    END IF;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION public.regcopilot_session_revoked() FROM PUBLIC;
+DROP TRIGGER IF EXISTS regcopilot_session_revoked ON public.regcopilot_sessions;
+CREATE TRIGGER regcopilot_session_revoked
+    AFTER INSERT OR UPDATE OF revoked_at ON public.regcopilot_sessions
+    FOR EACH ROW EXECUTE FUNCTION public.regcopilot_session_revoked();
 """
 
 # Serialises schema set-up when several instances start at once.
@@ -90,4 +124,26 @@ CREATE TRIGGER IF NOT EXISTS auth_users_changed
 CREATE TRIGGER IF NOT EXISTS auth_users_deleted
     AFTER DELETE ON auth_users
     BEGIN INSERT INTO auth_user_changes (user_id) VALUES (OLD.id); END;
+CREATE TABLE IF NOT EXISTS auth_sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    last_seen_at TEXT,
+    user_agent TEXT,
+    address TEXT,
+    revoked_at TEXT,
+    revoked_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS auth_sessions_user ON auth_sessions (user_id);
+CREATE INDEX IF NOT EXISTS auth_sessions_expires ON auth_sessions (expires_at);
+CREATE TRIGGER IF NOT EXISTS auth_sessions_revoked_insert
+    AFTER INSERT ON auth_sessions WHEN NEW.revoked_at IS NOT NULL
+    BEGIN INSERT INTO auth_user_changes (user_id) VALUES (
+        'session:' || NEW.id || ':' || CAST(strftime('%s', NEW.expires_at) AS INTEGER)); END;
+CREATE TRIGGER IF NOT EXISTS auth_sessions_revoked
+    AFTER UPDATE OF revoked_at ON auth_sessions
+    WHEN NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL
+    BEGIN INSERT INTO auth_user_changes (user_id) VALUES (
+        'session:' || NEW.id || ':' || CAST(strftime('%s', NEW.expires_at) AS INTEGER)); END;
 """

@@ -23,8 +23,10 @@ from regcopilot.users.directory import (
     ChangeCallback,
     DirectoryUnavailable,
     LogSnapshot,
+    RevokedCallback,
     StateCallback,
     User,
+    dispatch,
     normalize_email,
 )
 from regcopilot.users.rows import COLUMNS, new_meta, to_user
@@ -137,6 +139,23 @@ class SqliteDirectory:
             rows = await cur.fetchall()
         return [to_user(r) for r in rows]
 
+    async def page(
+        self, email_contains: str = "", offset: int = 0, limit: int = 50
+    ) -> tuple[list[User], int]:
+        pattern = normalize_email(email_contains)
+        # instr, not LIKE: the search text is taken literally, % and _ included.
+        where = "WHERE instr(coalesce(email, ''), ?) > 0"
+        async with self._conn() as db:
+            async with db.execute(
+                f"SELECT {COLUMNS} FROM auth_users {where} ORDER BY created_at DESC, id"
+                " LIMIT ? OFFSET ?",
+                (pattern, limit, offset),
+            ) as cur:
+                rows = await cur.fetchall()
+            async with db.execute(f"SELECT count(*) FROM auth_users {where}", (pattern,)) as cur:
+                total = await cur.fetchone()
+        return [to_user(r) for r in rows], int(total[0]) if total else 0
+
     async def _write(self, sql: str, params: tuple[Any, ...]) -> bool:
         async with self._conn() as db:
             cur = await db.execute(sql, params)
@@ -181,14 +200,19 @@ class SqliteDirectory:
                 row = await cur.fetchone()
             oldest = row[0] if row else None
             async with db.execute(
-                "SELECT user_id, max(seq) FROM auth_user_changes GROUP BY user_id"
+                "SELECT user_id, max(seq) FROM auth_user_changes"
+                " WHERE user_id NOT LIKE 'session:%' GROUP BY user_id"
             ) as cur:
                 rows = await cur.fetchall()
         floor = head if oldest is None else int(oldest) - 1
         return LogSnapshot(floor, head, {r[0]: int(r[1]) for r in rows})
 
     async def watch(
-        self, cursor: FeedCursor, on_change: ChangeCallback, on_state: StateCallback
+        self,
+        cursor: FeedCursor,
+        on_change: ChangeCallback,
+        on_state: StateCallback,
+        on_revoked: RevokedCallback | None = None,
     ) -> None:
         """Poll the change log the triggers fill; SQLite has no NOTIFY. Writers are serialised,
         so the log has no gaps, and a stalled poll simply resumes from the cursor."""
@@ -212,7 +236,7 @@ class SqliteDirectory:
                 continue
             for seq, user_id in rows:
                 if cursor.apply(int(seq)):
-                    result = on_change(Change(int(seq), user_id))
+                    result = dispatch(Change(int(seq), user_id), on_change, on_revoked)
                     if asyncio.iscoroutine(result):
                         await result
             if healthy is not True:

@@ -14,7 +14,9 @@ from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.hot import HotRoutes
 from regcopilot.web.middleware import SessionMiddleware
 from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
+from regcopilot.web.routes import console as console_routes
 from regcopilot.web.routes import prometheus as prometheus_routes
+from regcopilot.web.routes import sessions as session_routes
 from regcopilot.web.services import build_services
 
 
@@ -39,6 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
+    app.include_router(session_routes.router)
+    app.include_router(console_routes.router)
+    app.include_router(session_routes.admin_router)
     # Innermost: answered after the session check, before FastAPI's router.
     app.add_middleware(
         HotRoutes, routes={"/api/health": health.health_hot, "/api/me": pages.me_hot}

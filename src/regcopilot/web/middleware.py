@@ -1,4 +1,4 @@
-"""Every protected request is validated here: token → revocation → SessionValidator.
+"""Every protected request is validated here: token → SessionValidator → revocation.
 
 Pure ASGI (no BaseHTTPMiddleware): the warm path is a dict lookup for the decoded token, one
 for the revocation and one for the near cache — no network, no await on I/O.
@@ -112,16 +112,20 @@ class SessionMiddleware:
         except InvalidToken as exc:
             services.security.invalid_token(str(exc), scope)
             return 401, "invalid session"
-        if await services.revocations.is_revoked(claims.jti):
-            services.security.invalid_token("revoked", scope)
-            return 401, "session ended"
         try:
             entry = await services.validator.validate(claims.sub)
         except DirectoryUnavailable as exc:
             log.warning("User directory unavailable: %s", exc)
             return 503, "user directory unavailable, try again shortly"
         if not entry.is_valid:
+            # Before the revocation check: a ban or delete also revokes the user's sessions,
+            # and the user's state is the more telling answer (and the guide's
+            # deleted/banned-detected counts come from here).
             return 401, f"account {entry.reason or 'invalid'}"
+        if await services.revocations.is_revoked(claims.jti):
+            services.security.invalid_token("revoked", scope)
+            return 401, "session ended"
+        services.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
         state["user"] = SessionUser(
             id=claims.sub,
             email=claims.email,

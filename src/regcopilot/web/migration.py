@@ -165,5 +165,6 @@ async def end_foreign_session(svc: Services, scope: Scope, read: Reader) -> list
     except InvalidToken:
         claims = None
     if claims is not None:
-        await svc.revocations.revoke(claims.jti, claims.exp)
+        # Durable like any logout: the record is created (already revoked) if it has none.
+        await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
     return [clear_named_header(svc.settings, name) for name in found.names]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.rate_limit import LoginLimiter
 from regcopilot.auth.revocations import RevocationList
+from regcopilot.auth.sessions import SessionService
 from regcopilot.auth.tokens import SessionTokens
 from regcopilot.auth.validator import SessionValidator
 from regcopilot.background import stop
@@ -23,6 +24,7 @@ from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
 from regcopilot.users.directory import DirectoryUnavailable, UserDirectory, open_directory
+from regcopilot.users.sessions import session_records
 from regcopilot.web.migration import ForeignSessions
 
 log = logging.getLogger("regcopilot")
@@ -45,12 +47,19 @@ class Services:
     security: SecurityLog = field(default_factory=SecurityLog)
     feed_connected: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    sessions: SessionService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = SessionService(
+            session_records(self.directory), self.revocations, self.metrics
+        )
 
     async def start(self) -> None:
         await self.directory.open()
         # Before the first request: an entry in Redis can only be checked against the log.
         with contextlib.suppress(DirectoryUnavailable):
             self.cache.freshness.load(await self.directory.read_log())
+        await self.sessions.start()  # the revoked set is in memory before any request
         await self.cache.start()
         if self.bus is not None:
             self.bus.start()
@@ -74,15 +83,19 @@ class Services:
             except DirectoryUnavailable as exc:
                 log.warning("Change log unreadable (%s) - retrying", exc)
                 await asyncio.sleep(FEED_RETRY_SECONDS)
-        await self.directory.watch(freshness.cursor, self.validator.changed, self._feed_state)
+        await self.directory.watch(
+            freshness.cursor, self.validator.changed, self._feed_state, self.sessions.on_revoked
+        )
 
     def _feed_state(self, connected: bool) -> None:
         self.feed_connected = connected
         self.cache.set_feed_connected(connected)
+        self.sessions.feed_state(connected)
 
     async def close(self) -> None:
         for task in self._tasks:
             await stop(task)
+        await self.sessions.close()
         await self.metrics.close()
         if self.bus is not None:
             await self.bus.close()

@@ -50,7 +50,7 @@ class NewUser(BaseModel):
 
 def _admin(request: Request) -> UserAdmin:
     svc = services(request)
-    return UserAdmin(svc.directory, svc.validator.user_changed)
+    return UserAdmin(svc.directory, svc.validator.user_changed, svc.sessions.revoke_all)
 
 
 def public(user: User, default_tenant: str) -> dict:

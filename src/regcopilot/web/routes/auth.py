@@ -111,6 +111,15 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         sub=user.id, email=user.email, tenant=verdict.tenant_id or "", role=user.role,
         name=user.full_name,
     )
+    try:
+        await svc.sessions.issued(
+            claims.jti, user.id, claims.exp, request.headers.get("user-agent"), ip
+        )
+    except DirectoryUnavailable:
+        # A session without its record could not be listed nor revoked by "sign out
+        # everywhere": no record, no session.
+        raise LoginFailed(503, "user directory unavailable, try again shortly",
+                          {"Retry-After": "5"}) from None
     svc.metrics.login(user.id)
     try:
         await svc.directory.record_sign_in(user.id)
@@ -190,7 +199,7 @@ async def logout(request: Request) -> Response:
         except InvalidToken:
             claims = None
         if claims is not None:
-            await svc.revocations.revoke(claims.jti, claims.exp)
+            await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
     foreign = await end_foreign_session(svc, request.scope, read_cookie)
     ctype = request.headers.get("content-type", "")
     response: Response

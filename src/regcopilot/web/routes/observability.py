@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from regcopilot.metrics.report import build
+from regcopilot.metrics.sessions import active_sessions, sessions_block
 from regcopilot.web.deps import errors, monitor_or_admin, services
 
 router = APIRouter(responses=errors(401, 503))
@@ -42,6 +43,9 @@ async def observability_report(request: Request) -> dict:
                 "changeLogPosition": freshness.position,
                 "changeLogComplete": freshness.proving,
             },
+            "sessions": sessions_block(
+                snap.counters, await active_sessions(svc), len(svc.revocations.local)
+            ),
         },
     )
     # Which age is in force (README, "Freshness"): the max age while every change since an

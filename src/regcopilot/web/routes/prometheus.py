@@ -6,7 +6,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from regcopilot.ops.exposition import exposition
+from regcopilot.metrics.sessions import active_sessions, session_families
+from regcopilot.ops.exposition import families, render
 from regcopilot.web.deps import monitor_or_admin, services
 
 router = APIRouter()
@@ -21,7 +22,7 @@ async def metrics(request: Request) -> Response:
     snap = await svc.metrics.snapshot()
     clustered = svc.metrics.cluster is not None
     usable = snap if not clustered or snap.scope == "cluster" else None
-    body = exposition(
+    body = render([*families(
         usable,
         backend=svc.cache.backend,
         cache_size=await svc.cache.size(),
@@ -29,5 +30,5 @@ async def metrics(request: Request) -> Response:
         ttl_seconds=svc.cache.ttl,
         app_env=svc.settings.APP_ENV,
         scope=snap.scope,
-    )
+    ), *session_families(usable.counters if usable else None, await active_sessions(svc))])
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
