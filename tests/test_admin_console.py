@@ -62,11 +62,12 @@ def test_console_ban_and_sign_out_other_devices_in_chromium(server, tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(s.base + "/admin")
-            assert page.url == s.base + "/login"
+            assert page.url == s.base + "/login?next=/admin"
             page.fill("#email", "admin@example.com")
             page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
-            page.wait_for_url(s.base + "/")
+            page.wait_for_url(s.base + "/admin")  # back where the admin was heading
+            page.goto(s.base + "/")
 
             # Home: "Your sessions" lists this browser and the laptop; sign the laptop out.
             rows = page.locator("#my-sessions tbody tr")

@@ -164,8 +164,9 @@ async def test_ban_end_is_honoured_by_an_instance_that_read_it_from_redis(instan
         # Banned in the directory (as plain SQL would), so the session itself stays unrevoked.
         await a.services.directory.set_banned_until(
             user_id, datetime.now(UTC) + timedelta(seconds=1))
-        # B has heard of the change (the directory's feed) before A caches the refusal.
-        await eventually(lambda: b.services.cache.changed_since(user_id, 0), timeout=5)
+        # Both have heard of the change (the directory's feed) before A caches the refusal.
+        await eventually(lambda: a.services.cache.changed_since(user_id, 0)
+                         and b.services.cache.changed_since(user_id, 0), timeout=5)
         assert (await s.get("alice@example.com")).status_code == 401  # A caches it in Redis
 
         b.client.cookies.set(COOKIE, s.cookies["alice@example.com"])
