@@ -123,7 +123,7 @@ def users_add(
     name: Annotated[str | None, typer.Option(help="Full name.")] = None,
 ) -> None:
     """Create a user (bcrypt hash, as Supabase stores it)."""
-    from regcopilot.auth.passwords import hash_password
+    from regcopilot.auth.passwords import Hasher
 
     if len(password) < 8:
         typer.echo("error: password must be at least 8 characters", err=True)
@@ -131,8 +131,10 @@ def users_add(
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
+            # In a thread: the directory's connection keeps its event loop answering meanwhile.
+            hashed = await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
             user = await ua.directory.add(
-                email, hash_password(password), admin=admin, tenant_id=tenant, full_name=name
+                email, hashed, admin=admin, tenant_id=tenant, full_name=name
             )
             typer.echo(f"created {user.email} id={user.id}{' (admin)' if admin else ''}")
 

@@ -8,6 +8,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from regcopilot.auth.password_pool import PasswordPool, default_workers
+from regcopilot.auth.passwords import Hasher
 from regcopilot.auth.rate_limit import LoginLimiter
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.tokens import SessionTokens
@@ -35,6 +37,7 @@ class Services:
     validator: SessionValidator
     metrics: AuthMetrics
     limiter: LoginLimiter
+    passwords: PasswordPool
     bus: EventBus | None = None
     security: SecurityLog = field(default_factory=SecurityLog)
     feed_connected: bool = False
@@ -72,6 +75,7 @@ class Services:
             await self.bus.close()
         await self.cache.close()
         await self.directory.close()
+        self.passwords.close()
 
 
 def build_services(settings: Settings) -> Services:
@@ -89,14 +93,22 @@ def build_services(settings: Settings) -> Services:
         pool_size=settings.DATABASE_POOL_SIZE,
         statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
     )
-    metrics = AuthMetrics(ClusterMetrics(url, prefix) if url else None)
+    metrics = AuthMetrics(
+        ClusterMetrics(url, prefix) if url else None, active_cap=settings.ACTIVE_USERS_TRACKED
+    )
     assert settings.NEXTAUTH_SECRET is not None
     return Services(
         settings=settings,
         directory=directory,
         cache=cache,
-        tokens=SessionTokens(settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS),
-        revocations=RevocationList(prefix, shared, bus),
+        tokens=SessionTokens(
+            settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS,
+            leeway=settings.TOKEN_CLOCK_LEEWAY_SECONDS,
+            cache_size=settings.DECODED_TOKEN_CACHE_SIZE,
+        ),
+        revocations=RevocationList(
+            prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY
+        ),
         validator=SessionValidator(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID),
         metrics=metrics,
         limiter=LoginLimiter(
@@ -105,6 +117,11 @@ def build_services(settings: Settings) -> Services:
             account_limit=settings.LOGIN_MAX_FAILURES_PER_ACCOUNT,
             address_limit=settings.LOGIN_MAX_FAILURES_PER_ADDRESS,
             window=settings.LOGIN_LOCKOUT_SECONDS,
+        ),
+        passwords=PasswordPool(
+            Hasher(settings.PASSWORD_HASH_ROUNDS),
+            workers=settings.PASSWORD_WORKERS or default_workers(),
+            queue_size=settings.PASSWORD_QUEUE_SIZE,
         ),
         bus=bus,
     )
