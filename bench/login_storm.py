@@ -1,0 +1,176 @@
+"""Sign-in storm: N clients signing in at once (valid passwords, cost-12 bcrypt) while one more
+client reads /api/me, against a real `regcopilot serve` process.
+
+    .venv/bin/python bench/login_storm.py [--storms 8,32] [--seconds 10] [--src DIR]
+
+Bounded: each phase lasts --seconds (the reader also stops at MAX_READS, the storm at
+MAX_SIGN_INS). Prints one JSON object: /api/me p50/p99/max quiet and during each storm, reads
+served, their status codes, sign-ins per second and sign-in status codes, and whether the
+server logged a directory timeout. --src runs the server from another source tree (e.g. an
+export of an older commit, for the before/after table in docs/benchmarks.md).
+
+The storm runs in its own process, so the reader's timings are not its event loop's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from regcopilot.auth.passwords import Hasher
+from regcopilot.users.sqlite import SqliteDirectory
+from tests.cluster import ServerProcess
+
+PASSWORD = "storm-password-1"
+COOKIE = "regcopilot.session-token"
+ROUNDS = 12
+MAX_READS = 50_000
+MAX_SIGN_INS = 5_000
+DIRECTORY_TIMEOUT_LINE = "User directory unavailable"
+
+
+async def seed(db: Path, n: int) -> None:
+    hashed = Hasher(ROUNDS).hash(PASSWORD)  # one cost-12 hash for every account
+    directory = SqliteDirectory(str(db))
+    await directory.open()
+    try:
+        for i in range(n + 1):
+            await directory.add(f"storm{i}@bench.example", hashed)
+    finally:
+        await directory.close()
+
+
+async def _storm(url: str, clients: int, seconds: float, out: Any) -> None:
+    codes: Counter[int] = Counter()
+    done = 0
+    deadline = time.monotonic() + seconds + 0.5  # outlasts the reader, which starts after us
+
+    async def one(i: int) -> None:
+        nonlocal done
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            while time.monotonic() < deadline and done < MAX_SIGN_INS:
+                try:
+                    r = await client.post("/api/auth/login", json={
+                        "email": f"storm{1 + i}@bench.example", "password": PASSWORD})
+                    codes[r.status_code] += 1
+                except httpx.HTTPError:
+                    codes[0] += 1
+                client.cookies.clear()
+                done += 1
+
+    started = time.monotonic()
+    out.put("started")
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    out.put({"codes": dict(codes), "elapsed": time.monotonic() - started})
+
+
+def storm_process(url: str, clients: int, seconds: float, out: Any) -> None:
+    asyncio.run(_storm(url, clients, seconds, out))
+
+
+def read_me(url: str, cookie: str, seconds: float, stop_early: Any = None) -> dict[str, Any]:
+    lat: list[float] = []
+    codes: Counter[int] = Counter()
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url, timeout=30, cookies={COOKIE: cookie}) as client:
+        while time.monotonic() < deadline and len(lat) < MAX_READS:
+            if stop_early is not None and not stop_early():
+                break
+            t0 = time.perf_counter()
+            try:
+                codes[client.get("/api/me").status_code] += 1
+            except httpx.HTTPError:
+                codes[0] += 1
+            lat.append((time.perf_counter() - t0) * 1000)
+    lat.sort()
+    return {
+        "reads": len(lat),
+        "codes": dict(codes),
+        "p50_ms": round(statistics.median(lat), 2),
+        "p99_ms": round(lat[int(len(lat) * 0.99) - 1], 2),
+        "max_ms": round(lat[-1], 2),
+    }
+
+
+def run(storms: list[int], seconds: float, src: str | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="login-storm-") as tmp:
+        tmp_path = Path(tmp)
+        db = tmp_path / "users.db"
+        asyncio.run(seed(db, max(storms)))
+        env = {
+            "DATABASE_URL": f"sqlite:///{db}",
+            "NEXTAUTH_SECRET": "storm-secret-" + "s" * 40,
+            "DATA_DIR": str(tmp_path / "data"),
+            "LOG_LEVEL": "INFO",
+            "PASSWORD_HASH_ROUNDS": str(ROUNDS),
+            "REDIS_URL": "",
+        }
+        if src:
+            env["PYTHONPATH"] = src
+        server = ServerProcess("serve", env, tmp_path).start()
+        try:
+            r = httpx.post(f"{server.url}/api/auth/login",
+                           json={"email": "storm0@bench.example", "password": PASSWORD},
+                           timeout=30)
+            r.raise_for_status()
+            cookie = r.cookies[COOKIE]
+            read_me(server.url, cookie, 1.0)  # warm the caches and the connection
+            result: dict[str, Any] = {"bcryptRounds": ROUNDS, "cores": os.cpu_count(),
+                                      "seconds": seconds, "source": src or "this checkout"}
+            result["quiet"] = read_me(server.url, cookie, seconds)
+            for clients in storms:
+                out: Any = mp.get_context("spawn").Queue()
+                proc = mp.get_context("spawn").Process(
+                    target=storm_process, args=(server.url, clients, seconds, out))
+                proc.start()
+                assert out.get(timeout=60) == "started"
+                me = read_me(server.url, cookie, seconds, stop_early=proc.is_alive)
+                storm = out.get(timeout=seconds + 120)
+                proc.join(30)
+                ok = storm["codes"].get(200, 0)
+                result[f"storm{clients}"] = {
+                    "me": me,
+                    "signIns": storm["codes"],
+                    "signInsPerSecond": round(ok / storm["elapsed"], 1),
+                }
+            log = server.log_path.read_text(errors="replace")
+            result["directoryTimeoutLogged"] = DIRECTORY_TIMEOUT_LINE in log
+            quiet_p99 = result["quiet"]["p99_ms"]
+            result["goalP99Ms"] = round(3 * quiet_p99 + 5, 2)
+            result["goalMet"] = all(
+                result[f"storm{c}"]["me"]["p99_ms"] < result["goalP99Ms"]
+                and set(result[f"storm{c}"]["me"]["codes"]) == {200}
+                for c in storms
+            ) and not result["directoryTimeoutLogged"]
+            return result
+        finally:
+            server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--storms", default="8,32", help="concurrent sign-ins, comma-separated")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument("--src", default=None, help="run the server from this source tree")
+    args = parser.parse_args()
+    storms = [int(x) for x in args.storms.split(",")]
+    print(json.dumps(run(storms, args.seconds, args.src), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
