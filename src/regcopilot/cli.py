@@ -48,6 +48,8 @@ def serve(
     """Run the web tier (uvicorn)."""
     import uvicorn
 
+    from regcopilot.web.connections import GuardedHttpProtocol
+
     settings = settings_or_exit()
     if workers > 1 and not settings.REDIS_URL:
         typer.echo(
@@ -67,6 +69,8 @@ def serve(
         log_level=settings.LOG_LEVEL.lower(),
         access_log=False,
         proxy_headers=True,
+        http=GuardedHttpProtocol,
+        timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,  # type: ignore[arg-type]
     )
 
 
