@@ -145,6 +145,8 @@ def run(storms: list[int], seconds: float, src: str | None) -> dict[str, Any]:
             read_me(server.url, cookie, 1.0)  # warm the caches and the connection
             result: dict[str, Any] = {"bcryptRounds": ROUNDS, "cores": os.cpu_count(),
                                       "seconds": seconds, "source": src or "this checkout"}
+            # Other programs on the machine blur every figure: say how busy it was.
+            result["loadAverageBefore"] = round(os.getloadavg()[0], 2)
             result["quiet"] = read_me(server.url, cookie, seconds)
             for clients in storms:
                 out: Any = mp.get_context("spawn").Queue()
@@ -161,7 +163,10 @@ def run(storms: list[int], seconds: float, src: str | None) -> dict[str, Any]:
                     "signIns": storm["codes"],
                     "signInsPerSecond": round(ok / storm["elapsed"], 1),
                 }
+            result["loadAverageAfter"] = round(os.getloadavg()[0], 2)
             log = server.log_path.read_text(errors="replace")
+            if os.environ.get("LOGIN_STORM_KEEP_LOG"):
+                Path(os.environ["LOGIN_STORM_KEEP_LOG"]).write_text(log)
             result["directoryTimeoutLogged"] = DIRECTORY_TIMEOUT_LINE in log
             quiet_p99 = result["quiet"]["p99_ms"]
             result["goalP99Ms"] = round(3 * quiet_p99 + 5, 2)
