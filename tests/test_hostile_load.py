@@ -4,6 +4,7 @@ closed. Speed figures live in bench/login_storm.py; these tests assert behaviour
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import httpx
@@ -167,3 +168,22 @@ async def test_connection_cap_refuses_new_connections_and_says_so(tmp_path):
     finally:
         server.stop()
 
+
+
+async def test_per_user_memory_is_capped_by_the_settings(instance):
+    """60 distinct users through a process whose caps are 5: nothing holds more than 5."""
+    caps = {"DECODED_TOKEN_CACHE_SIZE": 5, "ACTIVE_USERS_TRACKED": 5,
+            "REVOCATIONS_KEPT_LOCALLY": 5}
+    async with instance(**caps) as app:
+        svc = app.services
+        for i in range(60):
+            token, claims = svc.tokens.issue(
+                sub=str(uuid.uuid4()), email=f"u{i}@example.com", tenant="t", role=None)
+            svc.tokens.decode(token)
+            svc.metrics.login(claims.sub)
+            await svc.revocations.revoke(claims.jti, claims.exp)
+        assert len(svc.tokens._decoded) == 5
+        assert len(svc.metrics.local.active) == 5
+        assert len(svc.revocations.local) == 5
+        # The newest are the ones kept: the last revocation still holds.
+        assert await svc.revocations.is_revoked(claims.jti)
