@@ -52,12 +52,10 @@ class _RateLimitedWarning:
     def __init__(self, message: str) -> None:
         self.message = message
         self.count = 0
-        self.total = 0
         self._last = -LOG_EVERY_SECONDS
 
     def hit(self, *args: object) -> None:
         self.count += 1
-        self.total += 1
         now = time.monotonic()
         if now - self._last >= LOG_EVERY_SECONDS:
             self._last = now
