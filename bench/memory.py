@@ -1,6 +1,6 @@
 """Memory of the in-process state a server keeps per active user, at N users.
 
-Run as `python -m bench.memory N [N2 ...]` in a fresh interpreter (so earlier allocations do
+Run as `python -m bench.memory [N ...]` (default: 10,000 and 100,000) in a fresh interpreter (so earlier allocations do
 not blur the figures); prints one JSON object per N. Measured with tracemalloc (bytes Python
 allocated for the structure) and the process RSS before and after.
 
@@ -122,7 +122,7 @@ def measure(n: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    counts = [int(a) for a in sys.argv[1:]] or [10_000]
+    counts = [int(a) for a in sys.argv[1:]] or [10_000, 100_000]
     if len(counts) == 1:
         print(json.dumps(measure(counts[0])))
     else:
