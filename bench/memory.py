@@ -1,8 +1,8 @@
 """Memory of the in-process state a server keeps per active user, at N users.
 
-Run as `python -m bench.memory [N ...]` (default: 10,000 and 100,000) in a fresh interpreter (so earlier allocations do
-not blur the figures); prints one JSON object per N. Measured with tracemalloc (bytes Python
-allocated for the structure) and the process RSS before and after.
+Run as `python -m bench.memory [N ...]` (default: 10,000 and 100,000) in a fresh interpreter
+(so earlier allocations do not blur the figures); prints one JSON object per N. Measured with
+tracemalloc (bytes Python allocated for the structure) and the process RSS before and after.
 
 The four per-user structures are the process's one memory budget, each capped by a setting:
 MAX_CACHE_SIZE (validation cache), DECODED_TOKEN_CACHE_SIZE, ACTIVE_USERS_TRACKED and
