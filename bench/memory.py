@@ -1,8 +1,14 @@
 """Memory of the in-process state a server keeps per active user, at N users.
 
-Run as `python -m bench.memory N` in a fresh interpreter (so earlier allocations do not blur
-the figures); prints one JSON object. Measured with tracemalloc (bytes Python allocated for the
-structure) and the process RSS before and after.
+Run as `python -m bench.memory [N ...]` (default: 10,000 and 100,000) in a fresh interpreter
+(so earlier allocations do not blur the figures); prints one JSON object per N. Measured with
+tracemalloc (bytes Python allocated for the structure) and the process RSS before and after.
+
+The four per-user structures are the process's one memory budget, each capped by a setting:
+MAX_CACHE_SIZE (validation cache), DECODED_TOKEN_CACHE_SIZE, ACTIVE_USERS_TRACKED and
+REVOCATIONS_KEPT_LOCALLY. Each is filled as a server at the default caps would be after N
+users signed in (and, for revocations, signed out), i.e. with min(N, cap) entries; the
+report gives the bytes per entry, the total at N, and the budget at the default caps.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.tokens import SessionTokens
 from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.tiers import ValidationCache
+from regcopilot.config import Settings
 from regcopilot.metrics.counters import Counters
 
 
@@ -53,35 +61,69 @@ async def _fill_cache(users: list[str]) -> ValidationCache:
     return cache
 
 
+async def _fill_revocations(jtis: list[str], cap: int) -> RevocationList:
+    revoked = RevocationList("bench:", None, None, max_local=cap)
+    exp = int(time.time()) + 86_400
+    for jti in jtis:
+        await revoked.revoke(jti, exp)
+    return revoked
+
+
 def measure(n: int) -> dict[str, Any]:
+    caps = Settings()
     users = [str(uuid.uuid4()) for _ in range(n)]
     tokens = SessionTokens("m" * 48, 86_400)
     issued = [tokens.issue(sub=u, email=f"u{i}@bench.example", tenant="t", role=None)[0]
               for i, u in enumerate(users)]
+    sizes = {
+        "validationCache": (caps.MAX_CACHE_SIZE, "MAX_CACHE_SIZE"),
+        "decodedTokens": (caps.DECODED_TOKEN_CACHE_SIZE, "DECODED_TOKEN_CACHE_SIZE"),
+        "activeUsers": (caps.ACTIVE_USERS_TRACKED, "ACTIVE_USERS_TRACKED"),
+        "revocations": (caps.REVOCATIONS_KEPT_LOCALLY, "REVOCATIONS_KEPT_LOCALLY"),
+    }
 
     def cache() -> ValidationCache:
-        return asyncio.run(_fill_cache(users))
+        return asyncio.run(_fill_cache(users[: sizes["validationCache"][0]]))
 
     def decoded() -> SessionTokens:
-        t = SessionTokens("m" * 48, 86_400)
+        t = SessionTokens("m" * 48, 86_400, cache_size=sizes["decodedTokens"][0])
         for token in issued:
             t.decode(token)
         return t
 
     def seen() -> Counters:
-        c = Counters()
+        c = Counters(sizes["activeUsers"][0])
         now = int(time.time() * 1000)
         for u in users:
             c.seen(u, now)
         return c
 
+    def revocations() -> RevocationList:
+        jtis = [uuid.uuid4().hex for _ in range(n)]
+        return asyncio.run(_fill_revocations(jtis, sizes["revocations"][0]))
+
     out: dict[str, Any] = {"users": n}
-    out["validationCache"] = _measure(cache)
-    out["decodedTokens"] = _measure(decoded)
-    out["activeUsers"] = _measure(seen)
-    out["perUserBytes"] = round(out["validationCache"]["tracemalloc_kib"] * 1024 / n, 1)
+    budget = 0.0
+    total = 0.0
+    for name, build in (("validationCache", cache), ("decodedTokens", decoded),
+                        ("activeUsers", seen), ("revocations", revocations)):
+        cap, setting = sizes[name]
+        held = min(n, cap)
+        m = _measure(build)
+        per_entry = m["tracemalloc_kib"] * 1024 / held
+        out[name] = {**m, "entries": held, "bytesPerEntry": round(per_entry),
+                     "setting": setting, "cap": cap}
+        total += m["tracemalloc_kib"]
+        budget += per_entry * cap / 1024
+    out["totalKiB"] = round(total)
+    out["budgetAtCapsKiB"] = round(budget)
+    out["perUserBytes"] = out["validationCache"]["bytesPerEntry"]
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)))
+    counts = [int(a) for a in sys.argv[1:]] or [10_000, 100_000]
+    if len(counts) == 1:
+        print(json.dumps(measure(counts[0])))
+    else:
+        print(json.dumps([measure(c) for c in counts]))

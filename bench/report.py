@@ -204,17 +204,21 @@ def _memory(mem: dict[str, Any] | None) -> list[str]:
         ("validation cache, near tier (ValidationCache)", mem["validationCache"]),
         ("decoded-token cache (SessionTokens)", mem["decodedTokens"]),
         ("active-user tracking (metrics Counters)", mem["activeUsers"]),
+        ("local revocation set (RevocationList)", mem["revocations"]),
     ]
     out = [
         "",
         f"## In-process memory at {mem['users']:,} users",
         "",
-        "| structure | tracemalloc KiB | RSS growth KiB |",
-        "|---|---:|---:|",
+        "| structure | setting (default cap) | entries | bytes/entry | tracemalloc KiB "
+        "| RSS growth KiB |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    out += [f"| {name} | {m['tracemalloc_kib']:,.0f} | {m['rss_delta_kib']:,} |"
+    out += [f"| {name} | `{m['setting']}` ({m['cap']:,}) | {m['entries']:,} "
+            f"| {m['bytesPerEntry']:,} | {m['tracemalloc_kib']:,.0f} | {m['rss_delta_kib']:,} |"
             for name, m in rows]
-    out.append(f"\nNear tier: {mem['perUserBytes']:.0f} bytes per user.")
+    out.append(f"\nTotal {mem['totalKiB']:,} KiB; the budget with every structure at its "
+               f"default cap: {mem['budgetAtCapsKiB'] / 1024:,.0f} MiB.")
     return out
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.support import free_port, port_open, wait_until
+from tests.support import TEST_HASH_ROUNDS, free_port, port_open, wait_until
 
 MONITOR_TOKEN = "cluster-monitor-token"
 
@@ -97,6 +97,7 @@ def cluster_env(pg_url: str, prefix: str, data_dir: Path, **extra: Any) -> dict[
         "OBSERVABILITY_TOKEN": MONITOR_TOKEN,
         "DATA_DIR": str(data_dir),
         "LOG_LEVEL": "INFO",
+        "PASSWORD_HASH_ROUNDS": str(TEST_HASH_ROUNDS),
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -18,20 +18,15 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from regcopilot.auth import passwords
-from regcopilot.auth.passwords import hash_password
 from regcopilot.config import load_settings
 from regcopilot.web.app import create_app
 from regcopilot.web.services import Services
-from tests.support import delete_prefix, new_prefix
+from tests.support import TEST_HASH_ROUNDS, delete_prefix, hash_password, new_prefix
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"
-
-# bcrypt's minimum cost: hashes made by the tests verify in ~1 ms instead of ~250 ms.
-passwords.configure(bcrypt_rounds=4)
 
 
 def _run(coro: Any) -> Any:
@@ -101,6 +96,7 @@ def settings_for(tmp_path: Any, pg_url: str, redis_prefix: str) -> Callable[...,
             "NEXTAUTH_SECRET": TEST_SECRET,
             "DATA_DIR": str(tmp_path / "data"),
             "OBSERVABILITY_TOKEN": "monitor-token",
+            "PASSWORD_HASH_ROUNDS": TEST_HASH_ROUNDS,
         }
         values.update(overrides)
         return load_settings(**values)

@@ -9,10 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from regcopilot.auth.passwords import hash_password, verify_password
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import FOREVER, judge, open_directory
-from tests.support import eventually
+from tests.support import eventually, hash_password, verify_password
 
 HASH = hash_password("correct horse battery")
 

@@ -10,11 +10,10 @@ import time
 
 import httpx
 
-from regcopilot.auth.passwords import hash_password
 from regcopilot.users.sqlite import SqliteDirectory
 from tests.cluster import MONITOR_TOKEN, ServerProcess, cluster_env
 from tests.conftest import PASSWORD
-from tests.support import RedisServer, eventually
+from tests.support import RedisServer, eventually, hash_password
 from tests.test_faults_redis import COOKIE, Sample, stats
 
 USERS = 8

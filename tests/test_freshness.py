@@ -13,11 +13,10 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from regcopilot.auth.passwords import hash_password
 from regcopilot.users.changes import HOLE_GRACE_SECONDS, FeedCursor
 from regcopilot.users.directory import PRUNE_BATCH, open_directory
 from tests.conftest import PASSWORD
-from tests.support import RedisServer, eventually
+from tests.support import RedisServer, eventually, hash_password
 
 COOKIE = "regcopilot.session-token"
 TOKEN = {"Authorization": "Bearer monitor-token"}

@@ -11,10 +11,9 @@ import asyncpg
 import httpx
 import pytest
 
-from regcopilot.auth.passwords import hash_password
 from regcopilot.users.postgres import PostgresDirectory
 from tests.cluster import MONITOR_TOKEN, ServerProcess, cluster_env, running
-from tests.support import delete_prefix, eventually, new_prefix
+from tests.support import delete_prefix, eventually, hash_password, new_prefix
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 

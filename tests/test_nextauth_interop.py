@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwe
 from joserfc.jwk import OctKey
 
-from regcopilot.auth.passwords import hash_password
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.nextauth_node import NextAuthNode, install
+from tests.support import hash_password
 
 NA = "next-auth.session-token"
 OURS = "regcopilot.session-token"

@@ -25,10 +25,9 @@ import httpx
 import pytest
 import yaml
 
-from regcopilot.auth.passwords import hash_password
 from regcopilot.users.sqlite import SqliteDirectory
 from tests.conftest import PASSWORD, TEST_SECRET
-from tests.support import RedisServer, free_port, repo_root, wait_until
+from tests.support import RedisServer, free_port, hash_password, repo_root, wait_until
 from tests.test_ops_live import LiveServer
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

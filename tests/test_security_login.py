@@ -136,3 +136,25 @@ async def test_form_login_errors_render_the_form(instance):
         r = await app.client.post("/api/auth/login", files={"email": ("e.txt", b"a@b.c"),
                                                             "password": ("p.txt", b"x")})
         assert r.status_code == 422 and "<form" in r.text
+
+
+def test_unknown_or_unusable_accounts_cost_a_real_bcrypt_verify(monkeypatch):
+    """Without a timing assertion: every case runs at least one verify against a genuine
+    bcrypt hash of the configured cost, as a known account does."""
+    from regcopilot.auth.passwords import Hasher
+
+    hasher = Hasher(rounds=4)
+    stored = hasher.hash("correct horse")
+    seen: list[str] = []
+    real = hasher._hash.verify
+
+    def spy(password: str, hashed: str) -> bool:
+        seen.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(hasher._hash, "verify", spy)
+    for password, hashed in [("correct horse", stored), ("guess", stored), ("guess", None),
+                             ("guess", ""), ("guess", "not-a-hash"), ("x" * 2000, stored)]:
+        seen.clear()
+        hasher.verify(password, hashed)
+        assert any(h.startswith("$2b$04$") for h in seen), (password[:10], hashed, seen)

@@ -169,3 +169,66 @@ async def test_revoked_session_is_refused_everywhere(instance):
         assert r.status_code == 200 and r.json() == {}
         after = (await security(app))["invalidTokensByReason"]["revoked"]
         assert after - before == 3
+
+
+async def test_clock_skew_within_the_leeway_is_accepted_beyond_it_refused(instance):
+    """Another host whose clock runs ahead signs tokens dated in our future."""
+    async with instance(TOKEN_CLOCK_LEEWAY_SECONDS=60) as app:
+        user_id = await app.add_user("eve@example.com")
+        now = int(time.time())
+        max_age = app.services.settings.SESSION_MAX_AGE_SECONDS
+
+        def minted(ahead: int, **changes) -> str:
+            body = claims(user_id, iat=now + ahead, exp=now + ahead + 3600)
+            return jwt.encode({**body, **changes}, TEST_SECRET)
+
+        for ahead in (2, 30):
+            r = await as_cookie(app, minted(ahead))
+            assert r.status_code == 200, (ahead, r.text)
+            r = await as_cookie(app, minted(0, nbf=now + ahead))
+            assert r.status_code == 200, (ahead, "nbf", r.text)
+        # A full-length session from a host 30 s ahead is still within the cap.
+        assert (await as_cookie(app, minted(30, exp=now + 30 + max_age))).status_code == 200
+
+        before = (await security(app))["invalidTokensByReason"]
+        refused = {
+            "iat beyond the leeway": minted(600),
+            "nbf beyond the leeway": minted(0, nbf=now + 600),
+            "exp ten years ahead": minted(0, exp=now + 10 * 365 * 86_400),
+            "exp just past max age and leeway": minted(0, exp=now + max_age + 120),
+        }
+        for name, token in refused.items():
+            r = await as_cookie(app, token)
+            assert r.status_code == 401, (name, r.text)
+        after = (await security(app))["invalidTokensByReason"]
+        assert after.get("not yet valid", 0) - before.get("not yet valid", 0) == 2, after
+        assert after.get("lifetime too long", 0) - before.get("lifetime too long", 0) == 2, after
+
+
+async def test_leeway_is_a_setting(instance):
+    async with instance(TOKEN_CLOCK_LEEWAY_SECONDS=5) as app:
+        user_id = await app.add_user("eve@example.com")
+        now = int(time.time())
+        ahead = jwt.encode(claims(user_id, iat=now + 30, exp=now + 3630), TEST_SECRET)
+        assert (await as_cookie(app, ahead)).status_code == 401
+
+
+async def test_duplicate_session_cookies_are_refused_and_counted(instance):
+    async with instance() as app:
+        await app.add_user("eve@example.com")
+        assert (await app.login("eve@example.com")).status_code == 200
+        good = app.client.cookies.get(COOKIE)
+        app.client.cookies.clear()
+        one_header = [("cookie", f"{COOKIE}={good}; {COOKIE}=garbage")]
+        planted_first = [("cookie", f"{COOKIE}=garbage; {COOKIE}={good}")]
+        two_headers = [("cookie", f"{COOKIE}={good}"), ("cookie", f"{COOKIE}={good}")]
+        for headers in (one_header, planted_first, two_headers):
+            r = await app.client.get("/api/me", headers=headers)
+            assert r.status_code == 401, (headers, r.text)
+            assert f"{COOKIE}=;" in r.headers.get("set-cookie", "")
+        reasons = (await security(app))["invalidTokensByReason"]
+        assert reasons.get("duplicate-cookie") == 3, reasons
+
+        # A cookie whose name merely ends with ours is someone else's: ignored.
+        suffix = [("cookie", f"__Secure-{COOKIE}=garbage; x{COOKIE}=junk; {COOKIE}={good}")]
+        assert (await app.client.get("/api/me", headers=suffix)).status_code == 200

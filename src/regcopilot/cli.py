@@ -50,6 +50,8 @@ def serve(
     """Run the web tier (uvicorn)."""
     import uvicorn
 
+    from regcopilot.web.connections import GuardedHttpProtocol
+
     settings = settings_or_exit()
     if workers > 1 and not settings.REDIS_URL:
         typer.echo(
@@ -78,6 +80,8 @@ def serve(
         log_level=settings.LOG_LEVEL.lower(),
         access_log=False,
         proxy_headers=True,
+        http=GuardedHttpProtocol,
+        timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,  # type: ignore[arg-type]
     )
 
 
@@ -142,7 +146,7 @@ def users_add(
     name: Annotated[str | None, typer.Option(help="Full name.")] = None,
 ) -> None:
     """Create a user (bcrypt hash, as Supabase stores it)."""
-    from regcopilot.auth.passwords import hash_password
+    from regcopilot.auth.passwords import Hasher
 
     if len(password) < 8:
         typer.echo("error: password must be at least 8 characters", err=True)
@@ -150,8 +154,10 @@ def users_add(
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
+            # In a thread: the directory's connection keeps its event loop answering meanwhile.
+            hashed = await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
             user = await ua.directory.add(
-                email, hash_password(password), admin=admin, tenant_id=tenant, full_name=name
+                email, hashed, admin=admin, tenant_id=tenant, full_name=name
             )
             typer.echo(f"created {user.email} id={user.id}{' (admin)' if admin else ''}")
 

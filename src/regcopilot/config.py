@@ -64,6 +64,22 @@ class Settings(BaseSettings):
     LOGIN_MAX_FAILURES_PER_ACCOUNT: int = 10
     LOGIN_MAX_FAILURES_PER_ADDRESS: int = 50
     LOGIN_LOCKOUT_SECONDS: int = 900
+    # Password work (auth/password_pool.py): bcrypt cost of new hashes, hashing threads
+    # (0 = one per core), and sign-ins allowed to wait for one before the rest get 503.
+    PASSWORD_HASH_ROUNDS: int = 12
+    PASSWORD_WORKERS: int = 0
+    PASSWORD_QUEUE_SIZE: int = 32
+    # Clock skew allowed between the host that signed a token and this one (iat, nbf, and
+    # the cap on exp - iat).
+    TOKEN_CLOCK_LEEWAY_SECONDS: int = 60
+    # The in-process memory budget (docs/operators.md: per-entry cost, totals).
+    DECODED_TOKEN_CACHE_SIZE: int = 50_000
+    ACTIVE_USERS_TRACKED: int = 200_000
+    REVOCATIONS_KEPT_LOCALLY: int = 100_000
+    # Slow and idle clients (web/connections.py).
+    HTTP_HEADER_TIMEOUT_SECONDS: float = 10.0
+    HTTP_KEEPALIVE_TIMEOUT_SECONDS: float = 5.0
+    HTTP_MAX_CONNECTIONS: int = 1000
     APP_ENV: Literal["development", "production"] = "development"
     DATA_DIR: str = "./data"
     LOG_LEVEL: str = "INFO"
@@ -134,6 +150,11 @@ class Settings(BaseSettings):
         "LOGIN_MAX_FAILURES_PER_ACCOUNT",
         "LOGIN_MAX_FAILURES_PER_ADDRESS",
         "LOGIN_LOCKOUT_SECONDS",
+        "PASSWORD_QUEUE_SIZE",
+        "DECODED_TOKEN_CACHE_SIZE",
+        "ACTIVE_USERS_TRACKED",
+        "REVOCATIONS_KEPT_LOCALLY",
+        "HTTP_MAX_CONNECTIONS",
     )
     @classmethod
     def _positive(cls, v: int) -> int:
@@ -141,7 +162,23 @@ class Settings(BaseSettings):
             raise ValueError("must be greater than 0")
         return v
 
-    @field_validator("DATABASE_TIMEOUT_SECONDS")
+    @field_validator("PASSWORD_HASH_ROUNDS")
+    @classmethod
+    def _bcrypt_rounds(cls, v: int) -> int:
+        if not 4 <= v <= 31:
+            raise ValueError("must be between 4 and 31 (bcrypt's cost range)")
+        return v
+
+    @field_validator("PASSWORD_WORKERS", "TOKEN_CLOCK_LEEWAY_SECONDS")
+    @classmethod
+    def _not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be 0 or more")
+        return v
+
+    @field_validator(
+        "DATABASE_TIMEOUT_SECONDS", "HTTP_HEADER_TIMEOUT_SECONDS", "HTTP_KEEPALIVE_TIMEOUT_SECONDS"
+    )
     @classmethod
     def _positive_float(cls, v: float) -> float:
         if v <= 0:

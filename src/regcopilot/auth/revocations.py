@@ -22,10 +22,11 @@ MAX_LOCAL = 100_000
 
 
 class RevocationList:
-    def __init__(self, prefix: str, shared: RedisStore | None, bus: EventBus | None) -> None:
+    def __init__(self, prefix: str, shared: RedisStore | None, bus: EventBus | None,
+                 max_local: int = MAX_LOCAL) -> None:
         self.key_prefix = f"{prefix}revoked:"
-        self.local = MemoryStore(MAX_LOCAL)
-        self._unsent = MemoryStore(MAX_LOCAL)
+        self.local = MemoryStore(max_local)
+        self._unsent = MemoryStore(max_local)
         self.shared = shared
         self.bus = bus
         # Set by the session records while the directory's change feed is connected: every

@@ -19,6 +19,7 @@ from regcopilot.users.directory import is_uuid
 ALGORITHM = "HS256"
 MAX_TOKEN_BYTES = 4096
 DECODED_CACHE_SIZE = 50_000
+CLOCK_LEEWAY_SECONDS = 60
 
 
 class InvalidToken(Exception):
@@ -38,10 +39,12 @@ class Claims:
 
 
 class SessionTokens:
-    def __init__(self, secret: str, max_age: int) -> None:
+    def __init__(self, secret: str, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
+                 cache_size: int = DECODED_CACHE_SIZE) -> None:
         self._secret = secret
         self.max_age = max_age
-        self._decoded = MemoryStore(DECODED_CACHE_SIZE)
+        self.leeway = leeway
+        self._decoded = MemoryStore(cache_size)
 
     def issue(
         self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
@@ -90,7 +93,13 @@ class SessionTokens:
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
-                options={"require": ["sub", "iat", "exp", "jti"]},
+                # iat and nbf are judged below, with the clock leeway; exp strictly here (a
+                # leeway on exp would only lengthen every session).
+                options={
+                    "require": ["sub", "iat", "exp", "jti"],
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("expired") from None
@@ -107,11 +116,14 @@ class SessionTokens:
             raise InvalidToken("bad subject")
         if not isinstance(jti, str) or not jti or len(jti) > 64:
             raise InvalidToken("bad jti")
-        iat, exp = body.get("iat"), body.get("exp")
-        if not isinstance(iat, int) or not isinstance(exp, int):
+        iat, exp, nbf = body.get("iat"), body.get("exp"), body.get("nbf", 0)
+        if not all(type(t) is int for t in (iat, exp, nbf)):
             raise InvalidToken("bad timestamps")
-        if iat > time.time() + 60:
+        # Another host's clock may run ahead of ours by up to the leeway.
+        if max(iat, nbf) > time.time() + self.leeway:
             raise InvalidToken("not yet valid")
+        if exp - iat > self.max_age + self.leeway:
+            raise InvalidToken("lifetime too long")
         email, tenant, role = body.get("email"), body.get("tenant"), body.get("role")
         name = body.get("name")
         return Claims(

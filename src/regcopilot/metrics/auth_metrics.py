@@ -14,7 +14,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regcopilot.background import stop
 from regcopilot.metrics.cluster import FAILURES, ClusterMetrics
-from regcopilot.metrics.counters import SESSION_REVOKED_COUNTERS, Counters, Snapshot
+from regcopilot.metrics.counters import (
+    ACTIVE_USERS_CAP,
+    SESSION_REVOKED_COUNTERS,
+    Counters,
+    Snapshot,
+)
 
 log = logging.getLogger("regcopilot.metrics")
 
@@ -26,11 +31,14 @@ AMBIGUOUS = (RedisTimeoutError, TimeoutError)
 
 
 class AuthMetrics:
-    def __init__(self, cluster: ClusterMetrics | None = None) -> None:
+    def __init__(
+        self, cluster: ClusterMetrics | None = None, active_cap: int = ACTIVE_USERS_CAP
+    ) -> None:
         self.start_ms = int(time.time() * 1000)
-        self.local = Counters()
+        self.active_cap = active_cap
+        self.local = Counters(active_cap)
         self.cluster = cluster
-        self._pending = Counters() if cluster is not None else None
+        self._pending = Counters(active_cap) if cluster is not None else None
         self._task: asyncio.Task[None] | None = None
         self._backend: Callable[[], str] = lambda: "in-memory"
 
@@ -102,7 +110,7 @@ class AuthMetrics:
 
     async def flush(self) -> None:
         assert self.cluster is not None and self._pending is not None
-        batch, self._pending = self._pending, Counters()
+        batch, self._pending = self._pending, Counters(self.active_cap)
         self.local.merge(batch)
         try:
             await self.cluster.flush(batch, self._backend())

@@ -75,7 +75,8 @@ class Snapshot:
 class Counters:
     """Totals kept by one process; also used as the delta batch flushed to Redis."""
 
-    def __init__(self) -> None:
+    def __init__(self, active_cap: int = ACTIVE_USERS_CAP) -> None:
+        self.active_cap = active_cap
         self.values: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.time_sum_ms = 0.0
         self.latency = [0] * (len(LATENCY_BOUNDS_MS) + 1)
@@ -106,7 +107,7 @@ class Counters:
             if ts_ms - last < SEEN_REFRESH_MS:
                 return  # seen moments ago: the 24 h window does not need a fresher stamp
             active.move_to_end(user_id)
-        elif len(active) >= ACTIVE_USERS_CAP:
+        elif len(active) >= self.active_cap:
             active.popitem(last=False)
         active[user_id] = ts_ms
 

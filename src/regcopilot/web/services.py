@@ -9,6 +9,8 @@ import logging
 from dataclasses import dataclass, field
 
 from regcopilot.auth.nextauth import NextAuthTokens
+from regcopilot.auth.password_pool import PasswordPool, default_workers
+from regcopilot.auth.passwords import Hasher
 from regcopilot.auth.rate_limit import LoginLimiter
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.sessions import SessionService
@@ -43,6 +45,7 @@ class Services:
     metrics: AuthMetrics
     limiter: LoginLimiter
     foreign: ForeignSessions  # the other format's cookies (web/migration.py)
+    passwords: PasswordPool
     bus: EventBus | None = None
     security: SecurityLog = field(default_factory=SecurityLog)
     feed_connected: bool = False
@@ -101,6 +104,7 @@ class Services:
             await self.bus.close()
         await self.cache.close()
         await self.directory.close()
+        self.passwords.close()
 
 
 def build_services(settings: Settings) -> Services:
@@ -120,17 +124,25 @@ def build_services(settings: Settings) -> Services:
         statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
         log_keep_seconds=settings.change_log_keep_seconds,
     )
-    metrics = AuthMetrics(ClusterMetrics(url, prefix) if url else None)
+    metrics = AuthMetrics(
+        ClusterMetrics(url, prefix) if url else None, active_cap=settings.ACTIVE_USERS_TRACKED
+    )
     assert settings.NEXTAUTH_SECRET is not None
     secret, max_age = settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS
-    ours, nextauth = SessionTokens(secret, max_age), NextAuthTokens(secret, max_age)
+    ours = SessionTokens(
+        secret, max_age, leeway=settings.TOKEN_CLOCK_LEEWAY_SECONDS,
+        cache_size=settings.DECODED_TOKEN_CACHE_SIZE,
+    )
+    nextauth = NextAuthTokens(secret, max_age)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
     return Services(
         settings=settings,
         directory=directory,
         cache=cache,
         tokens=tokens,
-        revocations=RevocationList(prefix, shared, bus),
+        revocations=RevocationList(
+            prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY
+        ),
         validator=SessionValidator(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID),
         metrics=metrics,
         limiter=LoginLimiter(
@@ -142,6 +154,11 @@ def build_services(settings: Settings) -> Services:
         ),
         foreign=ForeignSessions(
             settings, primary=tokens, ours=ours, nextauth=nextauth, metrics=metrics
+        ),
+        passwords=PasswordPool(
+            Hasher(settings.PASSWORD_HASH_ROUNDS),
+            workers=settings.PASSWORD_WORKERS or default_workers(),
+            queue_size=settings.PASSWORD_QUEUE_SIZE,
         ),
         bus=bus,
     )

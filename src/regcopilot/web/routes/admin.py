@@ -7,7 +7,8 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, field_validator
 
-from regcopilot.auth.passwords import BCRYPT_MAX_BYTES, MAX_PASSWORD_BYTES, hash_password
+from regcopilot.auth.password_pool import PasswordBusy
+from regcopilot.auth.passwords import BCRYPT_MAX_BYTES, MAX_PASSWORD_BYTES
 from regcopilot.users.admin import UnknownUser, UserAdmin
 from regcopilot.users.directory import DirectoryUnavailable, User
 from regcopilot.web.deps import admin_user, errors, services, storable_text
@@ -111,9 +112,14 @@ async def list_users(request: Request, limit: int = 100) -> dict:
 @router.post("/users", status_code=201)
 async def create_user(body: NewUser, request: Request) -> dict:
     svc = services(request)
+    try:
+        hashed = await svc.passwords.hash(body.password)
+    except PasswordBusy:
+        raise HTTPException(503, "too many password operations in progress, try again shortly",
+                            {"Retry-After": str(PasswordBusy.retry_after)}) from None
     user = await _run(
         svc.directory.add(
-            body.email, hash_password(body.password), admin=body.admin,
+            body.email, hashed, admin=body.admin,
             tenant_id=body.tenantId, full_name=body.fullName,
         )
     )

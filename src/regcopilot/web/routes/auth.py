@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from regcopilot.auth.passwords import MAX_PASSWORD_BYTES, verify_password
+from regcopilot.auth.password_pool import PasswordBusy
+from regcopilot.auth.passwords import MAX_PASSWORD_BYTES
 from regcopilot.auth.rate_limit import RateLimited
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable, judge
@@ -66,6 +67,11 @@ async def _read_login(request: Request) -> tuple[dict[str, Any], bool]:
     raise LoginFailed(415, "send application/json or a form with email and password")
 
 
+def _busy() -> LoginFailed:
+    return LoginFailed(503, "too many sign-ins in progress, try again shortly",
+                       {"Retry-After": str(PasswordBusy.retry_after)})
+
+
 async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     try:
         body = LoginBody.model_validate(
@@ -87,13 +93,20 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
             429, "Too many failed sign-in attempts, try again later",
             {"Retry-After": str(limited.retry_after)},
         ) from None
+    if svc.passwords.full:  # refused before asking the directory anything
+        raise _busy()
     try:
         user = await svc.directory.find_by_email(email)
     except DirectoryUnavailable:
         raise LoginFailed(503, "user directory unavailable, try again shortly",
                           {"Retry-After": "5"}) from None
     verdict = judge(user, svc.settings.SUPABASE_DEMO_TENANT_ID)
-    password_ok = verify_password(body.password, user.password_hash if user else None)
+    try:
+        password_ok = await svc.passwords.verify(
+            body.password, user.password_hash if user else None
+        )
+    except PasswordBusy:
+        raise _busy() from None
     if user is None or not password_ok or verdict.reason in ("deleted", "not_found"):
         svc.security.failed_login(email, ip)
         await svc.limiter.failed(email, ip)
