@@ -34,6 +34,9 @@ class Claims:
     iat: int
     exp: int
     jti: str
+    # ms since the epoch when `tenant` was set by a sign-in or a switch: a cached validation
+    # older than that, naming another workspace, is re-asked rather than believed.
+    tenant_at: int = 0
 
 
 class SessionTokens:
@@ -44,17 +47,31 @@ class SessionTokens:
 
     def issue(self, *, sub: str, email: str, tenant: str, role: str | None) -> tuple[str, Claims]:
         now = int(time.time())
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, uuid.uuid4().hex)
+        claims = Claims(sub, email, tenant, role, now, now + self.max_age, uuid.uuid4().hex,
+                        int(time.time() * 1000))
+        return self._encode(claims), claims
+
+    def reissue(self, claims: Claims, tenant: str) -> str:
+        """The same session (subject, id, expiry) in another workspace: a sign-out still
+        ends it, and it lives no longer than the original."""
+        moved = Claims(claims.sub, claims.email, tenant, claims.role, claims.iat, claims.exp,
+                       claims.jti, int(time.time() * 1000))
+        return self._encode(moved)
+
+    def _encode(self, claims: Claims) -> str:
         payload = {
-            "sub": sub,
-            "email": email,
-            "tenant": tenant,
-            "role": role,
+            "sub": claims.sub,
+            "email": claims.email,
+            "tenant": claims.tenant,
+            # the upstream's claim name for the session's workspace
+            "currentTenantId": claims.tenant,
+            "tenantAt": claims.tenant_at,
+            "role": claims.role,
             "iat": claims.iat,
             "exp": claims.exp,
             "jti": claims.jti,
         }
-        return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def decode(self, token: str) -> Claims:
         claims = self._decoded.get_now(token)
@@ -96,6 +113,9 @@ class SessionTokens:
         if iat > time.time() + 60:
             raise InvalidToken("not yet valid")
         email, tenant, role = body.get("email"), body.get("tenant"), body.get("role")
+        if not isinstance(tenant, str):
+            tenant = body.get("currentTenantId")
+        tenant_at = body.get("tenantAt")
         return Claims(
             sub=sub,
             email=email if isinstance(email, str) else "",
@@ -104,4 +124,5 @@ class SessionTokens:
             iat=iat,
             exp=exp,
             jti=jti,
+            tenant_at=tenant_at if type(tenant_at) is int else 0,
         )

@@ -16,7 +16,14 @@ from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.redis import FAILURES
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
-from regcopilot.users.directory import UserDirectory, Verdict, judge
+from regcopilot.users.directory import (
+    CurrentWorkspace,
+    DirectoryUnavailable,
+    UserDirectory,
+    Verdict,
+    judge,
+)
+from regcopilot.workspaces.store import WorkspaceStore
 
 log = logging.getLogger("regcopilot.cache")
 
@@ -143,8 +150,18 @@ class SessionValidator:
         """Ask the directory; if the user changed while we asked, ask again before caching."""
         for _ in range(MAX_ATTEMPTS):
             asked_at = now_ms()
-            user = await self.directory.get(user_id)  # DirectoryUnavailable propagates
-            verdict = judge(user, self.default_tenant)
+            # One statement: the account and the session's workspace (DirectoryUnavailable
+            # propagates).
+            user, workspace = await self.directory.get_with_workspace(user_id)
+            verdict = judge(user, self.default_tenant, workspace=workspace)
+            if verdict.reason == "no_workspace" and workspace.stored_id is None:
+                # A session from before workspaces existed (or minted by another sign-in
+                # front end): the user gets the personal workspace a sign-in would give.
+                assert user is not None
+                workspace = await WorkspaceStore(self.directory).ensure_personal(user)
+                verdict = judge(user, self.default_tenant, workspace=workspace)
+            if user is not None and workspace.moved:
+                await self._record_move(user_id, workspace)
             entry = _entry(verdict, asked_at)
             if not self.cache.changed_since(user_id, asked_at):
                 await self.cache.put(
@@ -152,6 +169,28 @@ class SessionValidator:
                 )
                 return entry
         return entry  # still changing: answer, but do not cache a moving target
+
+    async def _record_move(self, user_id: str, workspace: CurrentWorkspace) -> None:
+        """The stored current workspace is not the one the session is in (access to it was
+        lost, or none was stored yet): store the new one. Its trigger tells every instance,
+        which then reloads once and finds nothing left to move."""
+        if workspace.lost:
+            self.metrics.workspace("workspaceAccessLost")
+            if workspace.tenant_id is not None:
+                self.metrics.workspace("workspaceAutoSwitches")
+        if workspace.tenant_id is None:
+            return  # nothing to switch to: the session is refused
+        try:
+            await WorkspaceStore(self.directory).set_current(user_id, workspace.tenant_id)
+        except (DirectoryUnavailable, ValueError) as exc:
+            # The answer is right either way; the next load tries the write again.
+            log.warning("Could not store the new current workspace of %s: %s", user_id, exc)
+
+    async def refresh(self, user_id: str) -> CacheEntry:
+        """Drop what is cached and ask again: the session knows of a newer workspace switch
+        than the cached answer (its change notice is still on the way here)."""
+        await self.cache.invalidate(user_id)
+        return await self.validate(user_id)
 
     async def user_changed(self, user_id: str) -> None:
         """Called for every change the directory announces, from whoever made it."""
@@ -168,4 +207,6 @@ def _entry(verdict: Verdict, asked_at: int) -> CacheEntry:
         banned_until=(
             int(verdict.banned_until.timestamp() * 1000) if verdict.banned_until else None
         ),
+        tenant_role=verdict.tenant_role,
+        tenant_name=verdict.tenant_name,
     )

@@ -20,6 +20,10 @@ class CacheEntry:
     # ms since the epoch: the end of the ban this entry reports. Every tier's copy must be
     # gone by then, including copies taken from Redis by other instances.
     banned_until: int | None = None
+    # The session's workspace (tenant_id is its id, the upstream's meaning): the user's role
+    # in it and its name. A valid entry without them was not written by this version.
+    tenant_role: str | None = None
+    tenant_name: str | None = None
 
     def fresh(self, ttl_s: float, now: int) -> bool:
         """Written within the last TTL, and not from the future (allowing for clock skew
@@ -37,6 +41,10 @@ class CacheEntry:
             body["role"] = self.role
         if self.banned_until is not None:
             body["bannedUntil"] = self.banned_until
+        if self.tenant_role is not None:
+            body["tenantRole"] = self.tenant_role
+        if self.tenant_name is not None:
+            body["tenantName"] = self.tenant_name
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -61,4 +69,10 @@ class CacheEntry:
         until = body.get("bannedUntil")
         if until is not None and type(until) is not int:
             return None
-        return cls(valid, ts, tenant, reason, role, until)
+        tenant_role, tenant_name = body.get("tenantRole"), body.get("tenantName")
+        if valid and not (isinstance(tenant, str) and isinstance(tenant_role, str)
+                          and isinstance(tenant_name, str)):
+            return None  # a pass must say which workspace, as whom: else ask the directory
+        if not all(v is None or isinstance(v, str) for v in (tenant_role, tenant_name)):
+            return None
+        return cls(valid, ts, tenant, reason, role, until, tenant_role, tenant_name)

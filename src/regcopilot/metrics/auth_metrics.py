@@ -67,6 +67,10 @@ class AuthMetrics:
         c.observe(ms)
         c.seen(user_id, int(time.time() * 1000))
 
+    def workspace(self, counter: str) -> None:
+        """workspaceSwitches | workspaceAutoSwitches | workspaceAccessLost."""
+        self._live.values[counter] += 1
+
     def process_totals(self) -> dict[str, int]:
         """This process's own counts so far, the unflushed batch included."""
         totals = dict(self.local.values)

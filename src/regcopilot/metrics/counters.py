@@ -26,6 +26,10 @@ COUNTER_NAMES = (
     "deletedDetected",
     "bannedDetected",
     "coalesced",
+    # workspaces: switches asked for; sessions moved off a workspace they lost; lost access
+    "workspaceSwitches",
+    "workspaceAutoSwitches",
+    "workspaceAccessLost",
 )
 
 

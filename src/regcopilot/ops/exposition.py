@@ -43,6 +43,11 @@ COUNTERS = {
     "deletedDetected": ("deleted_users_detected", "Sessions of deleted users refused."),
     "bannedDetected": ("banned_users_detected", "Sessions of banned users refused."),
     "coalesced": ("coalesced_misses", "Misses answered by another request's query."),
+    "workspaceSwitches": ("workspace_switches", "Workspace switches asked for (API)."),
+    "workspaceAutoSwitches": ("workspace_automatic_switches",
+                              "Sessions moved to another workspace after losing theirs."),
+    "workspaceAccessLost": ("workspace_access_lost",
+                            "Current workspaces found no longer accessible."),
 }
 
 

@@ -14,6 +14,7 @@ from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.middleware import SessionMiddleware
 from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
 from regcopilot.web.routes import prometheus as prometheus_routes
+from regcopilot.web.routes import workspaces as workspace_routes
 from regcopilot.web.services import build_services
 
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
+    app.include_router(workspace_routes.router)
     app.add_middleware(SessionMiddleware, services=services)
     # Added last, so it runs first: a forged cross-site request never reaches the session.
     app.add_middleware(

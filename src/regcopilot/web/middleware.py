@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,6 +18,7 @@ from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
+from regcopilot.web.workspace_cookie import announcing
 
 log = logging.getLogger("regcopilot.auth")
 
@@ -34,6 +36,7 @@ PUBLIC_PATHS = frozenset(
 PUBLIC_PREFIXES = ("/static/",)
 MONITOR_PATHS = frozenset({"/api/observability", "/metrics"})
 RETRY_AFTER_SECONDS = "5"
+REFUSALS = {"no_workspace": "no accessible workspace"}
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
@@ -80,6 +83,8 @@ class SessionMiddleware:
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             if path == "/api/auth/session":
                 await self._soft(scope, state)
+                if state.get("reissue") is not None:
+                    send = announcing(send, state, self.services.settings)
             await self.app(scope, receive, send)
             return
         if path in MONITOR_PATHS and self._monitor_token_ok(scope):
@@ -88,6 +93,8 @@ class SessionMiddleware:
             return
         status, reason = await self._authenticate(scope, state)
         if status == 200:
+            if state.get("reissue") is not None:
+                send = announcing(send, state, self.services.settings)
             await self.app(scope, receive, send)
             return
         await self._refuse(scope, send, status, reason)
@@ -112,11 +119,15 @@ class SessionMiddleware:
             return 401, "session ended"
         try:
             entry = await services.validator.validate(claims.sub)
+            if (entry.is_valid and entry.tenant_id != claims.tenant
+                    and entry.timestamp < claims.tenant_at):
+                # The session was moved to this workspace after the cached answer was made.
+                entry = await services.validator.refresh(claims.sub)
         except DirectoryUnavailable as exc:
             log.warning("User directory unavailable: %s", exc)
             return 503, "user directory unavailable, try again shortly"
         if not entry.is_valid:
-            return 401, f"account {entry.reason or 'invalid'}"
+            return 401, REFUSALS.get(entry.reason or "") or f"account {entry.reason or 'invalid'}"
         state["user"] = SessionUser(
             id=claims.sub,
             email=claims.email,
@@ -124,7 +135,12 @@ class SessionMiddleware:
             role=entry.role,
             jti=claims.jti,
             exp=claims.exp,
+            tenant_role=entry.tenant_role,
+            tenant_name=entry.tenant_name,
         )
+        if entry.tenant_id and entry.tenant_id != claims.tenant:
+            token = services.tokens.reissue(claims, entry.tenant_id)
+            state["reissue"] = (entry.tenant_id, token, max(0, claims.exp - int(time.time())))
         return 200, ""
 
     async def _soft(self, scope: Scope, state: dict[str, Any]) -> None:

@@ -33,6 +33,8 @@ class SessionUser:
     role: str | None
     jti: str
     exp: int
+    tenant_role: str | None = None  # the user's role in the current workspace
+    tenant_name: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -38,6 +38,11 @@ async def observability_report(request: Request) -> dict:
                 ),
                 "nearCacheTrusted": cache.feed_connected,
             },
+            "workspaces": {
+                "switches": snap.counters.get("workspaceSwitches", 0),
+                "automaticSwitches": snap.counters.get("workspaceAutoSwitches", 0),
+                "accessLost": snap.counters.get("workspaceAccessLost", 0),
+            },
         },
     )
 

@@ -22,11 +22,15 @@ async def home(request: Request, user: SessionUser = Depends(current_user)) -> R
     return render(request, "home.html", {"user": user})
 
 
+def me_body(user: SessionUser) -> dict:
+    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role,
+            "tenantRole": user.tenant_role, "tenantName": user.tenant_name}
+
+
 @router.get("/api/me")
 async def me(request: Request) -> dict:
     # No Depends(): the hottest authenticated route skips dependency resolution.
-    user = current_user(request)
-    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role}
+    return me_body(current_user(request))
 
 
 @router.get("/favicon.ico", include_in_schema=False)
