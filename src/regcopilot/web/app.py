@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
     app.include_router(workspace_routes.router)
+    app.include_router(workspace_routes.pages)
     app.add_middleware(SessionMiddleware, services=services)
     # Added last, so it runs first: a forged cross-site request never reaches the session.
     app.add_middleware(

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.web.deps import current_user, errors
 from regcopilot.web.pages import render
+from regcopilot.web.routes.workspaces import workspace_choices
 from regcopilot.web.session import SessionUser
 
 router = APIRouter(responses=errors(401, 503))
@@ -19,7 +20,8 @@ async def login_page(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, user: SessionUser = Depends(current_user)) -> Response:
-    return render(request, "home.html", {"user": user})
+    return render(request, "home.html", {"user": user,
+                                         "workspaces": await workspace_choices(request, user)})
 
 
 def me_body(user: SessionUser) -> dict:

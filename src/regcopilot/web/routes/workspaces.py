@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
 from regcopilot.users.directory import DirectoryUnavailable
@@ -16,6 +16,7 @@ from regcopilot.web.session import SessionUser, set_cookie_header
 from regcopilot.workspaces.store import MAX_NAME, NotFound, WorkspaceStore
 
 router = APIRouter(prefix="/api/workspaces", responses=errors(401, 403, 404, 409, 422, 503))
+pages = APIRouter()
 T = TypeVar("T")
 
 
@@ -87,25 +88,39 @@ async def create_workspace(body: NewWorkspace, request: Request,
     return created.public(user.tenant_id)
 
 
-@router.post("/switch")
-async def switch(body: SwitchBody, request: Request,
-                 user: SessionUser = Depends(current_user)) -> Response:
+async def _switch(request: Request, user: SessionUser, tenant_id: str) -> tuple[Any, str]:
+    """Make the workspace current (403 unless an active member): the fresh validation and
+    the session cookie re-issued for it."""
     svc = services(request)
-    ws = store(request)
-    if not await _run(ws.switch(user.id, body.tenantId)):
+    if not await _run(store(request).switch(user.id, tenant_id)):
         raise HTTPException(403, "not an active member of that workspace")
     svc.metrics.workspace("workspaceSwitches")
     claims = svc.tokens.decode(_token(request))
-    token = svc.tokens.reissue(claims, body.tenantId)
-    state = request.scope.setdefault("state", {})
-    state["reissue"] = None  # this response carries the session itself
+    token = svc.tokens.reissue(claims, tenant_id)
+    request.scope.setdefault("state", {})["reissue"] = None  # this response carries it
     entry = await _run(svc.validator.validate(user.id))
+    max_age = max(0, claims.exp - int(time.time()))
+    return entry, set_cookie_header(svc.settings, token, max_age)
+
+
+@router.post("/switch")
+async def switch(body: SwitchBody, request: Request,
+                 user: SessionUser = Depends(current_user)) -> Response:
+    entry, cookie = await _switch(request, user, body.tenantId)
     response = JSONResponse({"current": entry.tenant_id, "tenantId": entry.tenant_id,
                              "tenantRole": entry.tenant_role, "tenantName": entry.tenant_name})
-    response.headers.append(
-        "set-cookie",
-        set_cookie_header(svc.settings, token, max(0, claims.exp - int(time.time()))),
-    )
+    response.headers.append("set-cookie", cookie)
+    return response
+
+
+@pages.post("/workspaces/switch", include_in_schema=False)
+async def switch_form(request: Request, user: SessionUser = Depends(current_user)) -> Response:
+    """The home page's switcher (a plain form): back to the home page in the workspace."""
+    form = await request.form()
+    tenant_id = form.get("tenantId")
+    _entry, cookie = await _switch(request, user, tenant_id if isinstance(tenant_id, str) else "")
+    response = RedirectResponse("/", status_code=303)
+    response.headers.append("set-cookie", cookie)
     return response
 
 
@@ -156,3 +171,11 @@ async def remove_member(tenant_id: str, user_id: str, request: Request,
     if not await _run(store(request).remove_member(tenant_id, user_id)):
         raise HTTPException(404, "no such member")
     return {"ok": True, "tenantId": tenant_id, "userId": user_id}
+
+
+async def workspace_choices(request: Request, user: SessionUser) -> list[Any]:
+    """For the home page's switcher; a directory that cannot answer leaves it empty."""
+    try:
+        return await store(request).list_for(user.id)
+    except DirectoryUnavailable:
+        return []
