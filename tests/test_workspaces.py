@@ -279,3 +279,28 @@ async def test_stampede_on_a_switched_session_is_one_directory_query(instance):
         codes = await asyncio.gather(*(me(app, cookie) for _ in range(50)))
         assert {r.status_code for r in codes} == {200}
         assert app.counters()["databaseQueries"] - before == 1
+
+
+@pytest.mark.parametrize(("directory", "cache"), [("sqlite", "memory"), ("postgres", "redis")])
+async def test_plain_sql_switch_is_announced_after_an_automatic_one(pair, pg_url, directory,
+                                                                      cache):
+    """The validator's own record of an automatic switch is not announced; a switch made by
+    plain SQL on user_tenant_contexts still is, on every instance."""
+    async with pair(directory, cache) as (a, b):
+        s = await _team_with_member(a, b)
+        await sql(directory, a, pg_url, "UPDATE {members} SET status = 'suspended'"
+                  " WHERE tenant_id = $1 AND user_id = $2", s["team"], s["bob_id"])
+        for app in (a, b):
+            await eventually(lambda app=app: _served_personal(app, s["bob"], s["bob_personal"]),
+                             timeout=5)
+        await sql(directory, a, pg_url, "UPDATE {members} SET status = 'active'"
+                  " WHERE tenant_id = $1 AND user_id = $2", s["team"], s["bob_id"])
+        await sql(directory, a, pg_url, "UPDATE {contexts} SET current_tenant_id = $1"
+                  " WHERE user_id = $2", s["team"], s["bob_id"])
+
+        async def in_team(app: Any) -> bool:
+            r = await me(app, s["bob"])
+            return r.json()["tenantId"] == s["team"]
+
+        for app in (a, b):
+            await eventually(lambda app=app: in_team(app), timeout=5)

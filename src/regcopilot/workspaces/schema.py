@@ -12,6 +12,7 @@ drops those users' cached validations within the feed's delay, whoever made the 
 
 from regcopilot.users.schema import NOTIFY_CHANNEL
 
+QUIET_SETTING = "regcopilot.quiet_context_write"
 ROLES = ("owner", "admin", "member", "viewer")
 STATUSES = ("pending", "active", "suspended", "removed")
 TYPES = ("personal", "team", "enterprise")
@@ -70,9 +71,16 @@ CREATE INDEX IF NOT EXISTS idx_tenants_owner
 
 -- A membership or a current-workspace row names its user: announce that user (both, if an
 -- UPDATE moved the row to another user).
+-- Except the validator's own record of an automatic switch (QUIET_SETTING, set for its
+-- transaction only): it stores what every instance already computes from the other tables,
+-- and announcing it would only make every instance drop and reload the answer.
 CREATE OR REPLACE FUNCTION public.regcopilot_tenancy_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_TABLE_NAME = 'user_tenant_contexts'
+            AND current_setting('{QUIET_SETTING}', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         PERFORM pg_notify('{NOTIFY_CHANNEL}', OLD.user_id::text);
     END IF;
