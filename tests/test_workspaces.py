@@ -241,6 +241,12 @@ async def test_refusals_non_member_switch_and_member_management(pair, directory,
         r = await call(a, "PATCH", f"/api/workspaces/{s['team']}/members/{s['bob_id']}",
                        s["alice"], json={"role": "superuser"})
         assert r.status_code == 422
+        # The admin console's view of a user's workspaces: platform admins only.
+        r = await call(a, "GET", f"/api/admin/users/{s['bob_id']}/workspaces", root)
+        assert r.json()["current"] == s["team"]
+        assert {w["id"] for w in r.json()["workspaces"]} == {s["team"], s["bob_personal"]}
+        r = await call(a, "GET", f"/api/admin/users/{s['bob_id']}/workspaces", s["alice"])
+        assert r.status_code == 403
 
 
 async def test_embedded_default_works_with_no_configuration(tmp_path, monkeypatch):

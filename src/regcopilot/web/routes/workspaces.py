@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
-from regcopilot.users.directory import DirectoryUnavailable
-from regcopilot.web.deps import current_user, errors, services, storable_text
+from regcopilot.users.directory import DirectoryUnavailable, is_uuid
+from regcopilot.web.deps import admin_user, current_user, errors, services, storable_text
 from regcopilot.web.session import SessionUser, set_cookie_header
 from regcopilot.workspaces.store import MAX_NAME, NotFound, WorkspaceStore
 
@@ -179,3 +179,14 @@ async def workspace_choices(request: Request, user: SessionUser) -> list[Any]:
         return await store(request).list_for(user.id)
     except DirectoryUnavailable:
         return []
+
+
+@pages.get("/api/admin/users/{user_id}/workspaces", dependencies=[Depends(admin_user)],
+           responses=errors(401, 403, 503))
+async def user_workspaces(user_id: str, request: Request) -> dict:
+    """For the admin console: the workspaces a user can be in now, and the current one."""
+    ws = store(request)
+    current = (await _run(ws.current(user_id))).tenant_id if is_uuid(user_id) else None
+    found = await _run(ws.list_for(user_id))
+    return {"userId": user_id, "current": current,
+            "workspaces": [w.public(current) for w in found]}
