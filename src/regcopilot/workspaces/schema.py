@@ -71,14 +71,14 @@ CREATE INDEX IF NOT EXISTS idx_tenants_owner
 
 -- A membership or a current-workspace row names its user: announce that user (both, if an
 -- UPDATE moved the row to another user).
--- Except the validator's own record of an automatic switch (QUIET_SETTING, set for its
--- transaction only): it stores what every instance already computes from the other tables,
--- and announcing it would only make every instance drop and reload the answer.
+-- Except in this app's transactions that set QUIET_SETTING (for that transaction only): the
+-- record of an automatic switch, which stores what every instance already computes from the
+-- other tables, and a first personal workspace, which no cached answer can depend on.
+-- Announcing those would only make every instance drop and reload the answer.
 CREATE OR REPLACE FUNCTION public.regcopilot_tenancy_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_TABLE_NAME = 'user_tenant_contexts'
-            AND current_setting('{QUIET_SETTING}', true) = 'on' THEN
+    IF current_setting('{QUIET_SETTING}', true) = 'on' THEN
         RETURN NULL;
     END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN

@@ -15,7 +15,7 @@ from regcopilot.web.deps import admin_user, current_user, errors, services, stor
 from regcopilot.web.session import SessionUser, set_cookie_header
 from regcopilot.workspaces.store import MAX_NAME, NotFound, WorkspaceStore
 
-router = APIRouter(prefix="/api/workspaces", responses=errors(401, 403, 404, 409, 422, 503))
+router = APIRouter(prefix="/api/workspaces", responses=errors(400, 401, 403, 404, 409, 422, 503))
 pages = APIRouter()
 T = TypeVar("T")
 
@@ -182,7 +182,7 @@ async def workspace_choices(request: Request, user: SessionUser) -> list[Any]:
 
 
 @pages.get("/api/admin/users/{user_id}/workspaces", dependencies=[Depends(admin_user)],
-           responses=errors(401, 403, 503))
+           responses=errors(400, 401, 403, 503))
 async def user_workspaces(user_id: str, request: Request) -> dict:
     """For the admin console: the workspaces a user can be in now, and the current one."""
     ws = store(request)
