@@ -33,6 +33,9 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 async def login(client: httpx.AsyncClient, email: str) -> str:
     r = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
     r.raise_for_status()
+    # Not kept in the client's jar: a jar cookie was sent ahead of the per-request one, so
+    # the admin's session answered for the banned user and the trial never ended.
+    client.cookies.clear()
     return r.cookies[COOKIE]
 
 
