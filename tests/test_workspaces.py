@@ -310,3 +310,83 @@ async def test_plain_sql_switch_is_announced_after_an_automatic_one(pair, pg_url
 
         for app in (a, b):
             await eventually(lambda app=app: in_team(app), timeout=5)
+
+
+async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_path):
+    """A database whose copilot_core tables already exist - with columns of their own, row-level
+    security on, the owner foreign key - is used without changing them, and its members and
+    current workspaces are honoured from the first sign-in."""
+    from regcopilot.auth.passwords import hash_password
+    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
+    from tests.conftest import PG_ADMIN
+
+    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(USERS_DDL)
+            await conn.execute("""
+                CREATE SCHEMA copilot_core;
+                CREATE TABLE copilot_core.tenants (
+                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL,
+                    slug text UNIQUE, type text NOT NULL DEFAULT 'personal',
+                    owner_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE RESTRICT,
+                    region text NOT NULL DEFAULT 'eu', deleted_at timestamptz,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                CREATE TABLE copilot_core.tenant_memberships (
+                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                    tenant_id uuid NOT NULL REFERENCES copilot_core.tenants(id),
+                    user_id uuid NOT NULL, role text NOT NULL DEFAULT 'member',
+                    status text NOT NULL DEFAULT 'active', invited_by uuid,
+                    note text, joined_at timestamptz, deleted_at timestamptz,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (tenant_id, user_id));
+                CREATE TABLE copilot_core.user_tenant_contexts (
+                    user_id uuid PRIMARY KEY, current_tenant_id uuid,
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                ALTER TABLE copilot_core.tenants ENABLE ROW LEVEL SECURITY;
+                ALTER TABLE copilot_core.tenant_memberships ENABLE ROW LEVEL SECURITY;
+            """)
+            user = await conn.fetchval(
+                "INSERT INTO auth.users (email, encrypted_password) VALUES ($1, $2) RETURNING id",
+                "upstream@example.com", hash_password(PASSWORD))
+            team = await conn.fetchval(
+                "INSERT INTO copilot_core.tenants (name, slug, type, owner_id)"
+                " VALUES ('Legacy Team', 'legacy-team', 'team', $1) RETURNING id", user)
+            await conn.execute(
+                "INSERT INTO copilot_core.tenant_memberships (tenant_id, user_id, role, note,"
+                " joined_at) VALUES ($1, $2, 'admin', 'kept', now())", team, user)
+            await conn.execute("INSERT INTO copilot_core.user_tenant_contexts VALUES ($1, $2)",
+                               user, team)
+        finally:
+            await conn.close()
+
+        async with serve(settings_for("postgres", "memory", DATABASE_URL=url)) as app:
+            cookie, body = await sign_in(app, "upstream@example.com")
+            assert (body["tenantId"], body["tenantRole"], body["tenantName"]) == (
+                str(team), "admin", "Legacy Team")
+            listed = (await call(app, "GET", "/api/workspaces", cookie)).json()
+            assert [w["id"] for w in listed["workspaces"]] == [str(team)]  # no personal added
+            r = await call(app, "POST", "/api/workspaces", cookie, json={"name": "New"})
+            assert r.status_code == 201, r.text
+
+        conn = await asyncpg.connect(url)
+        try:
+            note = await conn.fetchval("SELECT note FROM copilot_core.tenant_memberships"
+                                       " WHERE tenant_id = $1", team)
+            region = await conn.fetchval("SELECT region FROM copilot_core.tenants"
+                                         " WHERE name = 'New'")
+            anon_functions = await conn.fetchval(
+                "SELECT count(*) FROM pg_proc p WHERE p.proname LIKE 'regcopilot%'"
+                " AND has_function_privilege('public', p.oid, 'EXECUTE')")
+        finally:
+            await conn.close()
+        assert (note, region, anon_functions) == ("kept", "eu", 0)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

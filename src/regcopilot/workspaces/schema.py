@@ -121,6 +121,22 @@ DROP TRIGGER IF EXISTS regcopilot_tenant_changed ON copilot_core.tenants;
 CREATE TRIGGER regcopilot_tenant_changed
     AFTER UPDATE OF name, deleted_at OR DELETE ON copilot_core.tenants
     FOR EACH ROW EXECUTE FUNCTION public.regcopilot_tenant_changed();
+
+-- Nobody calls these but the triggers: no EXECUTE for PUBLIC, nor for the roles Supabase's
+-- default privileges grant every new function in `public` to (anon, authenticated).
+REVOKE ALL ON FUNCTION public.regcopilot_user_changed() FROM PUBLIC;
+DO $$
+DECLARE
+    grantee text;
+BEGIN
+    FOREACH grantee IN ARRAY ARRAY['anon', 'authenticated'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = grantee) THEN
+            EXECUTE format('REVOKE ALL ON FUNCTION public.regcopilot_user_changed(),'
+                           ' public.regcopilot_tenancy_changed(),'
+                           ' public.regcopilot_tenant_changed() FROM %I', grantee);
+        END IF;
+    END LOOP;
+END $$;
 """
 
 _NOW = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
