@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# (1) is a second reference, not the ceiling (it takes the same fast path as (2) since the
+# hot-route change): the ceiling is the bare app, (0).
 GOALS = (
     ("(1) ≥ 0.95 × (0)", "ceiling", "bare", 0.95),
     ("(2) ≥ 0.85 × (0)", "tiered", "bare", 0.85),
     ("(2) ≥ 2.5 × (3b)", "tiered", "upstream", 2.5),
-    ("(2) ≥ 0.85 × (1)", "tiered", "ceiling", 0.85),
     ("(2) ≥ 8 × (5)", "tiered", "peer", 8.0),
     ("(2) ≥ 2.5 × (3)", "tiered", "redis-only", 2.5),
 )
