@@ -173,7 +173,7 @@ async def test_redis_stalled_latency_bounded_and_breaker_stops_paying(instance, 
             # Which commands the app sends to Redis, and when (the request path's client:
             # validation cache, locks, revocations; the probe's PINGs are told apart).
             sent: list[tuple[float, str]] = []
-            client = cache.shared.client
+            client = cache.shared._client  # the wire itself: what the store sends
             original = client.execute_command
 
             async def counted(*args, **kwargs):

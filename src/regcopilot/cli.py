@@ -95,7 +95,8 @@ def run(work: Callable[[Settings], Awaitable[T]]) -> T:
 
 
 async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
-    from regcopilot.cache.redis import FAILURES, RedisStore
+    from regcopilot.cache.redis import RedisStore
+    from regcopilot.cache.store import StoreError
     from regcopilot.users.admin import UnknownUser, UserAdmin
     from regcopilot.users.directory import DirectoryUnavailable, open_directory
 
@@ -107,8 +108,8 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
         # instance started later cannot read the stale entry.
         if store is not None:
             try:
-                await store.client.delete(f"{settings.REDIS_KEY_PREFIX}validation:{user_id}")
-            except FAILURES as exc:
+                await store.delete(f"{settings.REDIS_KEY_PREFIX}validation:{user_id}")
+            except StoreError as exc:
                 typer.echo(f"warning: Redis not cleared ({exc})", err=True)
 
     from regcopilot.users.sessions import session_records

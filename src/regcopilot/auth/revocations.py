@@ -86,11 +86,8 @@ class RevocationList:
         for jti, exp in self._unsent.items():
             if await self._share(jti, exp):
                 self._unsent.delete_now(jti)
-        client = self.shared.client
         try:
-            async for key in client.scan_iter(match=f"{self.key_prefix}*", count=1000):
-                ttl = await client.pttl(key)
-                if ttl > 0:
-                    self.local.set_now(key.removeprefix(self.key_prefix), "1", ttl / 1000)
-        except Exception as exc:
+            for jti, left in await self.shared.scan_ttl(self.key_prefix):
+                self.local.set_now(jti, "1", left)
+        except StoreError as exc:
             log.warning("Could not load revocations from Redis: %s", exc)

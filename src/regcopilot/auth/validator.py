@@ -13,7 +13,7 @@ import logging
 import time
 
 from regcopilot.cache.entry import CacheEntry
-from regcopilot.cache.redis import FAILURES
+from regcopilot.cache.store import StoreError
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.users.changes import Change
@@ -108,16 +108,15 @@ class SessionValidator:
         """Across processes, a short Redis lock lets one load while the others watch Redis."""
         if not self.cache.shared_usable:
             return await self._load(user_id), DIRECTORY
-        assert self.cache.shared is not None
-        lock = self.cache.shared.client.lock(
-            f"{self.cache.prefix}lock:{user_id}", timeout=LOCK_SECONDS, blocking=False
-        )
+        store = self.cache.shared
+        assert store is not None
+        lock_key = f"{self.cache.prefix}lock:{user_id}"
         try:
-            acquired = await lock.acquire()
-        except FAILURES:
+            token = await store.try_lock(lock_key, LOCK_SECONDS)
+        except StoreError:
             # Redis is sick: no holder can fill it either, so waiting would only cost time.
             return await self._load(user_id), DIRECTORY
-        if not acquired:
+        if token is None:
             entry = await self._wait_for_holder(user_id)
             if entry is not None:
                 return entry, COALESCED
@@ -128,8 +127,8 @@ class SessionValidator:
                 return entry, COALESCED
             return await self._load(user_id), DIRECTORY
         finally:
-            with contextlib.suppress(*FAILURES, Exception):
-                await lock.release()
+            with contextlib.suppress(StoreError):
+                await store.unlock(lock_key, token)
 
     async def _wait_for_holder(self, user_id: str) -> CacheEntry | None:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS

@@ -77,6 +77,7 @@ class ValidationCache:
         self.near = MemoryStore(max_size)
         self.shared = shared
         self.breaker = shared.breaker if shared is not None else Breaker()
+        self.breaker.on_open.append(self._opened)
         self.feed_connected = shared is None  # no shared tier ⇒ nothing to be told about
         self._pending: set[str] = set()
         self._pending_overflow = False
@@ -151,10 +152,10 @@ class ValidationCache:
             await self._check()
             delay = min(delay * 2, PROBE_MAX_SECONDS) if self.breaker.open else PROBE_SECONDS
 
-    def _failed(self, exc: StoreError) -> None:
-        if self.breaker.failure(exc, str(exc)):
-            log.error("Redis cache failing (%s) - using in-memory cache", exc)
-            self._outage_logged, self._reminded_at = True, time.monotonic()
+    def _opened(self, error: str) -> None:
+        """The store's failures opened the breaker (whichever caller's command failed)."""
+        log.error("Redis cache failing (%s) - using in-memory cache", error)
+        self._outage_logged, self._reminded_at = True, time.monotonic()
 
     # --- reads ----------------------------------------------------------------------
     def peek(self, user_id: str) -> CacheEntry | None:
@@ -170,10 +171,8 @@ class ValidationCache:
         key = self.key(user_id)
         try:
             raw = await self.shared.get(key)
-        except StoreError as exc:
-            self._failed(exc)
-            return None
-        self.breaker.success()
+        except StoreError:
+            return None  # the store has told the breaker
         if raw is None:
             return None
         entry = CacheEntry.decode(raw)
@@ -227,8 +226,8 @@ class ValidationCache:
         assert self.shared is not None
         try:
             await self.shared.set(key, raw, ttl)
-        except StoreError as exc:
-            self._failed(exc)
+        except StoreError:
+            pass  # the store has told the breaker
 
     def changed_since(self, user_id: str, ts_ms: int) -> bool:
         return self._invalidated.get(user_id, -1) >= ts_ms
@@ -244,8 +243,8 @@ class ValidationCache:
             try:
                 await self.shared.delete(key)
                 return
-            except StoreError as exc:
-                self._failed(exc)
+            except StoreError:
+                pass  # the store has told the breaker; Redis gets it on recovery
         self._remember(user_id)
 
     def drop_near(self, user_id: str) -> None:
@@ -270,8 +269,7 @@ class ValidationCache:
             if mark is not None:
                 pending |= set(self.freshness.changed_since(mark))
             if overflow:
-                async for key in self.shared.client.scan_iter(match=f"{self.key_prefix}*"):
-                    await self.shared.client.delete(key)
+                await self.shared.delete_prefix(self.key_prefix)
             for user_id in pending:
                 await self.shared.delete(self.key(user_id))
             await self.shared.set_max(self.hwm_key, self.freshness.position)
@@ -307,8 +305,8 @@ class ValidationCache:
             assert self.shared is not None
             try:
                 await self.shared.set_max(self.hwm_key, self.freshness.position)
-            except StoreError as exc:
-                self._failed(exc)
+            except StoreError:
+                pass  # the store has told the breaker
 
     # --- size -----------------------------------------------------------------------
     async def size(self) -> int:
@@ -322,8 +320,8 @@ class ValidationCache:
         assert self.shared is not None
         try:
             n = await self.shared.count(self.key_prefix)
-        except StoreError as exc:
-            self._failed(exc)
+        except StoreError:
+            pass  # the store has told the breaker
             return await self.near.count(self.key_prefix)
         self._size = (now, n)
         return n
