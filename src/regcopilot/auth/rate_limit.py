@@ -11,6 +11,7 @@ import time
 
 from cachetools import TTLCache
 
+from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import StoreError
 
@@ -42,7 +43,7 @@ class LoginLimiter:
         address_limit: int = ADDRESS_LIMIT,
         window: int = WINDOW_SECONDS,
     ) -> None:
-        self.prefix = f"{prefix}ratelimit:"
+        self.prefix = CacheKeys(prefix).rate_limit_prefix
         self.shared = shared
         self.limits = {"account": account_limit, "address": address_limit}
         self.window = window

@@ -12,6 +12,7 @@ import logging
 import time
 
 from regcopilot.cache.bus import EventBus
+from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import StoreError
@@ -24,7 +25,7 @@ MAX_LOCAL = 100_000
 class RevocationList:
     def __init__(self, prefix: str, shared: RedisStore | None, bus: EventBus | None,
                  max_local: int = MAX_LOCAL) -> None:
-        self.key_prefix = f"{prefix}revoked:"
+        self.key_prefix = CacheKeys(prefix).revoked_prefix
         self.local = MemoryStore(max_local)
         self._unsent = MemoryStore(max_local)
         self.shared = shared

@@ -110,7 +110,7 @@ class SessionValidator:
             return await self._load(user_id), DIRECTORY
         store = self.cache.shared
         assert store is not None
-        lock_key = f"{self.cache.prefix}lock:{user_id}"
+        lock_key = self.cache.keys.lock(user_id)
         try:
             token = await store.try_lock(lock_key, LOCK_SECONDS)
         except StoreError:

@@ -23,6 +23,7 @@ from regcopilot.background import stop
 from regcopilot.cache.breaker import Breaker
 from regcopilot.cache.entry import CacheEntry, upstream_shaped
 from regcopilot.cache.freshness import Freshness
+from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import StoreError
@@ -73,7 +74,8 @@ class ValidationCache:
         self.near_enabled = mode == "tiered"
         self.max_size = max_size
         self.prefix = prefix
-        self.key_prefix = f"{prefix}validation:"
+        self.keys = CacheKeys(prefix)
+        self.key_prefix = self.keys.validation_prefix
         self.near = MemoryStore(max_size)
         self.shared = shared
         self.breaker = shared.breaker if shared is not None else Breaker()
@@ -101,7 +103,7 @@ class ValidationCache:
         return self.shared is not None and self.breaker.allows
 
     def key(self, user_id: str) -> str:
-        return self.key_prefix + user_id
+        return self.keys.validation(user_id)
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -294,7 +296,7 @@ class ValidationCache:
 
     @property
     def hwm_key(self) -> str:
-        return f"{self.prefix}changes:seq"
+        return self.keys.change_mark
 
     async def applied(self, change: Change) -> None:
         """A logged change: remember it (entries read before it are stale), drop the user's

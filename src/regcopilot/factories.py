@@ -1,0 +1,38 @@
+"""The composition root's parts: the one way to build a directory, a Redis store and the key
+layout from settings. The app (web/services.py), the CLI, the preflight and `doctor` all call
+these, so a setting such as DATABASE_STATEMENT_CACHE_SIZE (required behind a transaction
+pooler) is honoured by every one of them."""
+
+from __future__ import annotations
+
+from regcopilot.cache.keys import CacheKeys
+from regcopilot.cache.redis import RedisStore
+from regcopilot.config import Settings
+from regcopilot.users.directory import UserDirectory, open_directory
+
+# Outside the request path (CLI, doctor) a command may wait longer than a request would.
+TOOL_REDIS_TIMEOUT_MS = 1000
+
+
+def build_directory(settings: Settings, *, pool_size: int | None = None) -> UserDirectory:
+    return open_directory(
+        settings.DATABASE_URL,
+        timeout=settings.DATABASE_TIMEOUT_SECONDS,
+        pool_size=settings.DATABASE_POOL_SIZE if pool_size is None else pool_size,
+        statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
+        log_keep_seconds=settings.change_log_keep_seconds,
+    )
+
+
+def build_store(settings: Settings, *, timeout_ms: int | None = None) -> RedisStore | None:
+    """The shared store, or None without REDIS_URL."""
+    if not settings.REDIS_URL:
+        return None
+    return RedisStore(
+        settings.REDIS_URL,
+        timeout_ms=settings.REDIS_TIMEOUT_MS if timeout_ms is None else timeout_ms,
+    )
+
+
+def build_keys(settings: Settings) -> CacheKeys:
+    return CacheKeys(settings.REDIS_KEY_PREFIX)
