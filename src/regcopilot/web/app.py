@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from regcopilot import __version__
 from regcopilot.config import Settings, load_settings
+from regcopilot.web import refusals
 from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.hot import HotRoutes
 from regcopilot.web.middleware import SessionMiddleware
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
     app.state.services = services
+    refusals.install(app)
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
     app.include_router(session_routes.router)

@@ -17,6 +17,7 @@ from regcopilot.auth.tokens import InvalidToken
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.migration import UPGRADE, with_upgrade
 from regcopilot.web.next_path import login_location
+from regcopilot.web.refusals import DIRECTORY_DOWN, RETRY_AFTER_SECONDS, error_body
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
 
@@ -35,7 +36,7 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/static/",)
 MONITOR_PATHS = frozenset({"/api/observability", "/metrics"})
-RETRY_AFTER_SECONDS = "5"
+_RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
@@ -158,7 +159,7 @@ class SessionMiddleware:
             entry = await services.validator.validate(claims.sub)
         except DirectoryUnavailable as exc:
             log.warning("User directory unavailable: %s", exc)
-            return 503, "user directory unavailable, try again shortly"
+            return 503, DIRECTORY_DOWN
         if not entry.is_valid:
             # Before the revocation check: a ban or delete also revokes the user's sessions,
             # and the user's state is the more telling answer (and the guide's
@@ -189,7 +190,7 @@ class SessionMiddleware:
     async def _refuse(self, scope: Scope, send: Send, status: int, reason: str) -> None:
         headers: list[tuple[bytes, bytes]] = []
         if status == 503:
-            headers.append((b"retry-after", RETRY_AFTER_SECONDS.encode()))
+            headers.append((b"retry-after", _RETRY_AFTER))
         elif read_cookie(scope, self.cookie) is not None:
             # Cleared only when the session itself is bad: a 503 keeps people signed in.
             headers.append((b"set-cookie", clear_cookie_header(self.services.settings).encode()))
@@ -199,7 +200,7 @@ class SessionMiddleware:
             headers.append((b"location", login_location(scope["path"], query).encode()))
             await _send(send, 303, headers, b"", b"text/plain")
             return
-        body = json.dumps({"error": reason, "status": status}).encode()
+        body = json.dumps(error_body(status, reason)).encode()
         await _send(send, status, headers, body, b"application/json")
 
 

@@ -20,6 +20,7 @@ from regcopilot.web.middleware import read_cookie
 from regcopilot.web.migration import end_foreign_session
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
+from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
@@ -69,7 +70,7 @@ async def _read_login(request: Request) -> tuple[dict[str, Any], bool]:
 
 def _busy() -> LoginFailed:
     return LoginFailed(503, "too many sign-ins in progress, try again shortly",
-                       {"Retry-After": str(PasswordBusy.retry_after)})
+                       retry_after(PasswordBusy.retry_after))
 
 
 async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -91,15 +92,14 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         svc.security.rate_limited(limited.what, ip)
         raise LoginFailed(
             429, "Too many failed sign-in attempts, try again later",
-            {"Retry-After": str(limited.retry_after)},
+            retry_after(limited.retry_after),
         ) from None
     if svc.passwords.full:  # refused before asking the directory anything
         raise _busy()
     try:
         user = await svc.directory.find_by_email(email)
     except DirectoryUnavailable:
-        raise LoginFailed(503, "user directory unavailable, try again shortly",
-                          {"Retry-After": "5"}) from None
+        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
     verdict = judge(user, svc.settings.SUPABASE_DEMO_TENANT_ID)
     try:
         password_ok = await svc.passwords.verify(
@@ -131,8 +131,7 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
     except DirectoryUnavailable:
         # A session without its record could not be listed nor revoked by "sign out
         # everywhere": no record, no session.
-        raise LoginFailed(503, "user directory unavailable, try again shortly",
-                          {"Retry-After": "5"}) from None
+        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
     svc.metrics.login(user.id)
     try:
         await svc.directory.record_sign_in(user.id)
@@ -177,9 +176,7 @@ async def login(request: Request) -> Response:
                 request, "login.html", _form_again(fields, failure.message),
                 status_code=failure.status,
             )
-        return JSONResponse(
-            {"error": failure.message}, status_code=failure.status, headers=failure.headers
-        )
+        return refusal(failure.status, failure.message, failure.headers)
     settings = services(request).settings
     cookie = set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
     if is_form:
@@ -232,10 +229,7 @@ async def session(request: Request) -> Response:
     if user is None:
         status, _ = getattr(request.state, "session_status", (401, ""))
         if status == 503:
-            return JSONResponse(
-                {"error": "user directory unavailable"}, status_code=503,
-                headers={"Retry-After": "5"},
-            )
+            return directory_down()
         response = JSONResponse({})
         svc = services(request)
         if read_cookie(request.scope, cookie_name(svc.settings)) is not None:

@@ -8,6 +8,7 @@ from starlette.types import Scope
 
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.deps import errors, services
+from regcopilot.web.refusals import retry_after
 
 router = APIRouter(responses=errors(503))
 
@@ -39,5 +40,5 @@ async def ready(request: Request) -> JSONResponse:
                   if svc.cache.shared is not None and svc.cache.breaker.open else None},
         "invalidationFeed": "connected" if svc.feed_connected else "disconnected",
     }
-    headers = {} if directory == "ok" else {"Retry-After": "5"}
+    headers = {} if directory == "ok" else retry_after()
     return JSONResponse(body, status_code=200 if directory == "ok" else 503, headers=headers)
