@@ -16,6 +16,7 @@ from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.store import StoreError
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.names import Source
 from regcopilot.users.changes import Change
 from regcopilot.users.directory import UserDirectory, Verdict, judge
 
@@ -26,8 +27,7 @@ LOCK_WAIT_SECONDS = 0.5  # then waiters stop waiting and ask the directory thems
 LOCK_POLL_SECONDS = 0.005
 MAX_ATTEMPTS = 2
 
-# Where an answer came from: Redis, another process's load (waited for), or the directory.
-CACHED, COALESCED, DIRECTORY = "cached", "coalesced", "directory"
+CACHED, COALESCED, DIRECTORY = Source.CACHED, Source.COALESCED, Source.DIRECTORY
 
 
 class SessionValidator:

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-DISCONNECTED = "redis-disconnected"
-ERROR = "redis-error"
+from regcopilot.names import Backend
+
+DISCONNECTED = Backend.REDIS_DISCONNECTED
+ERROR = Backend.REDIS_ERROR
 
 
 class Breaker:

@@ -27,6 +27,7 @@ from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import StoreError
+from regcopilot.names import Backend
 from regcopilot.users.changes import Change
 
 log = logging.getLogger("regcopilot.cache")
@@ -80,7 +81,9 @@ class ValidationCache:
         self.shared = shared
         self.breaker = shared.breaker if shared is not None else Breaker()
         self.breaker.on_open.append(self._opened)
-        self.feed_connected = shared is None  # no shared tier ⇒ nothing to be told about
+        # Near entries trusted for the full TTL: the change feed is connected, or there is no
+        # shared tier to be told about.
+        self.near_trusted = shared is None
         self._pending: set[str] = set()
         self._pending_overflow = False
         self._probe: asyncio.Task[None] | None = None
@@ -95,8 +98,8 @@ class ValidationCache:
     @property
     def backend(self) -> str:
         if self.shared is None:
-            return "in-memory"
-        return "redis" if self.breaker.allows else self.breaker.state
+            return Backend.IN_MEMORY
+        return Backend.REDIS if self.breaker.allows else self.breaker.state
 
     @property
     def shared_usable(self) -> bool:
@@ -213,7 +216,7 @@ class ValidationCache:
         return ttl
 
     def _near_ttl(self, ttl: float) -> float:
-        if self.shared is None or not self.breaker.allows or self.feed_connected:
+        if self.shared is None or not self.breaker.allows or self.near_trusted:
             return ttl
         return min(ttl, NEAR_TTL_UNTRUSTED)
 
@@ -292,7 +295,7 @@ class ValidationCache:
                 now = now_ms()
                 self.near.cap(lambda e: self.ttl - (now - e.timestamp) / 1000)
         self.freshness.feed_complete = connected
-        self.feed_connected = connected or self.shared is None
+        self.near_trusted = connected or self.shared is None
 
     @property
     def hwm_key(self) -> str:
@@ -330,4 +333,4 @@ class ValidationCache:
 
     @property
     def reported_max_size(self) -> int | None:
-        return None if self.backend == "redis" else self.max_size
+        return None if self.backend == Backend.REDIS else self.max_size

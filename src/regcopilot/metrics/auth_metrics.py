@@ -20,6 +20,7 @@ from regcopilot.metrics.counters import (
     Counters,
     Snapshot,
 )
+from regcopilot.names import Backend, Reason
 
 log = logging.getLogger("regcopilot.metrics")
 
@@ -40,7 +41,7 @@ class AuthMetrics:
         self.cluster = cluster
         self._pending = Counters(active_cap) if cluster is not None else None
         self._task: asyncio.Task[None] | None = None
-        self._backend: Callable[[], str] = lambda: "in-memory"
+        self._backend: Callable[[], str] = lambda: Backend.IN_MEMORY
 
     # --- recording (request path) -----------------------------------------------------
     @property
@@ -64,9 +65,9 @@ class AuthMetrics:
         v["cacheHits" if hit else "cacheMisses"] += 1
         if queried:
             v["databaseQueries"] += 1
-            if reason in ("deleted", "not_found"):
+            if reason in (Reason.DELETED, Reason.NOT_FOUND):
                 v["deletedDetected"] += 1
-            elif reason == "banned":
+            elif reason == Reason.BANNED:
                 v["bannedDetected"] += 1
         elif not hit:
             v["coalesced"] += 1

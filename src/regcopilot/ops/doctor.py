@@ -7,7 +7,6 @@ Exit status: 0 when nothing failed (warnings allowed), 1 otherwise.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sqlite3
 import ssl
@@ -86,20 +85,12 @@ def check_environment(facts: Facts) -> Result:
             raise Problem(str(exc)) from None
         raise
     facts.production = raw.production
-    # Without a secret in development the app would generate one into DATA_DIR: check the
-    # rest of the configuration with a stand-in so the doctor leaves no file behind.
-    stand_in = {} if raw.NEXTAUTH_SECRET or raw.production else {"NEXTAUTH_SECRET": "x" * 64}
-    quiet = logging.getLogger("regcopilot.config")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # the doctor reports the TTL mismatch on its own line
     try:
-        facts.settings = load_settings(**stand_in)
+        # No secret file made (the doctor leaves nothing behind) and nothing logged: the
+        # doctor reports the secret and the TTL mismatch on their own lines.
+        facts.settings = load_settings(create_secret=False, warn=False)
     except ConfigError as exc:
         raise Problem(str(exc)) from None
-    finally:
-        quiet.setLevel(level)
-    if stand_in:
-        facts.settings.NEXTAUTH_SECRET = None
     facts.redis_url = facts.settings.REDIS_URL
     return Result("environment", OK, f"APP_ENV={raw.APP_ENV}; every setting valid{dotenv}")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from regcopilot.names import Reason
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.schema import SESSION_EVENT
 
@@ -62,7 +63,7 @@ class Verdict:
     """What the directory says about a user: valid, or invalid with a reason."""
 
     valid: bool
-    reason: str | None = None  # not_found | deleted | banned
+    reason: Reason | None = None
     tenant_id: str | None = None
     role: str | None = None
     banned_until: datetime | None = None
@@ -70,13 +71,13 @@ class Verdict:
 
 def judge(user: User | None, default_tenant: str, now: datetime | None = None) -> Verdict:
     if user is None:
-        return Verdict(False, "not_found")
+        return Verdict(False, Reason.NOT_FOUND)
     tenant = user.tenant_id(default_tenant)
     if user.deleted_at is not None:
-        return Verdict(False, "deleted", tenant)
+        return Verdict(False, Reason.DELETED, tenant)
     now = now or datetime.now(UTC)
     if user.banned_until is not None and user.banned_until > now:
-        return Verdict(False, "banned", tenant, user.role, user.banned_until)
+        return Verdict(False, Reason.BANNED, tenant, user.role, user.banned_until)
     return Verdict(True, None, tenant, user.role)
 
 

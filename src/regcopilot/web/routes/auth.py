@@ -14,6 +14,7 @@ from regcopilot.auth.password_pool import PasswordBusy
 from regcopilot.auth.passwords import MAX_PASSWORD_BYTES
 from regcopilot.auth.rate_limit import RateLimited
 from regcopilot.auth.tokens import InvalidToken
+from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable, judge
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie
@@ -107,11 +108,11 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         )
     except PasswordBusy:
         raise _busy() from None
-    if user is None or not password_ok or verdict.reason in ("deleted", "not_found"):
+    if user is None or not password_ok or verdict.reason in (Reason.DELETED, Reason.NOT_FOUND):
         svc.security.failed_login(email, ip)
         await svc.limiter.failed(email, ip)
         raise LoginFailed(401, BAD_CREDENTIALS)
-    if verdict.reason == "banned":
+    if verdict.reason == Reason.BANNED:
         svc.security.failed_login(email, ip)
         raise LoginFailed(403, "This account is banned")
     await svc.limiter.succeeded(email, ip)

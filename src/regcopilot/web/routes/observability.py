@@ -38,7 +38,7 @@ async def observability_report(request: Request) -> dict:
                     "n/a" if svc.bus is None
                     else "connected" if svc.bus.connected else "disconnected"
                 ),
-                "nearCacheTrusted": cache.feed_connected,
+                "nearCacheTrusted": cache.near_trusted,
                 # How far this process has applied the directory's change log.
                 "changeLogPosition": freshness.position,
                 "changeLogComplete": freshness.proving,
