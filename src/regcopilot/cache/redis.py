@@ -342,16 +342,33 @@ def _glob_escape(prefix: str) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """One operator-readable line for a Redis failure (auth, TLS and refusals say so)."""
+    """One operator-readable line for a Redis failure (auth, TLS and refusals say so): the
+    app's log and `doctor` both print it."""
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, AuthenticationError) or any(
         word in lowered for word in ("auth", "noperm", "wrongpass", "password")
     ):
-        return f"authentication failed: {text}"
+        return f"authentication failed: {_auth_hint(text) or text}"
     if "certificate" in lowered or "ssl" in lowered or "tls" in lowered:
         return f"TLS failed: {text}"
     if "connection reset by peer" in lowered or "closed by server" in lowered:
         # What a TLS-only port answers to a plain-text client.
         return f"{text} (if this Redis requires TLS, use rediss://)"
     return text
+
+
+def _auth_hint(text: str) -> str | None:
+    """Which side of the password is wrong, from the server's words."""
+    lowered = text.lower()
+    if ("noauth" in lowered or "authentication required" in lowered
+            or "client already authenticated" in lowered):
+        return ("the server requires a password and REDIS_URL has none "
+                "(redis://:<password>@host:6379)")
+    if "wrongpass" in lowered or "invalid password" in lowered or "invalid username" in lowered:
+        return "wrong username or password in REDIS_URL"
+    if "without any password configured" in lowered or "auth <password> called" in lowered:
+        return "REDIS_URL gives a password the server does not have"
+    if "noperm" in lowered:
+        return f"the user lacks a permission ({text})"
+    return None
