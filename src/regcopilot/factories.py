@@ -5,9 +5,13 @@ pooler) is honoured by every one of them."""
 
 from __future__ import annotations
 
+from regcopilot.auth.validator import DirectValidator, SessionValidator
+from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.redis import RedisStore
+from regcopilot.cache.tiers import SharedOnlyCache, UncachedCache, ValidationCache
 from regcopilot.config import Settings
+from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.users.directory import UserDirectory, open_directory
 
 # Outside the request path (CLI, doctor) a command may wait longer than a request would.
@@ -36,3 +40,26 @@ def build_store(settings: Settings, *, timeout_ms: int | None = None) -> RedisSt
 
 def build_keys(settings: Settings) -> CacheKeys:
     return CacheKeys(settings.REDIS_KEY_PREFIX)
+
+
+# CACHE_MODE picks a class here, once: the request path has no branch on it.
+_CACHES: dict[str, type[ValidationCache]] = {
+    "tiered": ValidationCache,
+    "redis-only": SharedOnlyCache,
+    "none": UncachedCache,
+}
+
+
+def build_cache(settings: Settings, shared: RedisStore | None) -> ValidationCache:
+    return _CACHES[settings.CACHE_MODE](
+        ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE,
+        prefix=settings.REDIS_KEY_PREFIX, shared=shared,
+        freshness=Freshness(settings.cache_ttl, settings.cache_max_age),
+    )
+
+
+def build_validator(
+    settings: Settings, cache: ValidationCache, directory: UserDirectory, metrics: AuthMetrics
+) -> SessionValidator:
+    kind = DirectValidator if settings.CACHE_MODE == "none" else SessionValidator
+    return kind(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID)

@@ -66,13 +66,10 @@ class ValidationCache:
         max_size: int,
         prefix: str = "copilot:auth:",
         shared: RedisStore | None = None,
-        mode: str = "tiered",
         freshness: Freshness | None = None,
     ) -> None:
         self.ttl = ttl
         self.freshness = freshness or Freshness(ttl, ttl)
-        self.mode = mode  # "tiered" | "redis-only" | "none" (benchmark switches)
-        self.near_enabled = mode == "tiered"
         self.max_size = max_size
         self.prefix = prefix
         self.keys = CacheKeys(prefix)
@@ -165,8 +162,6 @@ class ValidationCache:
     # --- reads ----------------------------------------------------------------------
     def peek(self, user_id: str) -> CacheEntry | None:
         """The near tier only: no await, no network."""
-        if not self.near_enabled:
-            return None
         return self.near.get_now(self.key_prefix + user_id)
 
     async def get_shared(self, user_id: str) -> CacheEntry | None:
@@ -200,8 +195,8 @@ class ValidationCache:
         left = trust - (now - entry.timestamp) / 1000
         if entry.banned_until is not None:
             left = min(left, (entry.banned_until - now) / 1000)
-        if left > 0 and self.near_enabled:
-            self.near.set_now(key, entry, self._near_ttl(left))
+        if left > 0:
+            self._keep_near(key, entry, left)
         return entry
 
     async def get(self, user_id: str) -> CacheEntry | None:
@@ -221,11 +216,10 @@ class ValidationCache:
         return min(ttl, NEAR_TTL_UNTRUSTED)
 
     async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
-        if ttl <= 0 or self.mode == "none":
+        if ttl <= 0:
             return
         key, raw = self.key(user_id), entry.encode()
-        if self.near_enabled:
-            self.near.set_now(key, entry, self._near_ttl(ttl))
+        self._keep_near(key, entry, ttl)
         if not self.shared_usable:
             return
         assert self.shared is not None
@@ -233,6 +227,9 @@ class ValidationCache:
             await self.shared.set(key, raw, ttl)
         except StoreError:
             pass  # the store has told the breaker
+
+    def _keep_near(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        self.near.set_now(key, entry, self._near_ttl(ttl))
 
     def changed_since(self, user_id: str, ts_ms: int) -> bool:
         return self._invalidated.get(user_id, -1) >= ts_ms
@@ -334,3 +331,21 @@ class ValidationCache:
     @property
     def reported_max_size(self) -> int | None:
         return None if self.backend == Backend.REDIS else self.max_size
+
+
+class SharedOnlyCache(ValidationCache):
+    """CACHE_MODE=redis-only (a benchmark variant): no near tier, every request asks Redis."""
+
+    def peek(self, user_id: str) -> CacheEntry | None:
+        return None
+
+    def _keep_near(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        return None
+
+
+class UncachedCache(SharedOnlyCache):
+    """CACHE_MODE=none (a benchmark variant): nothing is cached anywhere; paired with
+    DirectValidator, which asks the directory on every request."""
+
+    async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
+        return None

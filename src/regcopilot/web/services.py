@@ -18,10 +18,15 @@ from regcopilot.auth.tokens import SessionTokens
 from regcopilot.auth.validator import SessionValidator
 from regcopilot.background import stop
 from regcopilot.cache.bus import EventBus
-from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.tiers import ValidationCache
 from regcopilot.config import Settings
-from regcopilot.factories import build_directory, build_keys, build_store
+from regcopilot.factories import (
+    build_cache,
+    build_directory,
+    build_keys,
+    build_store,
+    build_validator,
+)
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
@@ -112,11 +117,7 @@ def build_services(settings: Settings) -> Services:
     url = settings.REDIS_URL
     shared = build_store(settings)
     bus = EventBus(url, build_keys(settings).events_channel) if url else None
-    cache = ValidationCache(
-        ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE, prefix=prefix, shared=shared,
-        mode=settings.CACHE_MODE,
-        freshness=Freshness(settings.cache_ttl, settings.cache_max_age),
-    )
+    cache = build_cache(settings, shared)
     directory = build_directory(settings)
     metrics = AuthMetrics(
         ClusterMetrics(url, prefix) if url else None, active_cap=settings.ACTIVE_USERS_TRACKED
@@ -137,7 +138,7 @@ def build_services(settings: Settings) -> Services:
         revocations=RevocationList(
             prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY
         ),
-        validator=SessionValidator(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID),
+        validator=build_validator(settings, cache, directory, metrics),
         metrics=metrics,
         limiter=LoginLimiter(
             prefix,
