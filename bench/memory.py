@@ -55,7 +55,8 @@ async def _fill_cache(users: list[str]) -> ValidationCache:
     cache = ValidationCache(ttl=300, max_size=len(users), shared=None)
     now = int(time.time() * 1000)
     for i, user_id in enumerate(users):
-        entry = CacheEntry(True, now, f"tenant-{i % 10}", None, None)
+        entry = CacheEntry(True, now, str(uuid.UUID(int=i % 10 + 1)), None, None,
+                           tenant_role="member", tenant_name=f"Bench {i % 10}")
         await cache.put(user_id, entry, cache.entry_ttl(entry))
     assert len(cache.near) == len(users)
     return cache

@@ -32,8 +32,13 @@ class BenchUser:
     tenant: str
 
 
+# Each user is a member of one of TENANTS team workspaces, current there (as the session says):
+# the benchmark measures sessions in their workspace, not the one-off move into one.
+TENANT_IDS = [str(uuid.UUID(int=i + 1)) for i in range(TENANTS)]
+
+
 def make_users(n: int) -> list[BenchUser]:
-    return [BenchUser(str(uuid.uuid4()), f"user{i:05d}@bench.example", f"tenant-{i % TENANTS}")
+    return [BenchUser(str(uuid.uuid4()), f"user{i:05d}@bench.example", TENANT_IDS[i % TENANTS])
             for i in range(n)]
 
 
@@ -49,8 +54,29 @@ async def seed_ours(url: str, users: list[BenchUser]) -> None:
             " raw_user_meta_data) VALUES ($1::uuid, $2, $3, $4::jsonb, '{}'::jsonb)",
             [(u.id, u.email, hashed, json.dumps({"tenant_id": u.tenant})) for u in users],
         )
+        await _seed_workspaces(conn, users)
     finally:
         await conn.close()
+
+
+async def _seed_workspaces(conn: asyncpg.Connection, users: list[BenchUser]) -> None:
+    owners = {u.tenant: u.id for u in reversed(users)}
+    await conn.executemany(
+        "INSERT INTO copilot_core.tenants (id, name, slug, type, owner_id)"
+        " VALUES ($1::uuid, $2, $3, 'team', $4::uuid)",
+        [(t, f"Bench {i}", f"bench-{i}", owners[t]) for i, t in enumerate(TENANT_IDS)
+         if t in owners],
+    )
+    await conn.executemany(
+        "INSERT INTO copilot_core.tenant_memberships (tenant_id, user_id, role, status,"
+        " joined_at) VALUES ($1::uuid, $2::uuid, 'member', 'active', now())",
+        [(u.tenant, u.id) for u in users],
+    )
+    await conn.executemany(
+        "INSERT INTO copilot_core.user_tenant_contexts (user_id, current_tenant_id)"
+        " VALUES ($1::uuid, $2::uuid)",
+        [(u.id, u.tenant) for u in users],
+    )
 
 
 async def seed_peer(url: str, users: list[BenchUser]) -> None:

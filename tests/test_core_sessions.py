@@ -40,7 +40,9 @@ async def test_login_sets_a_signed_httponly_lax_cookie(instance):
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["user"]["id"] == user_id and body["user"]["email"] == "alice@example.com"
-        assert body["user"]["tenantId"] == "acme"
+        # The session's tenant is the user's workspace (a personal one made at first sign-in).
+        tenant = body["user"]["tenantId"]
+        assert tenant and tenant != "acme" and body["user"]["tenantRole"] == "owner"
         name, token, flags = set_cookie_attrs(r.headers["set-cookie"])
         assert name == COOKIE
         assert "httponly" in flags and flags["samesite"].lower() == "lax"
@@ -49,7 +51,7 @@ async def test_login_sets_a_signed_httponly_lax_cookie(instance):
 
         claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"])
         assert claims["sub"] == user_id and claims["email"] == "alice@example.com"
-        assert claims["tenant"] == "acme" and claims["role"] is None
+        assert claims["tenant"] == claims["currentTenantId"] == tenant and claims["role"] is None
         assert claims["exp"] - claims["iat"] == 86400 and claims["jti"]
         assert jwt.get_unverified_header(token)["alg"] == "HS256"
 
@@ -195,10 +197,12 @@ async def test_auth_session_endpoint(instance):
         r = await app.client.get("/api/auth/session")
         assert r.status_code == 200
         body = r.json()
+        me = (await app.client.get("/api/me")).json()
         assert body["user"] == {"id": user_id, "email": "alice@example.com",
-                                "tenantId": "default", "role": "admin",
+                                "tenantId": me["tenantId"], "tenantRole": "owner",
+                                "tenantName": "Personal Workspace", "role": "admin",
                                 # next-auth/react's useSession fields, added for the move
-                                "name": None, "currentTenantId": "default"}
+                                "name": None, "currentTenantId": me["tenantId"]}
         assert body["expires"]
 
         # A bad cookie on this public route: no session, and no refusal either.

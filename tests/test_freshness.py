@@ -115,7 +115,9 @@ async def test_delete_while_every_connection_is_cut_is_refused_after_recovery(in
                   "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
                   "current_database() AND pid <> pg_backend_pid(); "
                   f"DELETE FROM auth.users WHERE id = '{user_id}'")
-        await refused_everywhere((a, b), cookie, RECONNECT_AND_REPLAY_S)
+        took = await refused_everywhere((a, b), cookie, RECONNECT_AND_REPLAY_S)
+        print(f"\ndelete while every connection was cut refused after "
+              f"{[f'{t:.2f}' for t in took]} s")
 
 
 async def test_a_lost_announcement_is_found_by_the_gap_behind_the_next(instance, pg_url):
@@ -141,7 +143,8 @@ async def test_a_lost_announcement_is_found_by_the_gap_behind_the_next(instance,
         # The next announced change leaves a gap behind it; the log is re-read to fill it.
         await sql(pg_url, "UPDATE auth.users SET raw_app_meta_data = '{\"x\": 1}' WHERE id = $1",
                   other_id)
-        await refused_everywhere((app,), lost_cookie, 2.0)
+        took = await refused_everywhere((app,), lost_cookie, 2.0)
+        print(f"\nlost announcement found through the gap after {took[0]:.3f} s")
         await eventually(lambda: app.services.cache.freshness.proving, timeout=5)
 
 

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwe
 from joserfc.jwk import OctKey
 
+from regcopilot.workspaces.store import WorkspaceStore
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.nextauth_node import NextAuthNode, install
 from tests.support import hash_password
@@ -34,17 +35,28 @@ def next_auth() -> NextAuthNode:
     return install()
 
 
+# user id → the id of the workspace add_user made current for them
+WORKSPACE: dict[str, str] = {}
+
+
 async def add_user(app: Any, email: str, *, tenant: str = "ws-1", admin: bool = False,
                    name: str | None = "Ada Lovelace") -> str:
+    """A user whose current workspace is a team named `tenant` (as on the upstream, whose
+    sessions carry the current workspace's id)."""
     user = await app.services.directory.add(
-        email, hash_password(PASSWORD), admin=admin, tenant_id=tenant, full_name=name
+        email, hash_password(PASSWORD), admin=admin, full_name=name
     )
+    store = WorkspaceStore(app.services.directory)
+    workspace = await store.create_team(user.id, tenant)
+    assert await store.switch(user.id, workspace.id)
+    WORKSPACE[user.id] = workspace.id
     return user.id
 
 
-def upstream_token(user_id: str, email: str, tenant: str = "ws-1", **extra: Any) -> dict:
+def upstream_token(user_id: str, email: str, tenant: str | None = None, **extra: Any) -> dict:
     """The claims the upstream's jwt callback puts in its token at sign-in."""
-    return {"sub": user_id, "email": email, "name": "Ada Lovelace", "currentTenantId": tenant,
+    return {"sub": user_id, "email": email, "name": "Ada Lovelace",
+            "currentTenantId": tenant or WORKSPACE.get(user_id, "ws-1"),
             "lastValidated": int(time.time() * 1000), **extra}
 
 
@@ -92,8 +104,8 @@ async def test_nextauth_cookie_is_accepted_then_upgraded(instance, next_auth):
 
         r = await get(app, f"{NA}={token}")
         assert r.status_code == 200, r.text
-        assert r.json() == {"id": uid, "email": "ada@example.com", "tenantId": "ws-1",
-                            "role": None}
+        assert r.json() == {"id": uid, "email": "ada@example.com", "tenantId": WORKSPACE[uid],
+                            "role": None, "tenantRole": "owner", "tenantName": "ws-1"}
         cookies = set_cookies(r)
         assert set(cookies) == {OURS, NA}
         assert attr(cookies[NA], "Max-Age") == "0" and value_of(cookies[NA]) == ""
@@ -122,13 +134,13 @@ async def test_session_endpoint_answers_use_session_fields_for_a_nextauth_cookie
 ):
     async with instance() as app:
         uid = await add_user(app, "ada@example.com", tenant="ws-9")
-        token = next_auth.encode(upstream_token(uid, "ada@example.com", "ws-9"), TEST_SECRET)
+        token = next_auth.encode(upstream_token(uid, "ada@example.com"), TEST_SECRET)
         exp = next_auth.decode(token, TEST_SECRET)["exp"]
         r = await get(app, f"{NA}={token}", "/api/auth/session")
         assert r.status_code == 200
         body = r.json()
         assert body["user"]["name"] == "Ada Lovelace"
-        assert body["user"]["currentTenantId"] == "ws-9" == body["user"]["tenantId"]
+        assert body["user"]["currentTenantId"] == WORKSPACE[uid] == body["user"]["tenantId"]
         assert body["user"]["id"] == uid and body["user"]["email"] == "ada@example.com"
         expires = datetime.fromisoformat(body["expires"])
         assert abs(expires - datetime.fromtimestamp(exp, UTC)) < timedelta(seconds=1)
@@ -215,7 +227,7 @@ async def test_nextauth_format_cookies_are_read_by_next_auth(instance, next_auth
         expires = datetime.fromisoformat(r.json()["expires"])
         assert payload["exp"] == int(expires.timestamp())
         assert payload["email"] == "ada@example.com" and payload["name"] == "Ada Lovelace"
-        assert payload["currentTenantId"] == "ws-1"
+        assert payload["currentTenantId"] == WORKSPACE[uid]
         assert next_auth.decode(token, "another-secret-" + "y" * 40).get("error")
 
         # Our tier reads its own NextAuth-format cookie, nothing to convert.
@@ -235,7 +247,7 @@ async def _our_format_token(app: Any, uid: str) -> tuple[str, Any]:
     from regcopilot.auth.tokens import SessionTokens
 
     return SessionTokens(TEST_SECRET, 3600).issue(sub=uid, email="ada@example.com",
-                                                  tenant="ws-1", role=None)
+                                                  tenant=WORKSPACE[uid], role=None)
 
 
 # --- one Redis, two tiers -------------------------------------------------------------------
@@ -257,7 +269,7 @@ async def test_entries_we_write_read_as_the_upstream_reads_them(instance, redis_
             assert type(entry["isValid"]) is bool
             assert before <= entry["timestamp"] <= int(time.time() * 1000)
             if uid == ok:
-                assert entry["isValid"] is True and entry["tenantId"] == "ws-7"
+                assert entry["isValid"] is True and entry["tenantId"] == WORKSPACE[ok]
             else:
                 assert entry["isValid"] is False
 

@@ -15,12 +15,14 @@ from regcopilot.config import ConfigError, Settings, load_settings
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor
 from regcopilot.ops.monitor import monitor
+from regcopilot.workspaces.cli import app as workspaces_app
 
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
 users = typer.Typer(help="Manage users in the user directory.", no_args_is_help=True)
 app.add_typer(users, name="users")
 sessions_cli = typer.Typer(help="List and revoke users' sessions.", no_args_is_help=True)
 app.add_typer(sessions_cli, name="sessions")
+app.add_typer(workspaces_app, name="workspaces")
 
 T = TypeVar("T")
 

@@ -13,6 +13,7 @@ class Reason(StrEnum):
     NOT_FOUND = "not_found"
     DELETED = "deleted"
     BANNED = "banned"
+    NO_WORKSPACE = "no_workspace"  # a valid account with no active workspace left
 
 
 class Backend(StrEnum):

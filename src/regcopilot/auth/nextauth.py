@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import replace
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -60,8 +61,13 @@ class NextAuthTokens:
     def reissue(self, claims: Claims) -> tuple[str, Claims]:
         now = int(time.time())
         again = Claims(claims.sub, claims.email, claims.tenant, claims.role, now,
-                       min(claims.exp, now + self.max_age), claims.jti, claims.name)
+                       min(claims.exp, now + self.max_age), claims.jti, claims.name,
+                       claims.tenant_at)
         return self._encode(again), again
+
+    def move(self, claims: Claims, tenant: str) -> str:
+        """The same session in another workspace (see SessionTokens.move)."""
+        return self._encode(replace(claims, tenant=tenant, tenant_at=int(time.time() * 1000)))
 
     def _encode(self, claims: Claims) -> str:
         payload = {
@@ -69,6 +75,7 @@ class NextAuthTokens:
             "email": claims.email,
             "name": claims.name,
             "currentTenantId": claims.tenant or None,
+            "tenantAt": claims.tenant_at or None,  # ours: when the workspace was set (ms)
             "role": claims.role,
             # The upstream's jwt callback re-checks the user once this is 5 minutes old; the
             # session was validated as it was issued here.
@@ -131,6 +138,7 @@ def _claims(body: dict, max_age: int) -> Claims:
         raise InvalidToken("not yet valid")
     email, name = body.get("email"), body.get("name")
     tenant, role = body.get("currentTenantId"), body.get("role")
+    tenant_at = body.get("tenantAt")
     return Claims(
         sub=sub,
         email=email if isinstance(email, str) else "",
@@ -140,4 +148,5 @@ def _claims(body: dict, max_age: int) -> Claims:
         exp=exp,
         jti=jti,
         name=name if isinstance(name, str) else None,
+        tenant_at=tenant_at if type(tenant_at) is int else 0,
     )

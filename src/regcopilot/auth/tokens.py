@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jwt
 
@@ -36,6 +36,9 @@ class Claims:
     exp: int
     jti: str
     name: str | None = None  # display name (NextAuth's `name` claim), when known
+    # ms since the epoch when `tenant` was set by a sign-in or a switch: a cached validation
+    # older than that, naming another workspace, is re-asked rather than believed.
+    tenant_at: int = 0
 
 
 class SessionTokens:
@@ -50,7 +53,8 @@ class SessionTokens:
         self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
     ) -> tuple[str, Claims]:
         now = int(time.time())
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, uuid.uuid4().hex, name)
+        claims = Claims(sub, email, tenant, role, now, now + self.max_age, uuid.uuid4().hex, name,
+                        tenant_at=int(time.time() * 1000))
         return self._encode(claims), claims
 
     def reissue(self, claims: Claims) -> tuple[str, Claims]:
@@ -58,15 +62,22 @@ class SessionTokens:
         no later than the original and no later than this format's own max age."""
         now = int(time.time())
         exp = min(claims.exp, now + self.max_age)
-        again = Claims(claims.sub, claims.email, claims.tenant, claims.role, now, exp,
-                       claims.jti, claims.name)
+        again = replace(claims, iat=now, exp=exp)
         return self._encode(again), again
+
+    def move(self, claims: Claims, tenant: str) -> str:
+        """The same session (subject, id, expiry) in another workspace: a sign-out still
+        ends it, and it lives no longer than the original."""
+        return self._encode(replace(claims, tenant=tenant, tenant_at=int(time.time() * 1000)))
 
     def _encode(self, claims: Claims) -> str:
         payload = {
             "sub": claims.sub,
             "email": claims.email,
             "tenant": claims.tenant,
+            # the upstream's claim name for the session's workspace
+            "currentTenantId": claims.tenant,
+            "tenantAt": claims.tenant_at,
             "role": claims.role,
             "iat": claims.iat,
             "exp": claims.exp,
@@ -126,6 +137,9 @@ class SessionTokens:
             raise InvalidToken("lifetime too long")
         email, tenant, role = body.get("email"), body.get("tenant"), body.get("role")
         name = body.get("name")
+        if not isinstance(tenant, str):
+            tenant = body.get("currentTenantId")
+        tenant_at = body.get("tenantAt")
         return Claims(
             sub=sub,
             email=email if isinstance(email, str) else "",
@@ -135,4 +149,5 @@ class SessionTokens:
             exp=exp,
             jti=jti,
             name=name if isinstance(name, str) else None,
+            tenant_at=tenant_at if type(tenant_at) is int else 0,
         )

@@ -32,6 +32,10 @@ class CacheEntry:
     # The change-log position this answer reflects (cache/freshness.py); None from a writer
     # that does not know the log (the upstream tier): such an entry lives the short TTL only.
     seq: int | None = None
+    # The session's workspace (tenant_id is its id, the upstream's meaning): the user's role
+    # in it and its name. A valid entry without them was not written by this version.
+    tenant_role: str | None = None
+    tenant_name: str | None = None
 
     def fresh(self, ttl_s: float, now: int) -> bool:
         """Written within the last TTL, and not from the future (allowing for clock skew
@@ -50,6 +54,10 @@ class CacheEntry:
             body["bannedUntil"] = self.banned_until
         if self.seq is not None:
             body["seq"] = self.seq
+        if self.tenant_role is not None:
+            body["tenantRole"] = self.tenant_role
+        if self.tenant_name is not None:
+            body["tenantName"] = self.tenant_name
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -74,9 +82,15 @@ class CacheEntry:
         until, seq = body.get("bannedUntil"), body.get("seq")
         if until is not None and type(until) is not int:
             return None
+        tenant_role, tenant_name = body.get("tenantRole"), body.get("tenantName")
+        if valid and not (isinstance(tenant, str) and isinstance(tenant_role, str)
+                          and isinstance(tenant_name, str)):
+            return None  # a pass must say which workspace, as whom: else ask the directory
+        if not all(v is None or isinstance(v, str) for v in (tenant_role, tenant_name)):
+            return None
         if seq is not None and (type(seq) is not int or seq < 0):
             return None
-        return cls(valid, ts, tenant, reason, role, until, seq)
+        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name)
 
 
 def upstream_shaped(raw: str | bytes) -> bool:

@@ -258,6 +258,9 @@ class RedisStore:
         """Raise a counter to `value` if it is lower (never lowers it), atomically."""
         await self._run(self._client.eval(_SET_MAX, 1, key, value))
 
+    async def exists(self, key: str) -> bool:
+        return bool(await self._run(self._client.exists(key)))
+
     async def count(self, prefix: str) -> int:
         return len(await self._run(self._keys(prefix)))
 

@@ -87,6 +87,10 @@ class AuthMetrics:
         if name is not None:
             self._live.values[name] += n
 
+    def workspace(self, counter: str) -> None:
+        """workspaceSwitches | workspaceAutoSwitches | workspaceAccessLost."""
+        self._live.values[counter] += 1
+
     def process_totals(self) -> dict[str, int]:
         """This process's own counts so far, the unflushed batch included."""
         totals = dict(self.local.values)

@@ -34,6 +34,10 @@ COUNTER_NAMES = (
     "sessionsRevokedUser",
     "sessionsRevokedAdmin",
     "sessionsRevokedBanOrDelete",
+    # workspaces: switches asked for; sessions moved off a workspace they lost; lost access
+    "workspaceSwitches",
+    "workspaceAutoSwitches",
+    "workspaceAccessLost",
 )
 # A revocation's reason (auth/sessions.py) → the counter it adds to.
 SESSION_REVOKED_COUNTERS = {

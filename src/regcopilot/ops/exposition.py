@@ -45,6 +45,11 @@ COUNTERS = {
     "coalesced": ("coalesced_misses", "Misses answered by another request's query."),
     "migratedSessions": ("migrated_sessions",
                          "Sessions moved from the other cookie format (NextAuth) on first use."),
+    "workspaceSwitches": ("workspace_switches", "Workspace switches asked for (API)."),
+    "workspaceAutoSwitches": ("workspace_automatic_switches",
+                              "Sessions moved to another workspace after losing theirs."),
+    "workspaceAccessLost": ("workspace_access_lost",
+                            "Current workspaces found no longer accessible."),
 }
 
 

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from regcopilot.names import Reason
 from regcopilot.users.changes import Change, FeedCursor
@@ -59,6 +59,31 @@ class User:
 
 
 @dataclass(frozen=True, slots=True)
+class CurrentWorkspace:
+    """The workspace a session is in, from the same directory query as the account:
+    tenant_id None when the user has no active workspace; stored_id is what
+    user_tenant_contexts held (differs from tenant_id when access to it was lost)."""
+
+    tenant_id: str | None = None
+    name: str | None = None
+    role: str | None = None
+    stored_id: str | None = None
+
+    @property
+    def moved(self) -> bool:
+        """The stored current workspace is not the one the session is in."""
+        return self.stored_id != self.tenant_id
+
+    @property
+    def lost(self) -> bool:
+        """A workspace that was current is no longer accessible."""
+        return self.stored_id is not None and self.stored_id != self.tenant_id
+
+
+NO_WORKSPACE = CurrentWorkspace()
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What the directory says about a user: valid, or invalid with a reason."""
 
@@ -67,9 +92,18 @@ class Verdict:
     tenant_id: str | None = None
     role: str | None = None
     banned_until: datetime | None = None
+    tenant_role: str | None = None
+    tenant_name: str | None = None
 
 
-def judge(user: User | None, default_tenant: str, now: datetime | None = None) -> Verdict:
+def judge(
+    user: User | None,
+    default_tenant: str,
+    now: datetime | None = None,
+    workspace: CurrentWorkspace | None = None,
+) -> Verdict:
+    """The account's verdict; with `workspace` (a session being validated), a valid account
+    with no active workspace left is refused too, and the tenant is that workspace."""
     if user is None:
         return Verdict(False, Reason.NOT_FOUND)
     tenant = user.tenant_id(default_tenant)
@@ -78,7 +112,14 @@ def judge(user: User | None, default_tenant: str, now: datetime | None = None) -
     now = now or datetime.now(UTC)
     if user.banned_until is not None and user.banned_until > now:
         return Verdict(False, Reason.BANNED, tenant, user.role, user.banned_until)
-    return Verdict(True, None, tenant, user.role)
+    if workspace is None:
+        return Verdict(True, None, tenant, user.role)
+    if workspace.tenant_id is None:
+        return Verdict(False, Reason.NO_WORKSPACE, None, user.role)
+    return Verdict(
+        True, None, workspace.tenant_id, user.role,
+        tenant_role=workspace.role, tenant_name=workspace.name,
+    )
 
 
 ChangeCallback = Callable[[Change], Awaitable[None] | None]
@@ -123,6 +164,16 @@ class UserDirectory(Protocol):
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def get(self, user_id: str) -> User | None: ...
+    async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
+        """The account and the session's current workspace in one statement (one round
+        trip): what the validator asks."""
+        ...
+    async def rows(self, sql: str, *params: Any) -> list[tuple]:
+        """A read in the shared SQL dialect (regcopilot.workspaces.sql)."""
+        ...
+    async def batch(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        """Writes in one transaction; the row count of each."""
+        ...
     async def find_by_email(self, email: str) -> User | None: ...
     async def add(
         self,

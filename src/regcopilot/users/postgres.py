@@ -17,8 +17,10 @@ from regcopilot.background import cancelling
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
+    NO_WORKSPACE,
     PRUNE_BATCH,
     ChangeCallback,
+    CurrentWorkspace,
     DirectoryUnavailable,
     LogSnapshot,
     RevokedCallback,
@@ -30,6 +32,8 @@ from regcopilot.users.directory import (
 )
 from regcopilot.users.rows import COLUMNS, new_meta, to_user
 from regcopilot.users.schema import NOTIFY_CHANNEL, POSTGRES_DDL, POSTGRES_DDL_LOCK
+from regcopilot.workspaces import schema as workspace_schema
+from regcopilot.workspaces.sql import SESSION, render, split_session
 
 log = logging.getLogger("regcopilot.users")
 
@@ -100,6 +104,7 @@ class PostgresDirectory:
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", POSTGRES_DDL_LOCK)
             await conn.execute(POSTGRES_DDL)
+            await conn.execute(workspace_schema.POSTGRES_DDL)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -140,6 +145,35 @@ class PostgresDirectory:
         return await self._one(
             f"SELECT {COLUMNS} FROM auth.users WHERE email = $1", normalize_email(email)
         )
+
+    async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
+        if not is_uuid(user_id):
+            return None, NO_WORKSPACE
+        found = await self.rows(render(self.kind, SESSION), user_id)
+        return split_session(found[0]) if found else (None, NO_WORKSPACE)
+
+    async def rows(self, sql: str, *params: Any) -> list[tuple]:
+        try:
+            async with self._conn() as conn:
+                found = await conn.fetch(sql, *params)
+        except DirectoryUnavailable as exc:
+            if not isinstance(exc.__cause__, DROPPED):
+                raise
+            async with self._conn() as conn:  # one retry on a dropped pooled connection
+                found = await conn.fetch(sql, *params)
+        return [tuple(r) for r in found]
+
+    async def batch(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        counts: list[int] = []
+        async with self._conn() as conn:
+            try:
+                async with conn.transaction():
+                    for sql, params in statements:
+                        status = await conn.execute(sql, *params)
+                        counts.append(int(status.rsplit(" ", 1)[-1]))
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise ValueError(str(exc)) from exc
+        return counts
 
     async def add(
         self,

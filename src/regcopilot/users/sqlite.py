@@ -19,8 +19,10 @@ import aiosqlite
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
+    NO_WORKSPACE,
     PRUNE_BATCH,
     ChangeCallback,
+    CurrentWorkspace,
     DirectoryUnavailable,
     LogSnapshot,
     RevokedCallback,
@@ -31,6 +33,8 @@ from regcopilot.users.directory import (
 )
 from regcopilot.users.rows import COLUMNS, new_meta, to_user
 from regcopilot.users.schema import SQLITE_DDL
+from regcopilot.workspaces import schema as workspace_schema
+from regcopilot.workspaces.sql import SESSION, render, split_session
 
 log = logging.getLogger("regcopilot.users")
 
@@ -60,6 +64,7 @@ class SqliteDirectory:
         self._db = await aiosqlite.connect(self.path, timeout=self.timeout)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.executescript(SQLITE_DDL)
+        await self._db.executescript(workspace_schema.SQLITE_DDL)
         await self._db.commit()
 
     async def close(self) -> None:
@@ -93,6 +98,34 @@ class SqliteDirectory:
         return await self._one(
             f"SELECT {COLUMNS} FROM auth_users WHERE email = ?", (normalize_email(email),)
         )
+
+    async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
+        found = await self.rows(render(self.kind, SESSION), user_id)
+        return split_session(found[0]) if found else (None, NO_WORKSPACE)
+
+    async def rows(self, sql: str, *params: Any) -> list[tuple]:
+        async with self._conn() as db, db.execute(sql, params) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def batch(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        counts: list[int] = []
+        failed: sqlite3.IntegrityError | None = None
+        async with self._conn() as db:
+            try:
+                for sql, params in statements:
+                    counts.append((await db.execute(sql, params)).rowcount)
+            except sqlite3.IntegrityError as exc:
+                # Raised outside _conn(), which would make a constraint an "unavailable".
+                failed = exc
+                await db.rollback()
+            except BaseException:
+                await db.rollback()
+                raise
+            else:
+                await db.commit()
+        if failed is not None:
+            raise ValueError(str(failed)) from failed
+        return counts
 
     async def add(
         self,

@@ -18,6 +18,7 @@ from regcopilot.web.routes import admin, auth, dashboard, health, observability,
 from regcopilot.web.routes import console as console_routes
 from regcopilot.web.routes import prometheus as prometheus_routes
 from regcopilot.web.routes import sessions as session_routes
+from regcopilot.web.routes import workspaces as workspace_routes
 from regcopilot.web.services import build_services
 
 
@@ -43,6 +44,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     refusals.install(app)
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
+    app.include_router(workspace_routes.router)
+    app.include_router(workspace_routes.pages)
     app.include_router(session_routes.router)
     app.include_router(console_routes.router)
     app.include_router(session_routes.admin_router)

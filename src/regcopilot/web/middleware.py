@@ -9,17 +9,21 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
+from dataclasses import replace
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regcopilot.auth.tokens import InvalidToken
+from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.migration import UPGRADE, with_upgrade
 from regcopilot.web.next_path import login_location
 from regcopilot.web.refusals import DIRECTORY_DOWN, RETRY_AFTER_SECONDS, error_body
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
+from regcopilot.web.workspace_cookie import announcing
 
 log = logging.getLogger("regcopilot.auth")
 
@@ -37,6 +41,7 @@ PUBLIC_PATHS = frozenset(
 PUBLIC_PREFIXES = ("/static/",)
 MONITOR_PATHS = frozenset({"/api/observability", "/metrics"})
 _RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
+REFUSALS = {Reason.NO_WORKSPACE: "no accessible workspace"}
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
@@ -120,6 +125,8 @@ class SessionMiddleware:
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             if path == "/api/auth/session":
                 await self._soft(scope, state)
+                if state.get("reissue") is not None:
+                    send = announcing(send, state, self.services.settings)
             await self.app(scope, receive, with_upgrade(send, state))
             return
         if path in MONITOR_PATHS and self._monitor_token_ok(scope):
@@ -128,6 +135,8 @@ class SessionMiddleware:
             return
         status, reason = await self._authenticate(scope, state)
         if status == 200:
+            if state.get("reissue") is not None:
+                send = announcing(send, state, self.services.settings)
             await self.app(scope, receive, with_upgrade(send, state))
             return
         await self._refuse(scope, send, status, reason)
@@ -157,6 +166,10 @@ class SessionMiddleware:
             return 401, "invalid session"
         try:
             entry = await services.validator.validate(claims.sub)
+            if (entry.is_valid and entry.tenant_id != claims.tenant
+                    and entry.timestamp < claims.tenant_at):
+                # The session was moved to this workspace after the cached answer was made.
+                entry = await services.validator.refresh(claims.sub)
         except DirectoryUnavailable as exc:
             log.warning("User directory unavailable: %s", exc)
             return 503, DIRECTORY_DOWN
@@ -164,7 +177,7 @@ class SessionMiddleware:
             # Before the revocation check: a ban or delete also revokes the user's sessions,
             # and the user's state is the more telling answer (and the guide's
             # deleted/banned-detected counts come from here).
-            return 401, f"account {entry.reason or 'invalid'}"
+            return 401, REFUSALS.get(entry.reason or "") or f"account {entry.reason or 'invalid'}"
         if await services.revocations.is_revoked(claims.jti):
             services.security.invalid_token("revoked", scope)
             return 401, "session ended"
@@ -177,9 +190,20 @@ class SessionMiddleware:
             jti=claims.jti,
             exp=claims.exp,
             name=claims.name,
+            tenant_role=entry.tenant_role,
+            tenant_name=entry.tenant_name,
         )
+        moved = bool(entry.tenant_id and entry.tenant_id != claims.tenant)
         if found is not None and found.upgrade:
+            # Upgraded straight into the workspace the session is served in: one new cookie.
+            if moved:
+                claims = replace(claims, tenant=entry.tenant_id or "",
+                                 tenant_at=int(time.time() * 1000))
             state[UPGRADE] = services.foreign.upgrade(found, claims, state["user"])
+        elif moved:
+            assert entry.tenant_id is not None
+            token = services.tokens.move(claims, entry.tenant_id)
+            state["reissue"] = (entry.tenant_id, token, max(0, claims.exp - int(time.time())))
         return 200, ""
 
     async def _soft(self, scope: Scope, state: dict[str, Any]) -> None:

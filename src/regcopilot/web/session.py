@@ -41,6 +41,8 @@ class SessionUser:
     jti: str
     exp: int
     name: str | None = None
+    tenant_role: str | None = None  # the user's role in the current workspace
+    tenant_name: str | None = None
 
     @property
     def is_admin(self) -> bool:

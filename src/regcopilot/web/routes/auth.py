@@ -23,6 +23,7 @@ from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
+from regcopilot.workspaces.store import WorkspaceStore
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
 
@@ -116,13 +117,19 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         svc.security.failed_login(email, ip)
         raise LoginFailed(403, "This account is banned")
     await svc.limiter.succeeded(email, ip)
+    try:  # the first sign-in makes a personal workspace; the session starts in the current one
+        workspace = await WorkspaceStore(svc.directory).ensure_personal(user)
+    except DirectoryUnavailable:
+        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
+    if workspace.tenant_id is None:
+        raise LoginFailed(403, "no accessible workspace")
     cached = await svc.cache.get(user.id)
     if cached is not None and not cached.is_valid:
         # The directory just said yes (e.g. unbanned a moment ago, before the change feed
         # reached us): a stale refusal must not log the new session straight out again.
         await svc.validator.user_changed(user.id)
     token, claims = svc.tokens.issue(
-        sub=user.id, email=user.email, tenant=verdict.tenant_id or "", role=user.role,
+        sub=user.id, email=user.email, tenant=workspace.tenant_id, role=user.role,
         name=user.full_name,
     )
     try:
@@ -143,7 +150,9 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
             "id": user.id,
             "email": user.email,
             "name": user.full_name,
-            "tenantId": verdict.tenant_id,
+            "tenantId": workspace.tenant_id,
+            "tenantRole": workspace.role,
+            "tenantName": workspace.name,
             "role": user.role,
         },
         "expires": datetime.fromtimestamp(claims.exp, UTC).isoformat(),
@@ -243,6 +252,8 @@ async def session(request: Request) -> Response:
                 "id": user.id,
                 "email": user.email,
                 "tenantId": user.tenant_id,
+                "tenantRole": user.tenant_role,
+                "tenantName": user.tenant_name,
                 "role": user.role,
                 # What next-auth/react's useSession reads (the upstream's session callback).
                 "name": user.name,

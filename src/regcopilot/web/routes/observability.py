@@ -46,6 +46,11 @@ async def observability_report(request: Request) -> dict:
             "sessions": sessions_block(
                 snap.counters, await active_sessions(svc), len(svc.revocations.local)
             ),
+            "workspaces": {
+                "switches": snap.counters.get("workspaceSwitches", 0),
+                "automaticSwitches": snap.counters.get("workspaceAutoSwitches", 0),
+                "accessLost": snap.counters.get("workspaceAccessLost", 0),
+            },
         },
     )
     # Which age is in force (README, "Freshness"): the max age while every change since an

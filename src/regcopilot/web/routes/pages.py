@@ -10,6 +10,7 @@ from regcopilot.web.deps import current_user, errors
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.routes.auth import login
+from regcopilot.web.routes.workspaces import workspace_choices
 from regcopilot.web.session import SessionUser
 
 router = APIRouter(responses=errors(401, 503))
@@ -29,11 +30,13 @@ async def login_form(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, user: SessionUser = Depends(current_user)) -> Response:
-    return render(request, "home.html", {"user": user})
+    return render(request, "home.html", {"user": user,
+                                         "workspaces": await workspace_choices(request, user)})
 
 
 def me_body(user: SessionUser) -> dict:
-    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role}
+    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role,
+            "tenantRole": user.tenant_role, "tenantName": user.tenant_name}
 
 
 def me_hot(scope: Scope) -> dict | None:

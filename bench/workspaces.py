@@ -1,0 +1,124 @@
+"""Access lost → effect across instances: time from a member's removal from a workspace (the
+members API on one instance, or plain SQL on copilot_core.tenant_memberships) until every one
+of three instances serves that member's session in their personal workspace.
+
+    .venv/bin/python bench/workspaces.py [--trials 30]
+
+Uses this machine's PostgreSQL and Redis (a database and key prefix of its own, removed
+afterwards) and three `regcopilot serve` processes on loopback ports. Bounded: each trial
+gives up after 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.lockout import PG_ADMIN, login, pct
+from tests.cluster import ServerProcess, cluster_env
+from tests.support import delete_prefix
+from tests.test_multi_instance import COOKIE, _reset_users, add_user
+
+
+def as_cookie(cookie: str) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={cookie}"}
+
+
+async def served_personal_after(client: httpx.AsyncClient, cookie: str, personal: str,
+                                t0: float, deadline: float) -> float:
+    while time.perf_counter() < deadline:
+        r = await client.get("/api/me", headers=as_cookie(cookie))
+        if r.status_code == 200 and r.json()["tenantId"] == personal:
+            return time.perf_counter() - t0
+    raise TimeoutError("not moved before the deadline")
+
+
+async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner: str,
+                team: str, member: dict[str, str], path: str) -> float:
+    r = await clients[0].post(f"/api/workspaces/{team}/members", headers=as_cookie(owner),
+                              json={"email": member["email"]})
+    r.raise_for_status()
+    r = await clients[1].post("/api/workspaces/switch", headers=as_cookie(member["cookie"]),
+                              json={"tenantId": team})
+    r.raise_for_status()
+    cookie = r.cookies[COOKIE]
+    for c in clients:  # every near cache holds the member in the team
+        for _ in range(2):
+            assert (await c.get("/api/me", headers=as_cookie(cookie))).json()["tenantId"] == team
+    if path == "api":
+        r = await clients[0].delete(f"/api/workspaces/{team}/members/{member['id']}",
+                                    headers=as_cookie(owner))
+        r.raise_for_status()
+    else:
+        await pg.execute(
+            "UPDATE copilot_core.tenant_memberships SET status = 'removed', deleted_at = now()"
+            " WHERE tenant_id = $1 AND user_id = $2", uuid.UUID(team), uuid.UUID(member["id"]))
+    t0 = time.perf_counter()
+    delays = await asyncio.gather(
+        *(served_personal_after(c, cookie, member["personal"], t0, t0 + 10) for c in clients)
+    )
+    return max(delays)
+
+
+async def main(trials: int) -> None:
+    db = f"regcopilot_wsbench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{db}"')
+    pg_url = f"postgresql://postgres@127.0.0.1:5432/{db}"
+    prefix = f"regcopilot-wsbench-{uuid.uuid4().hex[:8]}:copilot:auth:"
+    tmp = Path(tempfile.mkdtemp(prefix="regcopilot-wsbench-"))
+    servers: list[ServerProcess] = []
+    try:
+        await _reset_users(pg_url)
+        env = cluster_env(pg_url, prefix, tmp)
+        servers = [ServerProcess(n, env, tmp).start() for n in ("a", "b", "c")]
+        clients = [httpx.AsyncClient(base_url=s.url) for s in servers]
+        await add_user(pg_url, "owner@bench.example")
+        owner = await login(clients[0], "owner@bench.example")
+        r = await clients[0].post("/api/workspaces", headers=as_cookie(owner),
+                                  json={"name": "Bench Team"})
+        r.raise_for_status()
+        team = r.json()["id"]
+        member_id = await add_user(pg_url, "member@bench.example")
+        r = await clients[1].post("/api/auth/login", json={
+            "email": "member@bench.example", "password": "cluster password 1"})
+        r.raise_for_status()
+        member = {"id": member_id, "email": "member@bench.example",
+                  "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
+        pg = await asyncpg.connect(pg_url)
+        results: dict[str, list[float]] = {"api": [], "sql": []}
+        for _ in range(trials):
+            for path in results:
+                results[path].append(await trial(clients, pg, owner, team, member, path))
+        await pg.close()
+        for c in clients:
+            await c.aclose()
+        print(f"access lost → served in the personal workspace on all 3 instances, "
+              f"{trials} trials per path (ms):")
+        print("| path | p50 | p99 | max |")
+        print("|---|---|---|---|")
+        for path, values in results.items():
+            ms = [v * 1000 for v in values]
+            print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
+    finally:
+        for s in servers:
+            s.stop()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.close()
+        delete_prefix(prefix)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    asyncio.run(main(parser.parse_args().trials))

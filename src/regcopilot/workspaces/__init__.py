@@ -1,0 +1,1 @@
+"""Workspaces (the upstream's tenants): which one a session is in, and who may be in it."""

@@ -1,0 +1,392 @@
+"""Workspaces in a session (issue 13), on real SQLite/PostgreSQL and Redis, two in-process
+instances on one directory: the journey, access lost through the API and plain SQL, role
+changes, refusals, and the embedded default."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from regcopilot.config import load_settings
+from tests.conftest import PASSWORD, TEST_SECRET, serve
+from tests.support import eventually
+
+COOKIE = "regcopilot.session-token"
+BEARER = {"Authorization": "Bearer monitor-token"}
+BACKENDS = [("sqlite", "memory"), ("sqlite", "redis"), ("postgres", "memory"),
+            ("postgres", "redis")]
+
+
+def cookie_of(response: Any) -> str:
+    return response.cookies[COOKIE]
+
+
+async def me(app: Any, cookie: str) -> Any:
+    return await app.client.get("/api/me", headers={"Cookie": f"{COOKIE}={cookie}"})
+
+
+async def call(app: Any, method: str, path: str, cookie: str, **kw: Any) -> Any:
+    return await app.client.request(method, path, headers={"Cookie": f"{COOKIE}={cookie}"},
+                                    **kw)
+
+
+async def sign_in(app: Any, email: str) -> tuple[str, dict]:
+    r = await app.client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    app.client.cookies.clear()  # each test names the cookie it sends
+    return cookie_of(r), r.json()["user"]
+
+
+async def sql(directory: str, app: Any, pg_url: str, statement: str, *args: Any) -> None:
+    """Plain SQL on the workspace tables, from outside the app."""
+    if directory == "postgres":
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(statement.format(
+                tenants="copilot_core.tenants", members="copilot_core.tenant_memberships",
+                contexts="copilot_core.user_tenant_contexts", now="now()"),
+                *(uuid.UUID(a) for a in args))
+        finally:
+            await conn.close()
+        return
+    import sqlite3
+
+    path = app.services.settings.DATABASE_URL.removeprefix("sqlite:///")
+    text = statement.format(
+        tenants="copilot_core_tenants", members="copilot_core_tenant_memberships",
+        contexts="copilot_core_user_tenant_contexts",
+        now="strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
+    for n in range(len(args), 0, -1):
+        text = text.replace(f"${n}", "?")
+    with sqlite3.connect(path) as conn:
+        conn.execute(text, args)
+
+
+@pytest.fixture
+def pair(instance):
+    """Two instances on one directory and (for redis) one Redis."""
+
+    def make(directory: str, cache: str) -> Any:
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def both():
+            async with instance(directory, cache) as a, instance(directory, cache) as b:
+                yield a, b
+
+        return both()
+
+    return make
+
+
+async def _team_with_member(a: Any, b: Any) -> dict[str, Any]:
+    """alice owns a team; bob is a member there and has switched into it on instance b."""
+    tag = uuid.uuid4().hex[:8]
+    await a.add_user(f"alice-{tag}@example.com")
+    bob_id = await a.add_user(f"bob-{tag}@example.com")
+    alice, alice_user = await sign_in(a, f"alice-{tag}@example.com")
+    bob, bob_user = await sign_in(b, f"bob-{tag}@example.com")
+    r = await call(a, "POST", "/api/workspaces", alice, json={"name": "Acme Compliance"})
+    assert r.status_code == 201, r.text
+    team = r.json()["id"]
+    r = await call(a, "POST", f"/api/workspaces/{team}/members", alice,
+                   json={"email": f"bob-{tag}@example.com", "role": "member"})
+    assert r.status_code == 201, r.text
+    # Warm both instances with bob in his personal workspace first.
+    for app in (a, b):
+        assert (await me(app, bob)).json()["tenantId"] == bob_user["tenantId"]
+    r = await call(b, "POST", "/api/workspaces/switch", bob, json={"tenantId": team})
+    assert r.status_code == 200, r.text
+    return {"alice": alice, "bob": cookie_of(r), "bob_id": bob_id, "team": team,
+            "bob_personal": bob_user["tenantId"], "alice_personal": alice_user["tenantId"]}
+
+
+@pytest.mark.parametrize(("directory", "cache"), BACKENDS)
+async def test_journey_personal_team_member_switch_seen_on_another_instance(
+        pair, directory, cache):
+    async with pair(directory, cache) as (a, b):
+        tag = uuid.uuid4().hex[:8]
+        await a.add_user(f"carol-{tag}@example.com")
+        cookie, user = await sign_in(a, f"carol-{tag}@example.com")
+        listed = (await call(a, "GET", "/api/workspaces", cookie)).json()
+        assert listed["current"] == user["tenantId"]
+        assert [(w["type"], w["role"], w["isCurrent"]) for w in listed["workspaces"]] == [
+            ("personal", "owner", True)]
+
+        s = await _team_with_member(a, b)
+        # The very next request, on the OTHER instance, whose cache still said "personal".
+        body = (await me(a, s["bob"])).json()
+        assert (body["tenantId"], body["tenantRole"], body["tenantName"]) == (
+            s["team"], "member", "Acme Compliance")
+        r = await me(b, s["bob"])
+        assert r.json()["tenantId"] == s["team"] and "x-workspace-changed" not in r.headers
+        listed = (await call(a, "GET", "/api/workspaces", s["bob"])).json()
+        assert listed["current"] == s["team"]
+        assert {(w["id"], w["isCurrent"]) for w in listed["workspaces"]} == {
+            (s["team"], True), (s["bob_personal"], False)}
+        session = (await call(a, "GET", "/api/auth/session", s["bob"])).json()["user"]
+        assert session["tenantId"] == s["team"] and session["tenantRole"] == "member"
+
+
+async def _served_personal(app: Any, cookie: str, personal: str) -> Any:
+    r = await me(app, cookie)
+    return r if r.status_code == 200 and r.json()["tenantId"] == personal else None
+
+
+@pytest.mark.parametrize(("directory", "cache"), BACKENDS)
+@pytest.mark.parametrize("how", ["api", "sql-removed", "sql-suspended", "sql-workspace-deleted"])
+async def test_access_lost_moves_the_session_to_the_personal_workspace(
+        pair, pg_url, directory, cache, how):
+    async with pair(directory, cache) as (a, b):
+        s = await _team_with_member(a, b)
+        for app in (a, b):
+            assert (await me(app, s["bob"])).json()["tenantId"] == s["team"]
+        if how == "api":
+            r = await call(a, "DELETE", f"/api/workspaces/{s['team']}/members/{s['bob_id']}",
+                           s["alice"])
+            assert r.status_code == 200, r.text
+        elif how == "sql-workspace-deleted":
+            await sql(directory, a, pg_url,
+                      "UPDATE {tenants} SET deleted_at = {now} WHERE id = $1", s["team"])
+        else:
+            status = how.removeprefix("sql-")
+            await sql(directory, a, pg_url,
+                      f"UPDATE {{members}} SET status = '{status}' WHERE tenant_id = $1"
+                      " AND user_id = $2", s["team"], s["bob_id"])
+        for app in (a, b):
+            r = await eventually(lambda app=app: _served_personal(app, s["bob"], s["bob_personal"]),
+                                 timeout=5)
+            # Told so, with the session re-issued for the workspace it was served in.
+            assert r.headers["x-workspace-changed"] == s["bob_personal"]
+            fresh = cookie_of(r)
+            r = await me(app, fresh)
+            assert r.json()["tenantId"] == s["bob_personal"]
+            assert "x-workspace-changed" not in r.headers
+        counted = {k: a.counters()[k] + b.counters()[k] for k in a.counters()}
+        assert counted["workspaceAccessLost"] >= 1
+        assert counted["workspaceAutoSwitches"] >= 1
+        assert counted["workspaceSwitches"] == 1
+        body = (await a.client.get("/api/observability", headers=BEARER)).json()
+        assert set(body["workspaces"]) == {"switches", "automaticSwitches", "accessLost"}
+
+        # Nothing left: the personal workspace taken away too → refused everywhere.
+        await sql(directory, a, pg_url,
+                  "UPDATE {members} SET status = 'suspended' WHERE tenant_id = $1"
+                  " AND user_id = $2", s["bob_personal"], s["bob_id"])
+
+        async def refused(app: Any) -> bool:
+            r = await me(app, s["bob"])
+            return r.status_code == 401 and r.json()["error"] == "no accessible workspace"
+
+        for app in (a, b):
+            await eventually(lambda app=app: refused(app), timeout=5)
+        # And signing in again does not hand a new personal workspace back.
+        r = await b.client.post("/api/auth/login", json={
+            "email": (await me(a, s["alice"])).json()["email"].replace("alice", "bob"),
+            "password": PASSWORD})
+        assert r.status_code == 403 and r.json()["error"] == "no accessible workspace"
+
+
+@pytest.mark.parametrize(("directory", "cache"), [("sqlite", "memory"), ("postgres", "redis")])
+async def test_role_change_is_seen_on_every_instance(pair, pg_url, directory, cache):
+    async with pair(directory, cache) as (a, b):
+        s = await _team_with_member(a, b)
+        r = await call(a, "PATCH", f"/api/workspaces/{s['team']}/members/{s['bob_id']}",
+                       s["alice"], json={"role": "viewer"})
+        assert r.status_code == 200, r.text
+
+        async def role(app: Any, expected: str) -> bool:
+            return (await me(app, s["bob"])).json()["tenantRole"] == expected
+
+        for app in (a, b):
+            await eventually(lambda app=app: role(app, "viewer"), timeout=5)
+        await sql(directory, a, pg_url, "UPDATE {members} SET role = 'admin' WHERE tenant_id = $1"
+                  " AND user_id = $2", s["team"], s["bob_id"])
+        for app in (a, b):
+            await eventually(lambda app=app: role(app, "admin"), timeout=5)
+
+
+@pytest.mark.parametrize(("directory", "cache"), [("sqlite", "memory"), ("postgres", "redis")])
+async def test_refusals_non_member_switch_and_member_management(pair, directory, cache):
+    async with pair(directory, cache) as (a, b):
+        s = await _team_with_member(a, b)
+        tag = uuid.uuid4().hex[:8]
+        await a.add_user(f"eve-{tag}@example.com")
+        await a.add_user(f"root-{tag}@example.com", admin=True)
+        eve, _ = await sign_in(a, f"eve-{tag}@example.com")
+        root, _ = await sign_in(a, f"root-{tag}@example.com")
+        for target in (s["team"], str(uuid.uuid4()), "not-a-uuid"):
+            r = await call(a, "POST", "/api/workspaces/switch", eve, json={"tenantId": target})
+            assert r.status_code == 403, r.text
+        # A plain member (bob) and an outsider (eve) may not manage members; 404 for unknown.
+        for who in (s["bob"], eve):
+            r = await call(b, "GET", f"/api/workspaces/{s['team']}/members", who)
+            assert r.status_code == 403
+            r = await call(b, "DELETE",
+                           f"/api/workspaces/{s['team']}/members/{s['bob_id']}", who)
+            assert r.status_code == 403
+        r = await call(a, "GET", f"/api/workspaces/{uuid.uuid4()}/members", s["alice"])
+        assert r.status_code == 404
+        # The owner and a platform admin may.
+        for who in (s["alice"], root):
+            r = await call(a, "GET", f"/api/workspaces/{s['team']}/members", who)
+            assert r.status_code == 200
+            assert {m["role"] for m in r.json()["members"]} == {"owner", "member"}
+        owner = (await me(a, s["alice"])).json()["id"]
+        r = await call(a, "DELETE", f"/api/workspaces/{s['team']}/members/{owner}", root)
+        assert r.status_code == 409
+        r = await call(a, "PATCH", f"/api/workspaces/{s['team']}/members/{s['bob_id']}",
+                       s["alice"], json={"role": "superuser"})
+        assert r.status_code == 422
+        # The admin console's view of a user's workspaces: platform admins only.
+        r = await call(a, "GET", f"/api/admin/users/{s['bob_id']}/workspaces", root)
+        assert r.json()["current"] == s["team"]
+        assert {w["id"] for w in r.json()["workspaces"]} == {s["team"], s["bob_personal"]}
+        r = await call(a, "GET", f"/api/admin/users/{s['bob_id']}/workspaces", s["alice"])
+        assert r.status_code == 403
+
+
+async def test_embedded_default_works_with_no_configuration(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(NEXTAUTH_SECRET=TEST_SECRET, DATA_DIR=str(tmp_path / "data"),
+                             OBSERVABILITY_TOKEN="monitor-token")  # only to read /metrics
+    assert settings.DATABASE_URL.startswith("sqlite:") and not settings.REDIS_URL
+    async with serve(settings) as app:
+        await app.add_user("solo@example.com")
+        cookie, _ = await sign_in(app, "solo@example.com")
+        r = await call(app, "POST", "/api/workspaces", cookie, json={"name": "Solo Team"})
+        assert r.status_code == 201
+        r = await call(app, "POST", "/api/workspaces/switch", cookie,
+                       json={"tenantId": r.json()["id"]})
+        assert r.status_code == 200
+        body = (await me(app, cookie_of(r))).json()
+        assert body["tenantName"] == "Solo Team" and body["tenantRole"] == "owner"
+        page = await call(app, "GET", "/", cookie_of(r))
+        assert "Solo Team" in page.text and 'id="workspace-switcher"' in page.text
+        metrics = await app.client.get("/metrics", headers=BEARER)
+        assert "regcopilot_workspace_switches_total 1.0" in metrics.text
+
+
+async def test_stampede_on_a_switched_session_is_one_directory_query(instance):
+    import asyncio
+
+    async with instance("postgres", "redis") as app:
+        await app.add_user("herd@example.com")
+        cookie, _ = await sign_in(app, "herd@example.com")
+        await eventually(lambda: app.services.feed_connected, timeout=5)
+        assert (await me(app, cookie)).status_code == 200
+        await app.services.validator.user_changed((await me(app, cookie)).json()["id"])
+        before = app.counters()["databaseQueries"]
+        codes = await asyncio.gather(*(me(app, cookie) for _ in range(50)))
+        assert {r.status_code for r in codes} == {200}
+        assert app.counters()["databaseQueries"] - before == 1
+
+
+@pytest.mark.parametrize(("directory", "cache"), [("sqlite", "memory"), ("postgres", "redis")])
+async def test_plain_sql_switch_is_announced_after_an_automatic_one(pair, pg_url, directory,
+                                                                      cache):
+    """The validator's own record of an automatic switch is not announced; a switch made by
+    plain SQL on user_tenant_contexts still is, on every instance."""
+    async with pair(directory, cache) as (a, b):
+        s = await _team_with_member(a, b)
+        await sql(directory, a, pg_url, "UPDATE {members} SET status = 'suspended'"
+                  " WHERE tenant_id = $1 AND user_id = $2", s["team"], s["bob_id"])
+        for app in (a, b):
+            await eventually(lambda app=app: _served_personal(app, s["bob"], s["bob_personal"]),
+                             timeout=5)
+        await sql(directory, a, pg_url, "UPDATE {members} SET status = 'active'"
+                  " WHERE tenant_id = $1 AND user_id = $2", s["team"], s["bob_id"])
+        await sql(directory, a, pg_url, "UPDATE {contexts} SET current_tenant_id = $1"
+                  " WHERE user_id = $2", s["team"], s["bob_id"])
+
+        async def in_team(app: Any) -> bool:
+            r = await me(app, s["bob"])
+            return r.json()["tenantId"] == s["team"]
+
+        for app in (a, b):
+            await eventually(lambda app=app: in_team(app), timeout=5)
+
+
+async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_path):
+    """A database whose copilot_core tables already exist - with columns of their own, row-level
+    security on, the owner foreign key - is used without changing them, and its members and
+    current workspaces are honoured from the first sign-in."""
+    from regcopilot.auth.passwords import hash_password
+    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
+    from tests.conftest import PG_ADMIN
+
+    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(USERS_DDL)
+            await conn.execute("""
+                CREATE SCHEMA copilot_core;
+                CREATE TABLE copilot_core.tenants (
+                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL,
+                    slug text UNIQUE, type text NOT NULL DEFAULT 'personal',
+                    owner_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE RESTRICT,
+                    region text NOT NULL DEFAULT 'eu', deleted_at timestamptz,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                CREATE TABLE copilot_core.tenant_memberships (
+                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                    tenant_id uuid NOT NULL REFERENCES copilot_core.tenants(id),
+                    user_id uuid NOT NULL, role text NOT NULL DEFAULT 'member',
+                    status text NOT NULL DEFAULT 'active', invited_by uuid,
+                    note text, joined_at timestamptz, deleted_at timestamptz,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (tenant_id, user_id));
+                CREATE TABLE copilot_core.user_tenant_contexts (
+                    user_id uuid PRIMARY KEY, current_tenant_id uuid,
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                ALTER TABLE copilot_core.tenants ENABLE ROW LEVEL SECURITY;
+                ALTER TABLE copilot_core.tenant_memberships ENABLE ROW LEVEL SECURITY;
+            """)
+            user = await conn.fetchval(
+                "INSERT INTO auth.users (email, encrypted_password) VALUES ($1, $2) RETURNING id",
+                "upstream@example.com", hash_password(PASSWORD))
+            team = await conn.fetchval(
+                "INSERT INTO copilot_core.tenants (name, slug, type, owner_id)"
+                " VALUES ('Legacy Team', 'legacy-team', 'team', $1) RETURNING id", user)
+            await conn.execute(
+                "INSERT INTO copilot_core.tenant_memberships (tenant_id, user_id, role, note,"
+                " joined_at) VALUES ($1, $2, 'admin', 'kept', now())", team, user)
+            await conn.execute("INSERT INTO copilot_core.user_tenant_contexts VALUES ($1, $2)",
+                               user, team)
+        finally:
+            await conn.close()
+
+        async with serve(settings_for("postgres", "memory", DATABASE_URL=url)) as app:
+            cookie, body = await sign_in(app, "upstream@example.com")
+            assert (body["tenantId"], body["tenantRole"], body["tenantName"]) == (
+                str(team), "admin", "Legacy Team")
+            listed = (await call(app, "GET", "/api/workspaces", cookie)).json()
+            assert [w["id"] for w in listed["workspaces"]] == [str(team)]  # no personal added
+            r = await call(app, "POST", "/api/workspaces", cookie, json={"name": "New"})
+            assert r.status_code == 201, r.text
+
+        conn = await asyncpg.connect(url)
+        try:
+            note = await conn.fetchval("SELECT note FROM copilot_core.tenant_memberships"
+                                       " WHERE tenant_id = $1", team)
+            region = await conn.fetchval("SELECT region FROM copilot_core.tenants"
+                                         " WHERE name = 'New'")
+            anon_functions = await conn.fetchval(
+                "SELECT count(*) FROM pg_proc p WHERE p.proname LIKE 'regcopilot%'"
+                " AND has_function_privilege('public', p.oid, 'EXECUTE')")
+        finally:
+            await conn.close()
+        assert (note, region, anon_functions) == ("kept", "eu", 0)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
