@@ -16,13 +16,20 @@ from regcopilot.auth.rate_limit import RateLimited
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable, judge
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie
 from regcopilot.web.migration import end_foreign_session
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
-from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
+from regcopilot.web.session import (
+    clear_cookie_header,
+    cookie_name,
+    refusal_of,
+    set_cookie_header,
+    signed_in,
+)
 from regcopilot.workspaces.store import WorkspaceStore
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
@@ -174,6 +181,7 @@ LOGIN_BODY = {
     responses={303: {"description": "Signed in from the form: to `next` (a same-site path) "
                           "or the home page"}},
 )
+@access(Access.PUBLIC)
 async def login(request: Request) -> Response:
     is_form = False
     fields: dict[str, Any] = {}
@@ -210,6 +218,7 @@ def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
 @router.post(
     "/api/auth/logout", responses={303: {"description": "Signed out from the form: to /login"}}
 )
+@access(Access.PUBLIC)
 async def logout(request: Request) -> Response:
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))
@@ -234,11 +243,12 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/api/auth/session")
+@access(Access.OPTIONAL)
 async def session(request: Request) -> Response:
-    user = getattr(request.state, "user", None)
+    user = signed_in(request.scope)
     if user is None:
-        status, _ = getattr(request.state, "session_status", (401, ""))
-        if status == 503:
+        refused = refusal_of(request.scope)
+        if refused is not None and refused.status == 503:
             return directory_down()
         response = JSONResponse({})
         svc = services(request)

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import Scope
 
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, services
 from regcopilot.web.refusals import retry_after
 
@@ -21,11 +22,13 @@ def health_hot(_scope: Scope) -> dict:
 
 
 @router.get("/api/health")
+@access(Access.PUBLIC)
 async def health() -> dict:
     return HEALTHY
 
 
 @router.get("/api/ready")
+@access(Access.PUBLIC)
 async def ready(request: Request) -> JSONResponse:
     svc = services(request)
     directory = "ok"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from regcopilot.metrics.report import build
 from regcopilot.metrics.sessions import active_sessions, sessions_block
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, monitor_or_admin, services
 
 router = APIRouter(responses=errors(401, 503))
@@ -61,5 +62,6 @@ async def observability_report(request: Request) -> dict:
 
 
 @router.get("/api/observability", dependencies=[Depends(monitor_or_admin)])
+@access(Access.MONITOR)
 async def observability(request: Request) -> dict:
     return await observability_report(request)
