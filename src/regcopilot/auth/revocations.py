@@ -65,10 +65,12 @@ class RevocationList:
     async def is_revoked(self, jti: str) -> bool:
         if self.local.get_now(jti) is not None:
             return True
-        if self.shared is None or not self.shared.breaker.allows:
-            return False  # Redis known to be failing: the in-memory list is all there is
-        if self.durable_feed_connected or (self.bus is not None and self.bus.connected):
+        if self.shared is None:
             return False
+        if self.durable_feed_connected or (self.bus is not None and self.bus.connected):
+            return False  # every revocation reaches this process's memory: it is complete
+        if not self.shared.breaker.allows:
+            return False  # Redis known to be failing: the in-memory list is all there is
         try:
             return await self.shared.get(self.key_prefix + jti) is not None
         except StoreError:

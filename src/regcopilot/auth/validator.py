@@ -113,7 +113,7 @@ class SessionValidator:
             return await self._load(user_id), DIRECTORY
         store = self.cache.shared
         assert store is not None
-        lock_key = self.cache.keys.lock(user_id)
+        lock_key = self.cache.lock_prefix + user_id
         try:
             token = await store.try_lock(lock_key, LOCK_SECONDS)
         except StoreError:
@@ -150,7 +150,7 @@ class SessionValidator:
     async def _lock_held(self, user_id: str) -> bool:
         assert self.cache.shared is not None
         try:
-            return await self.cache.shared.exists(self.cache.keys.lock(user_id))
+            return await self.cache.shared.exists(self.cache.lock_prefix + user_id)
         except StoreError:
             return True  # cannot tell: keep waiting, as before
 

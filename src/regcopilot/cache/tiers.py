@@ -74,6 +74,7 @@ class ValidationCache:
         self.prefix = prefix
         self.keys = CacheKeys(prefix)
         self.key_prefix = self.keys.validation_prefix
+        self.lock_prefix = self.keys.lock("")
         self.near = MemoryStore(max_size)
         self.shared = shared
         self.breaker = shared.breaker if shared is not None else Breaker()
@@ -103,7 +104,7 @@ class ValidationCache:
         return self.shared is not None and self.breaker.allows
 
     def key(self, user_id: str) -> str:
-        return self.keys.validation(user_id)
+        return self.key_prefix + user_id  # = keys.validation(user_id), without a call
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
+from regcopilot.web.middleware import signed_in
 from regcopilot.web.services import Services
-from regcopilot.web.session import SessionUser, signed_in
+from regcopilot.web.session import SessionUser
 
 
 def services(request: Request) -> Services:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 from regcopilot.config import Settings
 
@@ -49,26 +48,3 @@ class SessionUser:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
-
-class Refusal(NamedTuple):
-    """Why a request has no user: the status it would be refused with, and the message."""
-
-    status: int
-    message: str
-
-
-# The session middleware's result, in the ASGI scope's state: one of these two keys is set.
-USER_KEY, REFUSAL_KEY = "user", "refusal"
-
-
-def signed_in(scope: Any) -> SessionUser | None:
-    """The one way to read the signed-in user (the session middleware put it there).
-
-    Straight from the scope: `request.state` builds a State object on every access, a cost
-    the benchmark profile showed on the hottest route."""
-    return scope.get("state", {}).get(USER_KEY)
-
-
-def refusal_of(scope: Any) -> Refusal | None:
-    """Why the session middleware found no user (None: not asked, e.g. a public route)."""
-    return scope.get("state", {}).get(REFUSAL_KEY)

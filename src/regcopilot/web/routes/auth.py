@@ -18,18 +18,12 @@ from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable, judge
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
-from regcopilot.web.middleware import read_cookie
+from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
 from regcopilot.web.migration import end_foreign_session
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
-from regcopilot.web.session import (
-    clear_cookie_header,
-    cookie_name,
-    refusal_of,
-    set_cookie_header,
-    signed_in,
-)
+from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 from regcopilot.workspaces.store import WorkspaceStore
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
