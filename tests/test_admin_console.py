@@ -96,6 +96,9 @@ def test_console_ban_and_sign_out_other_devices_in_chromium(server, tmp_path):
             row.locator("button[data-action=sessions]").click()
             expect(page.locator("#sessions tbody tr")).to_have_count(1)
             expect(page.locator("#sessions tbody tr")).to_contain_text("Victim's phone")
+            # The user's workspaces (issue 13): the personal one made at sign-in, current.
+            expect(page.locator("#user-workspaces")).to_contain_text(
+                "Personal Workspace (personal, owner) — current")
 
             # Ban for 2 days.
             row.locator("button[data-action=ban]").click()

@@ -81,6 +81,32 @@ def test_cursor_holes_fill_out_of_order_and_expire(monkeypatch):
     assert cursor.position == 16 and cursor.complete
 
 
+def test_cursor_read_through_a_log_with_taken_back_numbers():
+    # SQLite's log: rows 12 and 13 were written and taken back in the same transaction (a
+    # quiet write); reading the log through 15 leaves nothing to wait for.
+    cursor = FeedCursor(11)
+    assert cursor.apply(14) and cursor.apply(15) and not cursor.complete
+    cursor.read_through(15)
+    assert cursor.position == 15 and cursor.complete
+    assert not cursor.apply(14) and cursor.apply(16)
+
+
+async def test_sqlite_feed_stays_complete_across_quiet_writes(instance):
+    # A first sign-in writes its personal workspace quietly (log rows taken back): the feed
+    # must not wait on those numbers, or no answer could be cached for users changed since.
+    async with instance("sqlite", "memory") as app:
+        _, cookie = await sign_in(app, "quiet-a@example.com")
+        other_id, _ = await sign_in(app, "quiet-b@example.com")
+        await app.services.directory.set_banned_until(other_id, None)  # a logged change
+        head = (await app.services.directory.read_log()).head
+        freshness = app.services.cache.freshness
+        await eventually(lambda: freshness.position == head and freshness.proving, timeout=5)
+        assert await me(app, cookie) == 200
+        queries = (await report(app))["authentication"]["validations"]["databaseQueries"]
+        assert await me(app, cookie) == 200
+        assert (await report(app))["authentication"]["validations"]["databaseQueries"] == queries
+
+
 # --- faults on the change feed -----------------------------------------------------------
 async def test_ban_while_listeners_are_killed_reaches_every_instance_on_reconnect(
         instance, pg_url):

@@ -71,6 +71,17 @@ class FeedCursor:
             self._forget_holes()
         return True
 
+    def read_through(self, seq: int) -> None:
+        """The log has been read up to `seq` in one go, and a log whose writers commit in
+        sequence order (SQLite's) has no change still to come below it: a number missing
+        there was taken back (a quiet write) or pruned, never lost."""
+        if seq <= self.position:
+            return
+        self._holes = {s: t for s, t in self._holes.items() if s > seq}
+        self._ahead = {s for s in self._ahead if s > seq}
+        self.position = seq
+        self._advance()
+
     def expire_holes(self) -> bool:
         """Forget holes older than the grace period; True when that made the cursor complete."""
         if not self._holes:

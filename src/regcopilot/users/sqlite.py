@@ -272,6 +272,8 @@ class SqliteDirectory:
                     result = dispatch(Change(int(seq), user_id), on_change, on_revoked)
                     if asyncio.iscoroutine(result):
                         await result
+            if rows:
+                cursor.read_through(int(rows[-1][0]))
             if healthy is not True:
                 on_state(True)  # only once what was missed has been applied
                 healthy = True
