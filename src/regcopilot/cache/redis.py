@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
@@ -25,9 +26,10 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regcopilot.cache.breaker import Breaker
-from regcopilot.cache.store import StoreError
+from regcopilot.cache.store import AmbiguousStoreError, StoreError
 
 T = TypeVar("T")
 
@@ -324,6 +326,18 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """For the connections kept outside RedisStore on purpose (the event bus's pub/sub, the
+    metrics flush): a client error becomes StoreError, as in the store — AmbiguousStoreError
+    for a timeout, after which the command may have been applied."""
+    try:
+        yield
+    except FAILURES as exc:
+        timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
+        raise (AmbiguousStoreError if timed_out else StoreError)(describe(exc)) from exc
 
 
 def _ms(ttl: float) -> int:

@@ -9,6 +9,10 @@ class StoreError(Exception):
     """The store could not answer; the tiers above decide what to do instead."""
 
 
+class AmbiguousStoreError(StoreError):
+    """No answer in time: the command may or may not have been applied."""
+
+
 class Store(Protocol):
     name: str
 

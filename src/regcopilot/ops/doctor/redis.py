@@ -13,13 +13,13 @@ from typing import Any
 
 from regcopilot.cache.redis import (
     CLUSTER_SCHEMES,
-    FAILURES,
     SENTINEL_SCHEMES,
     RedisTarget,
     connect,
-    describe,
     parse_url,
+    translated,
 )
+from regcopilot.cache.store import StoreError
 from regcopilot.ops.doctor.report import Facts, Problem
 from regcopilot.users.problems import mask, os_reason
 
@@ -77,7 +77,8 @@ async def _ping(url: str, timeout_s: float) -> str:
     client = connect(url, timeout_s)
     try:
         started = time.perf_counter()
-        await client.ping()
+        with translated():
+            await client.ping()
         ms = (time.perf_counter() - started) * 1000
         version = "?"
         try:
@@ -86,8 +87,8 @@ async def _ping(url: str, timeout_s: float) -> str:
         except Exception:  # INFO may be renamed or forbidden by ACLs; PING is what counts
             pass
         return f"PING answered in {ms:.1f} ms (Redis {version})"
-    except FAILURES as exc:
-        line = describe(exc)
+    except StoreError as exc:
+        line = str(exc)
         if line.startswith("authentication failed"):
             raise Problem(line) from None
         raise Problem(f"PING failed: {line}") from None
