@@ -21,7 +21,12 @@ from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import PUBLIC_PREFIXES, Access
 from regcopilot.web.migration import UPGRADE, with_upgrade
 from regcopilot.web.next_path import login_location
-from regcopilot.web.refusals import DIRECTORY_DOWN, RETRY_AFTER_SECONDS, error_body
+from regcopilot.web.refusals import (
+    DIRECTORY_DOWN,
+    RETRY_AFTER_SECONDS,
+    error_body,
+    send_refusal,
+)
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
 from regcopilot.web.workspace_cookie import announcing
@@ -248,16 +253,8 @@ class SessionMiddleware:
         if wants_page and status == 401 and scope["method"] in ("GET", "HEAD"):
             query = scope.get("query_string", b"").decode("latin-1")
             headers.append((b"location", login_location(scope["path"], query).encode()))
-            await _send(send, 303, headers, b"", b"text/plain")
+            await send_refusal(send, 303, headers, b"", b"text/plain")
             return
         body = json.dumps(error_body(status, reason)).encode()
-        await _send(send, status, headers, body, b"application/json")
+        await send_refusal(send, status, headers, body)
 
-
-async def _send(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, ctype: bytes
-) -> None:
-    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode())]
-    headers.append((b"cache-control", b"no-store"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from regcopilot.users.directory import DirectoryUnavailable
 
@@ -72,3 +73,15 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DirectoryUnavailable, _directory_unavailable)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+
+
+async def send_refusal(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+    ctype: bytes = b"application/json",
+) -> None:
+    """A refusal from plain ASGI middleware (before any route): the same body and headers as
+    the handlers' answers, never cached."""
+    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+    headers.append((b"cache-control", b"no-store"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
