@@ -12,8 +12,7 @@ import time
 from cachetools import TTLCache
 
 from regcopilot.cache.keys import CacheKeys
-from regcopilot.cache.redis import RedisStore
-from regcopilot.cache.store import StoreError
+from regcopilot.cache.store import SharedStore, StoreError
 
 WINDOW_SECONDS = 900
 ACCOUNT_LIMIT = 10
@@ -37,7 +36,7 @@ class LoginLimiter:
     def __init__(
         self,
         prefix: str,
-        shared: RedisStore | None,
+        shared: SharedStore | None,
         *,
         account_limit: int = ACCOUNT_LIMIT,
         address_limit: int = ADDRESS_LIMIT,

@@ -14,8 +14,7 @@ import time
 from regcopilot.cache.bus import EventBus
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
-from regcopilot.cache.redis import RedisStore
-from regcopilot.cache.store import StoreError
+from regcopilot.cache.store import SharedStore, StoreError
 
 log = logging.getLogger("regcopilot.auth")
 
@@ -23,7 +22,7 @@ MAX_LOCAL = 100_000
 
 
 class RevocationList:
-    def __init__(self, prefix: str, shared: RedisStore | None, bus: EventBus | None,
+    def __init__(self, prefix: str, shared: SharedStore | None, bus: EventBus | None,
                  max_local: int = MAX_LOCAL) -> None:
         self.key_prefix = CacheKeys(prefix).revoked_prefix
         self.local = MemoryStore(max_local)

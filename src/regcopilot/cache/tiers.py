@@ -25,8 +25,7 @@ from regcopilot.cache.entry import CacheEntry, upstream_shaped
 from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
-from regcopilot.cache.redis import RedisStore
-from regcopilot.cache.store import StoreError
+from regcopilot.cache.store import SharedStore, StoreError
 from regcopilot.names import Backend
 from regcopilot.users.changes import Change
 
@@ -65,7 +64,7 @@ class ValidationCache:
         ttl: int,
         max_size: int,
         prefix: str = "copilot:auth:",
-        shared: RedisStore | None = None,
+        shared: SharedStore | None = None,
         freshness: Freshness | None = None,
     ) -> None:
         self.ttl = ttl
