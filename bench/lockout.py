@@ -26,9 +26,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.cluster import ServerProcess, cluster_env
-from tests.support import delete_prefix
-from tests.test_multi_instance import COOKIE, PASSWORD, _reset_users, add_user
+from tests.cluster import PASSWORD, ServerProcess, add_user, cluster_env, reset_users
+from tests.support import COOKIE, delete_prefix
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -103,7 +102,7 @@ async def main(trials: int, paths: list[str]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="regcopilot-lockout-"))
     servers: list[ServerProcess] = []
     try:
-        await _reset_users(pg_url)
+        await reset_users(pg_url)
         env = cluster_env(pg_url, prefix, tmp)
         servers = [ServerProcess(n, env, tmp).start() for n in ("a", "b", "c")]
         clients = [httpx.AsyncClient(base_url=s.url) for s in servers]

@@ -25,9 +25,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lockout import PG_ADMIN, login, pct
-from tests.cluster import ServerProcess, cluster_env
-from tests.support import delete_prefix
-from tests.test_multi_instance import COOKIE, _reset_users, add_user
+from tests.cluster import ServerProcess, add_user, cluster_env, reset_users
+from tests.support import COOKIE, delete_prefix
 
 
 def as_cookie(cookie: str) -> dict[str, str]:
@@ -79,7 +78,7 @@ async def main(trials: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="regcopilot-wsbench-"))
     servers: list[ServerProcess] = []
     try:
-        await _reset_users(pg_url)
+        await reset_users(pg_url)
         env = cluster_env(pg_url, prefix, tmp)
         servers = [ServerProcess(n, env, tmp).start() for n in ("a", "b", "c")]
         clients = [httpx.AsyncClient(base_url=s.url) for s in servers]

@@ -11,9 +11,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
-from tests.support import TEST_HASH_ROUNDS, free_port, port_open, wait_until
+from regcopilot.users.postgres import PostgresDirectory
+from tests.support import COOKIE, TEST_HASH_ROUNDS, free_port, hash_password, port_open, wait_until
 
 MONITOR_TOKEN = "cluster-monitor-token"
 
@@ -101,3 +103,54 @@ def cluster_env(pg_url: str, prefix: str, data_dir: Path, **extra: Any) -> dict[
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+# --- users and requests against a running cluster ---------------------------------------------
+PASSWORD = "cluster password 1"
+
+
+async def reset_users(pg_url: str) -> None:
+    directory = PostgresDirectory(pg_url)
+    await directory.open()  # creates the schema and the trigger
+    await directory.close()
+    conn = await asyncpg.connect(pg_url)
+    await conn.execute("DELETE FROM auth.users")
+    await conn.close()
+
+
+async def add_user(pg_url: str, email: str, *, admin: bool = False) -> str:
+    directory = PostgresDirectory(pg_url)
+    await directory.open()
+    try:
+        user = await directory.add(email, hash_password(PASSWORD), admin=admin)
+    finally:
+        await directory.close()
+    return user.id
+
+
+async def login(url: str, email: str) -> str:
+    async with httpx.AsyncClient(base_url=url) as client:
+        r = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        return r.cookies[COOKIE]
+
+
+async def me(url: str, cookie: str) -> int:
+    async with httpx.AsyncClient(base_url=url, cookies={COOKIE: cookie}) as client:
+        return (await client.get("/api/me")).status_code
+
+
+async def report(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        r = await client.get("/api/observability",
+                             headers={"Authorization": f"Bearer {MONITOR_TOKEN}"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+async def flushed_validations(servers: list[ServerProcess]) -> dict[str, Any]:
+    """Cluster totals with nothing pending: asking each instance for its report makes it
+    flush its own batch first."""
+    for s in servers:
+        await report(s.url)
+    return (await report(servers[0].url))["authentication"]["validations"]

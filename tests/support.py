@@ -193,3 +193,13 @@ def delete_prefix(prefix: str, url: str = "redis://127.0.0.1:6379/0") -> None:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# The product's contract, written once for every test (not imported from the app: a test must
+# notice if the app changes them). The cookie name; over HTTPS it carries the __Secure- prefix.
+COOKIE = "regcopilot.session-token"
+SECURE_COOKIE = "__Secure-regcopilot.session-token"
+
+def validation_key(prefix: str, user_id: str) -> str:
+    """A user's validation entry in Redis (shared with the upstream Node tier)."""
+    return f"{prefix}validation:{user_id}"

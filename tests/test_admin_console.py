@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.live import CHROMIUM, LiveServer
 from tests.support import repo_root
-from tests.test_ops_live import CHROMIUM, LiveServer
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # Chromium runs on one worker at a time
 

@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support import eventually
+from tests.support import COOKIE, eventually
 
 BEARER = {"Authorization": "Bearer monitor-token"}
-COOKIE = "regcopilot.session-token"
 
 
 

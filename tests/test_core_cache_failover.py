@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from tests.support import RedisServer, eventually, free_port
+from tests.support import RedisServer, eventually, free_port, validation_key
 
 BEARER = {"Authorization": "Bearer monitor-token"}
 DOWN = ("redis-disconnected", "redis-error")
@@ -38,7 +38,7 @@ async def login_cookie(app, email: str) -> str:
 def validation_keys(server: RedisServer, prefix: str) -> list[str]:
     client = redis.Redis.from_url(server.url, decode_responses=True)
     try:
-        return list(client.scan_iter(match=f"{prefix}validation:*"))
+        return list(client.scan_iter(match=validation_key(prefix, "*")))
     finally:
         client.close()
 
@@ -53,7 +53,7 @@ async def test_redis_lost_mid_run_and_back_on_the_same_port(instance, redis_pref
             carol = await app.add_user("carol@example.com")
             alice_cookie = await login_cookie(app, "alice@example.com")
             assert (await as_user(app, alice_cookie)).status_code == 200
-            assert validation_keys(server, redis_prefix) == [f"{redis_prefix}validation:{alice}"]
+            assert validation_keys(server, redis_prefix) == [validation_key(redis_prefix, alice)]
 
             server.kill()
 
@@ -74,7 +74,7 @@ async def test_redis_lost_mid_run_and_back_on_the_same_port(instance, redis_pref
             # Redis is the shared tier again: a new user's result is written there.
             carol_cookie = await login_cookie(app, "carol@example.com")
             assert (await as_user(app, carol_cookie)).status_code == 200
-            carol_key = f"{redis_prefix}validation:{carol}"
+            carol_key = validation_key(redis_prefix, carol)
             await eventually(lambda: carol_key in validation_keys(server, redis_prefix), timeout=5)
             assert (await as_user(app, alice_cookie)).status_code == 200
             assert bob
@@ -153,7 +153,7 @@ async def test_invalidation_missed_while_redis_hung_is_replayed(instance, redis_
             admin_cookie = await login_cookie(app, "admin@example.com")
             alice_cookie = await login_cookie(app, "alice@example.com")
             assert (await as_user(app, alice_cookie)).status_code == 200
-            key = f"{redis_prefix}validation:{alice}"
+            key = validation_key(redis_prefix, alice)
             assert validation_keys(server, redis_prefix).count(key) == 1
 
             server.pause()

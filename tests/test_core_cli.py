@@ -4,32 +4,16 @@ instance on the same file that hears a CLI ban without being told."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import PASSWORD, TEST_SECRET
+from tests.commands import REGCOPILOT, UUID_RE, cli_env
+from tests.conftest import PASSWORD
 from tests.support import eventually
-
-REGCOPILOT = str(Path(sys.executable).with_name("regcopilot"))
-UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp_path}/users.db",
-        DATA_DIR=str(tmp_path / "data"),
-        NEXTAUTH_SECRET=TEST_SECRET,
-    )
-    return env
 
 
 def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,10 +10,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from tests.support import TcpProxy, eventually
-
-COOKIE = "regcopilot.session-token"
-
+from tests.support import COOKIE, TcpProxy, eventually
 
 
 def through(proxy: TcpProxy, pg_url: str) -> str:

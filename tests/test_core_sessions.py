@@ -11,11 +11,7 @@ import uuid
 import jwt
 
 from tests.conftest import PASSWORD, TEST_SECRET
-from tests.support import eventually
-
-COOKIE = "regcopilot.session-token"
-SECURE_COOKIE = "__Secure-regcopilot.session-token"
-
+from tests.support import COOKIE, SECURE_COOKIE, eventually
 
 
 def set_cookie_attrs(header: str) -> tuple[str, str, dict[str, str]]:

@@ -12,9 +12,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.cluster import ServerProcess, cluster_env, running
-from tests.support import eventually, free_port, port_open, repo_root, wait_until
-from tests.test_multi_instance import COOKIE, PASSWORD, _reset_users, add_user
+from tests.cluster import PASSWORD, ServerProcess, add_user, cluster_env, reset_users, running
+from tests.support import COOKIE, eventually, free_port, port_open, repo_root, wait_until
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 
@@ -49,7 +48,7 @@ http {{
 
 @pytest.fixture
 def three(pg_url, redis_prefix, tmp_path):
-    asyncio.run(_reset_users(pg_url))
+    asyncio.run(reset_users(pg_url))
     env = cluster_env(pg_url, redis_prefix, tmp_path)
     with running(env, tmp_path, ("n1", "n2", "n3")) as procs:
         yield procs
@@ -87,7 +86,7 @@ async def test_nginx_config_balances_three_instances(three, pg_url, tmp_path):
 
 
 async def test_serve_workers_share_invalidations(pg_url, redis_prefix, tmp_path):
-    await _reset_users(pg_url)
+    await reset_users(pg_url)
     env = cluster_env(pg_url, redis_prefix, tmp_path)
     server = ServerProcess("workers", env, tmp_path, workers=2).start()
     try:

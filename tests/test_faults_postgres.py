@@ -12,8 +12,8 @@ import time
 
 import asyncpg
 
-from tests.support import TcpProxy, eventually
-from tests.test_faults_redis import COOKIE, Load, sign_in_users, stats
+from tests.load import Load, sign_in_users, stats
+from tests.support import COOKIE, TcpProxy, eventually, validation_key
 
 DB_TIMEOUT = 0.5
 
@@ -49,7 +49,7 @@ async def test_postgres_lost_cached_users_stay_others_get_503(instance, pg_url, 
             late = app.client.cookies.get(COOKIE)
             app.client.cookies.clear()
             late_id = app.services.tokens.decode(late).sub
-            late_key = f"{redis_prefix}validation:{late_id}"
+            late_key = validation_key(redis_prefix, late_id)
 
             async def as_late():
                 started = time.monotonic()

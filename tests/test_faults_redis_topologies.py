@@ -16,9 +16,17 @@ import redis
 
 from regcopilot.cache.redis import parse_url
 from regcopilot.config import ConfigError, load_settings
-from tests.support import REDIS_SERVER, RedisServer, eventually, free_port, port_open, wait_until
+from tests.support import (
+    COOKIE,
+    REDIS_SERVER,
+    RedisServer,
+    eventually,
+    free_port,
+    port_open,
+    validation_key,
+    wait_until,
+)
 
-COOKIE = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
 DOWN = ("redis-disconnected", "redis-error")
 PASSWORD = "s3cret-redis-pass"
@@ -90,7 +98,7 @@ async def test_tls_redis_with_password(instance, tls_redis, redis_prefix):
     client = redis.Redis(host="127.0.0.1", port=server.port, password=PASSWORD, ssl=True,
                          ssl_ca_certs=str(ca), decode_responses=True)
     try:
-        assert client.get(f"{redis_prefix}validation:{user_id}") is not None
+        assert client.get(validation_key(redis_prefix, user_id)) is not None
     finally:
         client.close()
 
@@ -149,7 +157,7 @@ async def test_sentinel_url(instance, sentinel_setup, redis_prefix):
                          timeout=5)
     client = redis.Redis.from_url(master.url, decode_responses=True)
     try:
-        assert client.get(f"{redis_prefix}validation:{user_id}") is not None
+        assert client.get(validation_key(redis_prefix, user_id)) is not None
     finally:
         client.close()
 
@@ -232,7 +240,7 @@ async def test_cluster_url(instance, redis_cluster, redis_prefix):
     found = 0
     for n in redis_cluster:
         with redis.Redis(port=n.port, decode_responses=True) as client:
-            found += sum(1 for _ in client.scan_iter(match=f"{redis_prefix}validation:*"))
+            found += sum(1 for _ in client.scan_iter(match=validation_key(redis_prefix, "*")))
     assert found == 6
 
 

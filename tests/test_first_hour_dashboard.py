@@ -13,8 +13,8 @@ import pytest
 
 from regcopilot.web.routes.dashboard import MIN_GRADED_VALIDATIONS
 from tests.conftest import PASSWORD
+from tests.live import CHROMIUM, LiveServer
 from tests.support import repo_root
-from tests.test_ops_live import CHROMIUM, LiveServer
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium not installed")

@@ -13,9 +13,9 @@ import pytest
 
 from regcopilot.web.next_path import safe_next
 from tests.conftest import PASSWORD
-from tests.test_ops_live import CHROMIUM, LiveServer
+from tests.live import CHROMIUM, LiveServer
+from tests.support import COOKIE
 
-COOKIE = "regcopilot.session-token"
 OFF_SITE = ["//evil.example/x", "https://evil.example/", "/\\evil.example", "\\\\evil.example",
             "/\t/evil.example", "javascript:alert(1)", "evil.example", "http:/evil.example",
             "/%0a//evil.example\n", ""]

@@ -16,9 +16,8 @@ import redis.asyncio as aioredis
 from regcopilot.users.changes import HOLE_GRACE_SECONDS, FeedCursor
 from regcopilot.users.directory import PRUNE_BATCH, open_directory
 from tests.conftest import PASSWORD
-from tests.support import RedisServer, eventually, hash_password
+from tests.support import COOKIE, RedisServer, eventually, hash_password, validation_key
 
-COOKIE = "regcopilot.session-token"
 TOKEN = {"Authorization": "Bearer monitor-token"}
 # Enough for the listener to notice, reconnect (0.5 s) and replay, and for the 2 s bound.
 RECONNECT_AND_REPLAY_S = 6.0
@@ -181,7 +180,7 @@ async def test_redis_back_with_a_stale_entry_or_empty_serves_nothing_stale(
         async with instance("postgres", server.url) as a:
             user_id, cookie = await sign_in(a, "redis-away@example.com")
             assert await me(a, cookie) == 200
-            key = f"{redis_prefix}validation:{user_id}"
+            key = validation_key(redis_prefix, user_id)
             client = aioredis.from_url(server.url, decode_responses=True)
             assert await client.get(key) is not None
             await client.save()  # a snapshot holding the "valid" answer

@@ -13,9 +13,8 @@ from regcopilot.auth.passwords import Hasher
 from regcopilot.users.sqlite import SqliteDirectory
 from tests.cluster import ServerProcess
 from tests.conftest import PASSWORD, TEST_SECRET
-from tests.support import TEST_HASH_ROUNDS, eventually, hash_password
+from tests.support import COOKIE, TEST_HASH_ROUNDS, eventually, hash_password
 
-COOKIE = "regcopilot.session-token"
 SLOW_ROUNDS = 13  # ~0.5 s a verify here: long enough to hold every worker during the test
 
 

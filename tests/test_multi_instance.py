@@ -11,15 +11,22 @@ import asyncpg
 import httpx
 import pytest
 
-from regcopilot.users.postgres import PostgresDirectory
-from tests.cluster import MONITOR_TOKEN, ServerProcess, cluster_env, running
-from tests.support import delete_prefix, eventually, hash_password, new_prefix
+from tests.cluster import (
+    MONITOR_TOKEN,
+    ServerProcess,
+    add_user,
+    cluster_env,
+    flushed_validations,
+    login,
+    me,
+    reset_users,
+    running,
+)
+from tests.support import COOKIE, delete_prefix, eventually, new_prefix
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 
-PASSWORD = "cluster password 1"
 BEARER = {"Authorization": f"Bearer {MONITOR_TOKEN}"}
-COOKIE = "regcopilot.session-token"
 
 
 @pytest.fixture(scope="module")
@@ -32,40 +39,17 @@ def prefix() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def servers(pg_url: str, prefix: str, tmp_path_factory: Any) -> Iterator[list[ServerProcess]]:
     data = tmp_path_factory.mktemp("cluster")
-    asyncio.run(_reset_users(pg_url))
+    asyncio.run(reset_users(pg_url))
     with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
         yield procs
 
 
-async def _reset_users(pg_url: str) -> None:
-    directory = PostgresDirectory(pg_url)
-    await directory.open()  # creates the schema and the trigger
-    await directory.close()
-    conn = await asyncpg.connect(pg_url)
-    await conn.execute("DELETE FROM auth.users")
-    await conn.close()
 
 
-async def add_user(pg_url: str, email: str, *, admin: bool = False) -> str:
-    directory = PostgresDirectory(pg_url)
-    await directory.open()
-    try:
-        user = await directory.add(email, hash_password(PASSWORD), admin=admin)
-    finally:
-        await directory.close()
-    return user.id
 
 
-async def login(url: str, email: str) -> str:
-    async with httpx.AsyncClient(base_url=url) as client:
-        r = await client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        return r.cookies[COOKIE]
 
 
-async def me(url: str, cookie: str) -> int:
-    async with httpx.AsyncClient(base_url=url, cookies={COOKIE: cookie}) as client:
-        return (await client.get("/api/me")).status_code
 
 
 async def report(url: str) -> dict[str, Any]:
@@ -75,12 +59,6 @@ async def report(url: str) -> dict[str, Any]:
         return r.json()
 
 
-async def flushed_validations(servers: list[ServerProcess]) -> dict[str, Any]:
-    """Cluster totals with nothing pending: asking each instance for its report makes it
-    flush its own batch first."""
-    for s in servers:
-        await report(s.url)
-    return (await report(servers[0].url))["authentication"]["validations"]
 
 
 async def all_refuse(servers: list[ServerProcess], cookie: str) -> bool:

@@ -20,7 +20,7 @@ from joserfc.jwk import OctKey
 from regcopilot.workspaces.store import WorkspaceStore
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.nextauth_node import NextAuthNode, install
-from tests.support import hash_password
+from tests.support import hash_password, validation_key
 
 NA = "next-auth.session-token"
 OURS = "regcopilot.session-token"
@@ -263,7 +263,7 @@ async def test_entries_we_write_read_as_the_upstream_reads_them(instance, redis_
         for uid in (ok, banned):
             before = int(time.time() * 1000)
             await app.services.validator.validate(uid)
-            raw = await shared_redis.get(f"{redis_prefix}validation:{uid}")
+            raw = await shared_redis.get(validation_key(redis_prefix, uid))
             entry = json.loads(raw)
             # The upstream's CacheEntry: isValid (boolean), timestamp (Date.now() ms), tenantId.
             assert type(entry["isValid"]) is bool
@@ -285,7 +285,7 @@ async def test_upstream_entries_are_misses_never_a_pass_nor_a_demotion(instance,
                    for uid in (admin, banned)}
 
         async def upstream_writes(uid: str, body: dict) -> str:
-            key = f"{redis_prefix}validation:{uid}"
+            key = validation_key(redis_prefix, uid)
             # As its DistributedValidationCache.set does: JSON.stringify, EX 300, no role.
             await shared_redis.set(key, json.dumps(body), ex=300)
             app.services.cache.drop_near(uid)
@@ -370,7 +370,7 @@ async def test_moving_traffic_from_the_node_tier_forces_no_sign_in(
                 r = await mixed.login("bob@example.com")
                 bob.take(r)
                 mixed.client.cookies.clear()
-                key = f"{redis_prefix}validation:{ada_id}"
+                key = validation_key(redis_prefix, ada_id)
                 for i in range(40):
                     client = node_client if i % 2 else mixed.client
                     await ada.visit(client)

@@ -19,81 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from regcopilot.cli import app
-from tests.conftest import PASSWORD, REDIS_URL, TEST_SECRET
-from tests.support import delete_prefix, free_port, new_prefix, repo_root, wait_until
+from tests.conftest import PASSWORD, REDIS_URL
+from tests.live import CHROMIUM, TOKEN, LiveServer
+from tests.support import delete_prefix, new_prefix, repo_root, wait_until
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # the module's servers stay on one worker
 
-TOKEN = "live-monitor-token"
-CONFIG_VARS = ("NEXTAUTH_SECRET", "NEXTAUTH_URL", "DATABASE_URL", "REDIS_URL", "APP_ENV",
-               "DATA_DIR", "OBSERVABILITY_TOKEN", "REDIS_KEY_PREFIX", "CACHE_TTL_SECONDS",
-               "SESSION_VALIDATION_INTERVAL_SECONDS", "LOG_LEVEL")
-CHROMIUM = "/usr/bin/chromium"
 
 
-class LiveServer:
-    """`regcopilot serve` in a process of its own on a free loopback port."""
-
-    def __init__(self, tmp: Path, *, redis_prefix: str | None = None, workers: int = 1):
-        self.tmp = tmp
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        self.env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
-        self.env.update(DATABASE_URL=f"sqlite:///{tmp}/users.db", NEXTAUTH_SECRET=TEST_SECRET,
-                        OBSERVABILITY_TOKEN=TOKEN, DATA_DIR=str(tmp / "data"),
-                        LOG_LEVEL="WARNING", APP_ENV="development")
-        if redis_prefix:
-            self.env.update(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tmp / "server.log"
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "regcopilot.cli", *args], env=self.env,
-                              cwd=self.tmp, capture_output=True, text=True, timeout=60)
-
-    def add_user(self, email: str, admin: bool = False) -> None:
-        done = self.cli("users", "add", "--email", email, "--password", PASSWORD,
-                        *(["--admin"] if admin else []))
-        assert done.returncode == 0, done.stderr
-
-    def start(self) -> LiveServer:
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "regcopilot.cli", "serve", "--port", str(self.port),
-                 "--workers", str(self.workers)],
-                env=self.env, cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT)
-
-        def healthy() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                return httpx.get(self.base + "/api/health", timeout=1).status_code == 200
-            return False
-
-        wait_until(healthy, timeout=30, interval=0.1)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    @contextlib.contextmanager
-    def session(self, email: str) -> Iterator[httpx.Client]:
-        with httpx.Client(base_url=self.base, timeout=10) as client:
-            r = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-            assert r.status_code == 200, r.text
-            yield client
-
-    def report(self) -> dict:
-        r = httpx.get(self.base + "/api/observability",
-                      headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
-        assert r.status_code == 200, r.text
-        return r.json()
 
 
 def monitor(*args: str) -> tuple[int, str]:

@@ -27,8 +27,8 @@ import yaml
 
 from regcopilot.users.sqlite import SqliteDirectory
 from tests.conftest import PASSWORD, TEST_SECRET
+from tests.live import LiveServer
 from tests.support import RedisServer, free_port, hash_password, repo_root, wait_until
-from tests.test_ops_live import LiveServer
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEPLOY = repo_root() / "deploy" / "prometheus"

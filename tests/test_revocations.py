@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import serve
-from tests.support import RedisServer, eventually
-
-COOKIE = "regcopilot.session-token"
+from tests.support import COOKIE, RedisServer, eventually
 
 
 async def test_logout_made_while_redis_was_down_reaches_other_instances(settings_for):

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.support import COOKIE
 
-COOKIE = "regcopilot.session-token"
 INJECTIONS = [
     "' OR '1'='1",
     "admin@example.com' --",

@@ -14,8 +14,8 @@ import jwt
 import pytest
 
 from tests.conftest import TEST_SECRET
+from tests.support import COOKIE
 
-COOKIE = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
 
 

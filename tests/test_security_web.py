@@ -6,8 +6,8 @@ import logging
 
 from regcopilot.config import load_settings
 from tests.conftest import PASSWORD, TEST_SECRET
+from tests.support import COOKIE
 
-COOKIE = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
 
 

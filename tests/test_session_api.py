@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.support import eventually
+from tests.support import COOKIE, eventually
 
-COOKIE = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
 REGCOPILOT = str(Path(sys.executable).with_name("regcopilot"))
 

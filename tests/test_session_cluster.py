@@ -14,9 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.cluster import ServerProcess, cluster_env, running
-from tests.support import delete_prefix, eventually, new_prefix
-from tests.test_multi_instance import COOKIE, _reset_users, add_user, login, me
+from tests.cluster import ServerProcess, add_user, cluster_env, login, me, reset_users, running
+from tests.support import COOKIE, delete_prefix, eventually, new_prefix
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 
@@ -31,7 +30,7 @@ def prefix() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def servers(pg_url: str, prefix: str, tmp_path_factory: Any) -> Iterator[list[ServerProcess]]:
     data = tmp_path_factory.mktemp("session-cluster")
-    asyncio.run(_reset_users(pg_url))
+    asyncio.run(reset_users(pg_url))
     with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
         yield procs
 

@@ -16,9 +16,7 @@ import redis.asyncio as aioredis
 
 from regcopilot.metrics.auth_metrics import FLUSH_SECONDS
 from tests.conftest import serve
-from tests.support import RedisServer, TcpProxy, eventually
-
-COOKIE = "regcopilot.session-token"
+from tests.support import COOKIE, RedisServer, TcpProxy, eventually
 
 
 async def status(app: Any, cookie: str, path: str = "/api/me") -> int:

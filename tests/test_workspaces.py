@@ -12,9 +12,8 @@ import pytest
 
 from regcopilot.config import load_settings
 from tests.conftest import PASSWORD, TEST_SECRET, serve
-from tests.support import eventually
+from tests.support import COOKIE, eventually
 
-COOKIE = "regcopilot.session-token"
 BEARER = {"Authorization": "Bearer monitor-token"}
 BACKENDS = [("sqlite", "memory"), ("sqlite", "redis"), ("postgres", "memory"),
             ("postgres", "redis")]

@@ -7,10 +7,8 @@ import asyncio
 import re
 from pathlib import Path
 
-from tests.support import eventually
-from tests.test_core_cli import REGCOPILOT, UUID_RE, cli_env
-
-COOKIE = "regcopilot.session-token"
+from tests.commands import REGCOPILOT, UUID_RE, cli_env
+from tests.support import COOKIE, eventually
 
 
 async def workspaces(tmp_path: Path, *args: str) -> str:

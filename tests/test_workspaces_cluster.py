@@ -13,9 +13,16 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.cluster import ServerProcess, cluster_env, running
-from tests.support import delete_prefix, eventually, new_prefix
-from tests.test_multi_instance import COOKIE, _reset_users, add_user, flushed_validations, login
+from tests.cluster import (
+    ServerProcess,
+    add_user,
+    cluster_env,
+    flushed_validations,
+    login,
+    reset_users,
+    running,
+)
+from tests.support import COOKIE, delete_prefix, eventually, new_prefix
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 
@@ -24,7 +31,7 @@ pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 def servers(pg_url: str, tmp_path_factory: Any) -> Iterator[list[ServerProcess]]:
     prefix = new_prefix()
     data = tmp_path_factory.mktemp("ws-cluster")
-    asyncio.run(_reset_users(pg_url))
+    asyncio.run(reset_users(pg_url))
     try:
         with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
             yield procs

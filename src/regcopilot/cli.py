@@ -97,20 +97,27 @@ def run(work: Callable[[Settings], Awaitable[T]]) -> T:
 
 
 async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
-    from regcopilot.cache.redis import FAILURES, RedisStore
+    from regcopilot.cache.store import StoreError
+    from regcopilot.factories import (
+        TOOL_REDIS_TIMEOUT_MS,
+        build_directory,
+        build_keys,
+        build_store,
+    )
     from regcopilot.users.admin import UnknownUser, UserAdmin
-    from regcopilot.users.directory import DirectoryUnavailable, open_directory
+    from regcopilot.users.directory import DirectoryUnavailable
 
-    directory = open_directory(settings.DATABASE_URL, timeout=settings.DATABASE_TIMEOUT_SECONDS)
-    store = RedisStore(settings.REDIS_URL, timeout_ms=1000) if settings.REDIS_URL else None
+    directory = build_directory(settings)
+    store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
+    keys = build_keys(settings)
 
     async def drop_shared(user_id: str) -> None:
         # Running instances hear the directory's trigger; Redis is cleared here too so an
         # instance started later cannot read the stale entry.
         if store is not None:
             try:
-                await store.client.delete(f"{settings.REDIS_KEY_PREFIX}validation:{user_id}")
-            except FAILURES as exc:
+                await store.delete(keys.validation(user_id))
+            except StoreError as exc:
                 typer.echo(f"warning: Redis not cleared ({exc})", err=True)
 
     from regcopilot.users.sessions import session_records

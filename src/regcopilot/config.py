@@ -228,8 +228,14 @@ def _load_or_create_secret(data_dir: Path) -> tuple[str, bool]:
     return secret, True
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read, check and complete the settings; raises ConfigError with a one-line message."""
+def load_settings(
+    *, create_secret: bool = True, warn: bool = True, **overrides: object
+) -> Settings:
+    """Read, check and complete the settings; raises ConfigError with a one-line message.
+
+    create_secret=False: a missing development secret is left unset rather than generated
+    into DATA_DIR (a check such as `doctor` leaves no file behind); warn=False: what this
+    function would log is left to the caller, who reports it its own way."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -242,10 +248,11 @@ def load_settings(**overrides: object) -> Settings:
                     f"NEXTAUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes in production "
                     "(openssl rand -base64 32)"
                 )
-            log.warning("NEXTAUTH_SECRET is shorter than %d bytes", MIN_SECRET_BYTES)
+            if warn:
+                log.warning("NEXTAUTH_SECRET is shorter than %d bytes", MIN_SECRET_BYTES)
     elif settings.production:
         raise ConfigError("NEXTAUTH_SECRET is required when APP_ENV=production")
-    else:
+    elif create_secret:
         settings.NEXTAUTH_SECRET, created = _load_or_create_secret(Path(settings.DATA_DIR))
         # Said once, when the file is made; load_settings runs in every CLI command and in
         # every worker, so the steady state is a DEBUG line, not a warning at each start.
@@ -258,7 +265,7 @@ def load_settings(**overrides: object) -> Settings:
     if not settings.OBSERVABILITY_TOKEN:
         settings.OBSERVABILITY_TOKEN = read_token(settings.DATA_DIR)  # made by `serve`
 
-    if settings.CACHE_TTL_SECONDS != settings.SESSION_VALIDATION_INTERVAL_SECONDS:
+    if warn and settings.CACHE_TTL_SECONDS != settings.SESSION_VALIDATION_INTERVAL_SECONDS:
         log.warning(
             "CACHE_TTL_SECONDS (%d) differs from SESSION_VALIDATION_INTERVAL_SECONDS (%d); "
             "using %d s for both",

@@ -11,7 +11,8 @@ import time
 
 from cachetools import TTLCache
 
-from regcopilot.cache.redis import FAILURES, RedisStore
+from regcopilot.cache.keys import CacheKeys
+from regcopilot.cache.store import SharedStore, StoreError
 
 WINDOW_SECONDS = 900
 ACCOUNT_LIMIT = 10
@@ -35,13 +36,13 @@ class LoginLimiter:
     def __init__(
         self,
         prefix: str,
-        shared: RedisStore | None,
+        shared: SharedStore | None,
         *,
         account_limit: int = ACCOUNT_LIMIT,
         address_limit: int = ADDRESS_LIMIT,
         window: int = WINDOW_SECONDS,
     ) -> None:
-        self.prefix = f"{prefix}ratelimit:"
+        self.prefix = CacheKeys(prefix).rate_limit_prefix
         self.shared = shared
         self.limits = {"account": account_limit, "address": address_limit}
         self.window = window
@@ -69,8 +70,8 @@ class LoginLimiter:
         if self.shared is not None and self._shared_usable:
             try:
                 await self.shared.delete(key)
-            except Exception:
-                pass
+            except StoreError:
+                pass  # the store has told the breaker; the window ends on its own
 
     @property
     def _shared_usable(self) -> bool:
@@ -80,12 +81,9 @@ class LoginLimiter:
     async def _count(self, key: str) -> tuple[int, float]:
         if self.shared is not None and self._shared_usable:
             try:
-                pipe = self.shared.client.pipeline(transaction=False)
-                pipe.get(key)
-                pipe.ttl(key)
-                raw, ttl = await pipe.execute()
-                return int(raw or 0), float(ttl if ttl and ttl > 0 else self.window)
-            except FAILURES:
+                count, left = await self.shared.window_count(key)
+                return count, left if left is not None else float(self.window)
+            except StoreError:
                 pass  # fall through to this process's own counts
         entry = self._local.get(key)
         if not entry:
@@ -100,9 +98,6 @@ class LoginLimiter:
             entry[0] += 1
         if self.shared is not None and self._shared_usable:
             try:
-                pipe = self.shared.client.pipeline(transaction=False)
-                pipe.incr(key)
-                pipe.expire(key, self.window, nx=True)
-                await pipe.execute()
-            except FAILURES:
-                pass
+                await self.shared.window_bump(key, self.window)
+            except StoreError:
+                pass  # counted here; the store has told the breaker

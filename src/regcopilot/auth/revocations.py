@@ -12,9 +12,9 @@ import logging
 import time
 
 from regcopilot.cache.bus import EventBus
+from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
-from regcopilot.cache.redis import RedisStore
-from regcopilot.cache.store import StoreError
+from regcopilot.cache.store import SharedStore, StoreError
 
 log = logging.getLogger("regcopilot.auth")
 
@@ -22,9 +22,9 @@ MAX_LOCAL = 100_000
 
 
 class RevocationList:
-    def __init__(self, prefix: str, shared: RedisStore | None, bus: EventBus | None,
+    def __init__(self, prefix: str, shared: SharedStore | None, bus: EventBus | None,
                  max_local: int = MAX_LOCAL) -> None:
-        self.key_prefix = f"{prefix}revoked:"
+        self.key_prefix = CacheKeys(prefix).revoked_prefix
         self.local = MemoryStore(max_local)
         self._unsent = MemoryStore(max_local)
         self.shared = shared
@@ -64,10 +64,12 @@ class RevocationList:
     async def is_revoked(self, jti: str) -> bool:
         if self.local.get_now(jti) is not None:
             return True
-        if self.shared is None or not self.shared.breaker.allows:
-            return False  # Redis known to be failing: the in-memory list is all there is
-        if self.durable_feed_connected or (self.bus is not None and self.bus.connected):
+        if self.shared is None:
             return False
+        if self.durable_feed_connected or (self.bus is not None and self.bus.connected):
+            return False  # every revocation reaches this process's memory: it is complete
+        if not self.shared.breaker.allows:
+            return False  # Redis known to be failing: the in-memory list is all there is
         try:
             return await self.shared.get(self.key_prefix + jti) is not None
         except StoreError:
@@ -86,11 +88,8 @@ class RevocationList:
         for jti, exp in self._unsent.items():
             if await self._share(jti, exp):
                 self._unsent.delete_now(jti)
-        client = self.shared.client
         try:
-            async for key in client.scan_iter(match=f"{self.key_prefix}*", count=1000):
-                ttl = await client.pttl(key)
-                if ttl > 0:
-                    self.local.set_now(key.removeprefix(self.key_prefix), "1", ttl / 1000)
-        except Exception as exc:
+            for jti, left in await self.shared.scan_ttl(self.key_prefix):
+                self.local.set_now(jti, "1", left)
+        except StoreError as exc:
             log.warning("Could not load revocations from Redis: %s", exc)

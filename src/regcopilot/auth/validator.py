@@ -13,9 +13,10 @@ import logging
 import time
 
 from regcopilot.cache.entry import CacheEntry
-from regcopilot.cache.redis import FAILURES
+from regcopilot.cache.store import StoreError
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.names import Reason, Source
 from regcopilot.users.changes import Change
 from regcopilot.users.directory import (
     CurrentWorkspace,
@@ -33,8 +34,7 @@ LOCK_WAIT_SECONDS = 0.5  # then waiters stop waiting and ask the directory thems
 LOCK_POLL_SECONDS = 0.005
 MAX_ATTEMPTS = 2
 
-# Where an answer came from: Redis, another process's load (waited for), or the directory.
-CACHED, COALESCED, DIRECTORY = "cached", "coalesced", "directory"
+CACHED, COALESCED, DIRECTORY = Source.CACHED, Source.COALESCED, Source.DIRECTORY
 
 
 class SessionValidator:
@@ -53,10 +53,6 @@ class SessionValidator:
 
     async def validate(self, user_id: str) -> CacheEntry:
         started = time.perf_counter()
-        if self.cache.mode == "none":  # benchmark baseline (CACHE_MODE): the directory every time
-            entry = await self._load(user_id)
-            self._record(user_id, started, entry, source=DIRECTORY, leader=True)
-            return entry
         entry = self.cache.peek(user_id)
         if entry is not None:
             self._record(user_id, started, entry, source=CACHED, leader=False)
@@ -115,16 +111,15 @@ class SessionValidator:
         """Across processes, a short Redis lock lets one load while the others watch Redis."""
         if not self.cache.shared_usable:
             return await self._load(user_id), DIRECTORY
-        assert self.cache.shared is not None
-        lock = self.cache.shared.client.lock(
-            f"{self.cache.prefix}lock:{user_id}", timeout=LOCK_SECONDS, blocking=False
-        )
+        store = self.cache.shared
+        assert store is not None
+        lock_key = self.cache.lock_prefix + user_id
         try:
-            acquired = await lock.acquire()
-        except FAILURES:
+            token = await store.try_lock(lock_key, LOCK_SECONDS)
+        except StoreError:
             # Redis is sick: no holder can fill it either, so waiting would only cost time.
             return await self._load(user_id), DIRECTORY
-        if not acquired:
+        if token is None:
             entry = await self._wait_for_holder(user_id)
             if entry is not None:
                 return entry, COALESCED
@@ -135,8 +130,8 @@ class SessionValidator:
                 return entry, COALESCED
             return await self._load(user_id), DIRECTORY
         finally:
-            with contextlib.suppress(*FAILURES, Exception):
-                await lock.release()
+            with contextlib.suppress(StoreError):
+                await store.unlock(lock_key, token)
 
     async def _wait_for_holder(self, user_id: str) -> CacheEntry | None:
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
@@ -155,8 +150,8 @@ class SessionValidator:
     async def _lock_held(self, user_id: str) -> bool:
         assert self.cache.shared is not None
         try:
-            return bool(await self.cache.shared.client.exists(f"{self.cache.prefix}lock:{user_id}"))
-        except FAILURES:
+            return await self.cache.shared.exists(self.cache.lock_prefix + user_id)
+        except StoreError:
             return True  # cannot tell: keep waiting, as before
 
     async def _load(self, user_id: str) -> CacheEntry:
@@ -170,7 +165,7 @@ class SessionValidator:
             # propagates).
             user, workspace = await self.directory.get_with_workspace(user_id)
             verdict = judge(user, self.default_tenant, workspace=workspace)
-            if verdict.reason == "no_workspace" and workspace.stored_id is None:
+            if verdict.reason == Reason.NO_WORKSPACE and workspace.stored_id is None:
                 # A session from before workspaces existed (or minted by another sign-in
                 # front end): the user gets the personal workspace a sign-in would give.
                 assert user is not None
@@ -233,3 +228,14 @@ def _entry(verdict: Verdict, asked_at: int, seq: int | None = None) -> CacheEntr
         tenant_role=verdict.tenant_role,
         tenant_name=verdict.tenant_name,
     )
+
+
+class DirectValidator(SessionValidator):
+    """CACHE_MODE=none (the benchmark's baseline): the directory on every request, no
+    coalescing, nothing cached."""
+
+    async def validate(self, user_id: str) -> CacheEntry:
+        started = time.perf_counter()
+        entry = await self._load(user_id)
+        self._record(user_id, started, entry, source=DIRECTORY, leader=True)
+        return entry

@@ -4,12 +4,15 @@ paying even the short timeout, and a background probe decides when to try again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-DISCONNECTED = "redis-disconnected"
-ERROR = "redis-error"
+from regcopilot.names import Backend
+
+DISCONNECTED = Backend.REDIS_DISCONNECTED
+ERROR = Backend.REDIS_ERROR
 
 
 class Breaker:
@@ -21,6 +24,8 @@ class Breaker:
         self.last_error: str | None = "not connected yet"
         self.opened_at = time.monotonic()
         self.transitions = 0
+        # Told (with the error) when failures open the breaker, whoever's call failed.
+        self.on_open: list[Callable[[str], None]] = []
 
     @property
     def allows(self) -> bool:
@@ -36,7 +41,13 @@ class Breaker:
             return True
         return False
 
-    def failure(self, exc: BaseException | None, message: str) -> bool:
+    def answered(self) -> None:
+        """The store answered a command: the failure streak ends. Only the probe
+        (`success`) closes an open breaker, so recovery work runs in one place."""
+        if not self.open:
+            self.failures = 0
+
+    def failure(self, exc: BaseException | None, message: str, *, notify: bool = True) -> bool:
         """Record a failure; True when this opens the breaker."""
         self.failures += 1
         self.last_error = message
@@ -53,10 +64,12 @@ class Breaker:
             self.open = True
             self.opened_at = time.monotonic()
             self.transitions += 1
+            for hook in self.on_open if notify else ():
+                hook(message)
             return True
         return False
 
     def trip(self, exc: BaseException | None, message: str) -> bool:
         """Open at once (a probe or start-up check failed)."""
         self.failures = self.threshold - 1
-        return self.failure(exc, message)
+        return self.failure(exc, message, notify=False)

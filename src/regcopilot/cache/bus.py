@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from regcopilot.background import cancelling, stop
-from regcopilot.cache.redis import FAILURES, connect
+from regcopilot.cache.redis import connect, translated
+from regcopilot.cache.store import StoreError
 
 log = logging.getLogger("regcopilot.cache")
 
@@ -42,8 +43,9 @@ class EventBus:
 
     async def publish(self, event: dict[str, Any]) -> bool:
         try:
-            await self._publisher.publish(self.channel, json.dumps(event))
-        except FAILURES as exc:
+            with translated():
+                await self._publisher.publish(self.channel, json.dumps(event))
+        except StoreError as exc:
             log.warning("Could not publish %s: %s", event.get("type"), exc)
             return False
         return True
@@ -60,15 +62,16 @@ class EventBus:
             client = connect(self.url, 1.0)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.channel)
-                self.connected = True
-                self.connects += 1
-                for hook in self._on_connect:
-                    result = hook()
-                    if asyncio.iscoroutine(result):
-                        await result
-                await self._listen(pubsub)
-            except FAILURES as exc:
+                with translated():
+                    await pubsub.subscribe(self.channel)
+                    self.connected = True
+                    self.connects += 1
+                    for hook in self._on_connect:
+                        result = hook()
+                        if asyncio.iscoroutine(result):
+                            await result
+                    await self._listen(pubsub)
+            except StoreError as exc:
                 if cancelling():
                     raise asyncio.CancelledError from exc  # redis-py disguised our cancel
                 if self.connected:

@@ -6,10 +6,15 @@ the async methods are the Store protocol for string values.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+from regcopilot.cache.breaker import Breaker
+
+FOREVER_S = 10 * 365 * 24 * 3600.0
 
 
 class MemoryStore:
@@ -26,6 +31,7 @@ class MemoryStore:
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._data: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._breaker: Breaker | None = None
 
     def get_now(self, key: str) -> Any:
         """Synchronous lookup: the hot path needs no await for a dict."""
@@ -96,6 +102,56 @@ class MemoryStore:
 
     async def ping(self) -> None:
         return None
+
+    # --- the SharedStore operations, for one process standing in for the cluster ----------
+    @property
+    def breaker(self) -> Breaker:
+        # Memory always answers: a breaker that is closed and stays so.
+        if self._breaker is None:
+            self._breaker = Breaker()
+            self._breaker.success()
+        return self._breaker
+
+    async def exists(self, key: str) -> bool:
+        return self.get_now(key) is not None
+
+    async def set_max(self, key: str, value: int) -> None:
+        current = self.get_now(key)
+        if current is None or int(current) < value:
+            self.set_now(key, str(value), FOREVER_S)
+
+    async def delete_prefix(self, prefix: str) -> int:
+        keys = [k for k in self._data if k.startswith(prefix)]
+        for key in keys:
+            del self._data[key]
+        return len(keys)
+
+    async def scan_ttl(self, prefix: str) -> list[tuple[str, float]]:
+        self.expire()
+        return [(k.removeprefix(prefix), self.remaining(k)) for k in self._data
+                if k.startswith(prefix)]
+
+    async def try_lock(self, key: str, ttl: float) -> str | None:
+        if self.get_now(key) is not None:
+            return None
+        token = secrets.token_hex(8)
+        self.set_now(key, token, ttl)
+        return token
+
+    async def unlock(self, key: str, token: str) -> None:
+        if self.get_now(key) == token:
+            self.delete_now(key)
+
+    async def window_count(self, key: str) -> tuple[int, float | None]:
+        value = self.get_now(key)
+        return (int(value), self.remaining(key)) if value is not None else (0, None)
+
+    async def window_bump(self, key: str, window: int) -> None:
+        value = self.get_now(key)
+        if value is None:
+            self.set_now(key, "1", window)
+        else:  # the window is not moved by later counts
+            self._data[key] = (str(int(value) + 1), self._data[key][1])
 
     async def close(self) -> None:
         self._data.clear()

@@ -13,8 +13,11 @@ sick Redis (redis-py's default retry/backoff took 3.8 s for one GET against a de
 from __future__ import annotations
 
 import random
+import secrets
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio as aioredis
@@ -23,9 +26,12 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regcopilot.cache.breaker import Breaker
-from regcopilot.cache.store import StoreError
+from regcopilot.cache.store import AmbiguousStoreError, StoreError
+
+T = TypeVar("T")
 
 # RedisClusterException is not a RedisError (e.g. "keys don't hash to the same slot").
 FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
@@ -215,63 +221,136 @@ def _cluster(target: RedisTarget, kwargs: dict[str, Any]) -> RedisCluster:
 
 
 class RedisStore:
+    """The one thing that talks to Redis on the request path. Every command goes through
+    `_run`: a client error becomes a StoreError there, and the breaker hears of every failure
+    and every answer, whoever asked (validation cache, login limits, revocations, locks)."""
+
     name = "redis"
 
-    def __init__(self, url: str, *, timeout_ms: int = 50) -> None:
+    def __init__(self, url: str, *, timeout_ms: int = 50, breaker: Breaker | None = None) -> None:
         self.url = url
-        self.client = connect(url, timeout_ms / 1000)
-        # Kept by whoever watches this store's health (the validation cache); read by every
-        # other user of the store (revocations, login limits) so none of them waits on a
-        # Redis already known to be failing.
-        self.breaker = Breaker()
+        self._client = connect(url, timeout_ms / 1000)
+        # Read by every user of the store so none of them waits on a Redis already known to
+        # be failing; only the validation cache's probe closes it again.
+        self.breaker = breaker or Breaker()
+
+    async def _run(self, command: Awaitable[T], *, feed: bool = True) -> T:
+        try:
+            result = await command
+        except FAILURES as exc:
+            error = StoreError(describe(exc))
+            error.__cause__ = exc
+            if feed:
+                self.breaker.failure(error, str(error))
+            raise error from exc
+        if feed:
+            self.breaker.answered()
+        return result
 
     async def get(self, key: str) -> str | None:
-        try:
-            return await self.client.get(key)
-        except FAILURES as exc:
-            raise StoreError(describe(exc)) from exc
+        return await self._run(self._client.get(key))
 
     async def set(self, key: str, value: str, ttl: float) -> None:
-        try:
-            await self.client.set(key, value, px=max(1, int(ttl * 1000)))
-        except FAILURES as exc:
-            raise StoreError(describe(exc)) from exc
+        await self._run(self._client.set(key, value, px=_ms(ttl)))
 
     async def delete(self, key: str) -> None:
-        try:
-            await self.client.delete(key)
-        except FAILURES as exc:
-            raise StoreError(describe(exc)) from exc
+        await self._run(self._client.delete(key))
 
     async def set_max(self, key: str, value: int) -> None:
         """Raise a counter to `value` if it is lower (never lowers it), atomically."""
-        try:
-            await self.client.eval(_SET_MAX, 1, key, value)
-        except FAILURES as exc:
-            raise StoreError(describe(exc)) from exc
+        await self._run(self._client.eval(_SET_MAX, 1, key, value))
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self._run(self._client.exists(key)))
 
     async def count(self, prefix: str) -> int:
-        try:
-            n = 0
-            async for _ in self.client.scan_iter(match=f"{_glob_escape(prefix)}*", count=1000):
-                n += 1
-            return n
-        except FAILURES as exc:
-            raise StoreError(describe(exc)) from exc
+        return len(await self._run(self._keys(prefix)))
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key under `prefix` (a SCAN, never KEYS: Redis keeps serving)."""
+
+        async def delete_all() -> int:
+            keys = await self._keys(prefix)
+            for key in keys:
+                await self._client.delete(key)
+            return len(keys)
+
+        return await self._run(delete_all())
+
+    async def scan_ttl(self, prefix: str) -> list[tuple[str, float]]:
+        """The keys under `prefix` (prefix removed) with their seconds left, expired ones out."""
+
+        async def scan() -> list[tuple[str, float]]:
+            found = []
+            for key in await self._keys(prefix):
+                ms = await self._client.pttl(key)
+                if ms > 0:
+                    found.append((key.removeprefix(prefix), ms / 1000))
+            return found
+
+        return await self._run(scan())
+
+    async def _keys(self, prefix: str) -> list[str]:
+        match = f"{_glob_escape(prefix)}*"
+        return [key async for key in self._client.scan_iter(match=match, count=1000)]
+
+    async def try_lock(self, key: str, ttl: float) -> str | None:
+        """Take a lock that frees itself after `ttl`; the token to unlock it, or None when
+        someone else holds it."""
+        token = secrets.token_hex(8)
+        taken = await self._run(self._client.set(key, token, px=_ms(ttl), nx=True))
+        return token if taken else None
+
+    async def unlock(self, key: str, token: str) -> None:
+        """Release a lock only if it is still ours (it may have expired and been re-taken)."""
+        await self._run(self._client.eval(_UNLOCK, 1, key, token))
+
+    async def window_count(self, key: str) -> tuple[int, float | None]:
+        """A windowed counter's value and the seconds left in its window (None: no window)."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.ttl(key)
+        raw, ttl = await self._run(pipe.execute())
+        return int(raw or 0), (float(ttl) if ttl and ttl > 0 else None)
+
+    async def window_bump(self, key: str, window: int) -> None:
+        """Count one; the window starts at the first count and is not moved by later ones."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, window, nx=True)
+        await self._run(pipe.execute())
 
     async def ping(self) -> None:
-        try:
-            await self.client.ping()
-        except FAILURES as exc:
-            raise StoreError(describe(exc)) from exc
+        # The probe decides what an answer means for the breaker (it closes it), not this.
+        await self._run(self._client.ping(), feed=False)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self._client.aclose()
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """For the connections kept outside RedisStore on purpose (the event bus's pub/sub, the
+    metrics flush): a client error becomes StoreError, as in the store — AmbiguousStoreError
+    for a timeout, after which the command may have been applied."""
+    try:
+        yield
+    except FAILURES as exc:
+        timed_out = isinstance(exc, RedisTimeoutError | TimeoutError)
+        raise (AmbiguousStoreError if timed_out else StoreError)(describe(exc)) from exc
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))
 
 
 _SET_MAX = (
     "local c = tonumber(redis.call('GET', KEYS[1]) or '-1') "
     "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end"
+)
+_UNLOCK = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+    "return 0"
 )
 
 
@@ -280,16 +359,33 @@ def _glob_escape(prefix: str) -> str:
 
 
 def describe(exc: BaseException) -> str:
-    """One operator-readable line for a Redis failure (auth, TLS and refusals say so)."""
+    """One operator-readable line for a Redis failure (auth, TLS and refusals say so): the
+    app's log and `doctor` both print it."""
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, AuthenticationError) or any(
         word in lowered for word in ("auth", "noperm", "wrongpass", "password")
     ):
-        return f"authentication failed: {text}"
+        return f"authentication failed: {_auth_hint(text) or text}"
     if "certificate" in lowered or "ssl" in lowered or "tls" in lowered:
         return f"TLS failed: {text}"
     if "connection reset by peer" in lowered or "closed by server" in lowered:
         # What a TLS-only port answers to a plain-text client.
         return f"{text} (if this Redis requires TLS, use rediss://)"
     return text
+
+
+def _auth_hint(text: str) -> str | None:
+    """Which side of the password is wrong, from the server's words."""
+    lowered = text.lower()
+    if ("noauth" in lowered or "authentication required" in lowered
+            or "client already authenticated" in lowered):
+        return ("the server requires a password and REDIS_URL has none "
+                "(redis://:<password>@host:6379)")
+    if "wrongpass" in lowered or "invalid password" in lowered or "invalid username" in lowered:
+        return "wrong username or password in REDIS_URL"
+    if "without any password configured" in lowered or "auth <password> called" in lowered:
+        return "REDIS_URL gives a password the server does not have"
+    if "noperm" in lowered:
+        return f"the user lacks a permission ({text})"
+    return None

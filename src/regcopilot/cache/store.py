@@ -1,12 +1,22 @@
-"""The Store protocol: what every cache backend (memory, Redis) offers the tiers above it."""
+"""The Store protocols: what every cache backend (memory, Redis) offers the tiers above it,
+and what a shared store offers the collaborators that keep state across instances (login
+limits, revocations, the single-flight lock). RedisStore implements SharedStore; so does
+MemoryStore, which can stand in for it where one process is the whole cluster."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from regcopilot.cache.breaker import Breaker
 
 
 class StoreError(Exception):
     """The store could not answer; the tiers above decide what to do instead."""
+
+
+class AmbiguousStoreError(StoreError):
+    """No answer in time: the command may or may not have been applied."""
 
 
 class Store(Protocol):
@@ -18,3 +28,16 @@ class Store(Protocol):
     async def count(self, prefix: str) -> int: ...
     async def ping(self) -> None: ...
     async def close(self) -> None: ...
+
+
+class SharedStore(Store, Protocol):
+    breaker: Breaker
+
+    async def exists(self, key: str) -> bool: ...
+    async def set_max(self, key: str, value: int) -> None: ...
+    async def delete_prefix(self, prefix: str) -> int: ...
+    async def scan_ttl(self, prefix: str) -> list[tuple[str, float]]: ...
+    async def try_lock(self, key: str, ttl: float) -> str | None: ...
+    async def unlock(self, key: str, token: str) -> None: ...
+    async def window_count(self, key: str) -> tuple[int, float | None]: ...
+    async def window_bump(self, key: str, window: int) -> None: ...

@@ -23,9 +23,10 @@ from regcopilot.background import stop
 from regcopilot.cache.breaker import Breaker
 from regcopilot.cache.entry import CacheEntry, upstream_shaped
 from regcopilot.cache.freshness import Freshness
+from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
-from regcopilot.cache.redis import RedisStore
-from regcopilot.cache.store import StoreError
+from regcopilot.cache.store import SharedStore, StoreError
+from regcopilot.names import Backend
 from regcopilot.users.changes import Change
 
 log = logging.getLogger("regcopilot.cache")
@@ -63,21 +64,23 @@ class ValidationCache:
         ttl: int,
         max_size: int,
         prefix: str = "copilot:auth:",
-        shared: RedisStore | None = None,
-        mode: str = "tiered",
+        shared: SharedStore | None = None,
         freshness: Freshness | None = None,
     ) -> None:
         self.ttl = ttl
         self.freshness = freshness or Freshness(ttl, ttl)
-        self.mode = mode  # "tiered" | "redis-only" | "none" (benchmark switches)
-        self.near_enabled = mode == "tiered"
         self.max_size = max_size
         self.prefix = prefix
-        self.key_prefix = f"{prefix}validation:"
+        self.keys = CacheKeys(prefix)
+        self.key_prefix = self.keys.validation_prefix
+        self.lock_prefix = self.keys.lock("")
         self.near = MemoryStore(max_size)
         self.shared = shared
         self.breaker = shared.breaker if shared is not None else Breaker()
-        self.feed_connected = shared is None  # no shared tier ⇒ nothing to be told about
+        self.breaker.on_open.append(self._opened)
+        # Near entries trusted for the full TTL: the change feed is connected, or there is no
+        # shared tier to be told about.
+        self.near_trusted = shared is None
         self._pending: set[str] = set()
         self._pending_overflow = False
         self._probe: asyncio.Task[None] | None = None
@@ -92,15 +95,15 @@ class ValidationCache:
     @property
     def backend(self) -> str:
         if self.shared is None:
-            return "in-memory"
-        return "redis" if self.breaker.allows else self.breaker.state
+            return Backend.IN_MEMORY
+        return Backend.REDIS if self.breaker.allows else self.breaker.state
 
     @property
     def shared_usable(self) -> bool:
         return self.shared is not None and self.breaker.allows
 
     def key(self, user_id: str) -> str:
-        return self.key_prefix + user_id
+        return self.key_prefix + user_id  # = keys.validation(user_id), without a call
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -151,16 +154,14 @@ class ValidationCache:
             await self._check()
             delay = min(delay * 2, PROBE_MAX_SECONDS) if self.breaker.open else PROBE_SECONDS
 
-    def _failed(self, exc: StoreError) -> None:
-        if self.breaker.failure(exc, str(exc)):
-            log.error("Redis cache failing (%s) - using in-memory cache", exc)
-            self._outage_logged, self._reminded_at = True, time.monotonic()
+    def _opened(self, error: str) -> None:
+        """The store's failures opened the breaker (whichever caller's command failed)."""
+        log.error("Redis cache failing (%s) - using in-memory cache", error)
+        self._outage_logged, self._reminded_at = True, time.monotonic()
 
     # --- reads ----------------------------------------------------------------------
     def peek(self, user_id: str) -> CacheEntry | None:
         """The near tier only: no await, no network."""
-        if not self.near_enabled:
-            return None
         return self.near.get_now(self.key_prefix + user_id)
 
     async def get_shared(self, user_id: str) -> CacheEntry | None:
@@ -170,10 +171,8 @@ class ValidationCache:
         key = self.key(user_id)
         try:
             raw = await self.shared.get(key)
-        except StoreError as exc:
-            self._failed(exc)
-            return None
-        self.breaker.success()
+        except StoreError:
+            return None  # the store has told the breaker
         if raw is None:
             return None
         entry = CacheEntry.decode(raw)
@@ -196,8 +195,8 @@ class ValidationCache:
         left = trust - (now - entry.timestamp) / 1000
         if entry.banned_until is not None:
             left = min(left, (entry.banned_until - now) / 1000)
-        if left > 0 and self.near_enabled:
-            self.near.set_now(key, entry, self._near_ttl(left))
+        if left > 0:
+            self._keep_near(key, entry, left)
         return entry
 
     async def get(self, user_id: str) -> CacheEntry | None:
@@ -212,23 +211,25 @@ class ValidationCache:
         return ttl
 
     def _near_ttl(self, ttl: float) -> float:
-        if self.shared is None or not self.breaker.allows or self.feed_connected:
+        if self.shared is None or not self.breaker.allows or self.near_trusted:
             return ttl
         return min(ttl, NEAR_TTL_UNTRUSTED)
 
     async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
-        if ttl <= 0 or self.mode == "none":
+        if ttl <= 0:
             return
         key, raw = self.key(user_id), entry.encode()
-        if self.near_enabled:
-            self.near.set_now(key, entry, self._near_ttl(ttl))
+        self._keep_near(key, entry, ttl)
         if not self.shared_usable:
             return
         assert self.shared is not None
         try:
             await self.shared.set(key, raw, ttl)
-        except StoreError as exc:
-            self._failed(exc)
+        except StoreError:
+            pass  # the store has told the breaker
+
+    def _keep_near(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        self.near.set_now(key, entry, self._near_ttl(ttl))
 
     def changed_since(self, user_id: str, ts_ms: int) -> bool:
         return self._invalidated.get(user_id, -1) >= ts_ms
@@ -244,8 +245,8 @@ class ValidationCache:
             try:
                 await self.shared.delete(key)
                 return
-            except StoreError as exc:
-                self._failed(exc)
+            except StoreError:
+                pass  # the store has told the breaker; Redis gets it on recovery
         self._remember(user_id)
 
     def drop_near(self, user_id: str) -> None:
@@ -270,8 +271,7 @@ class ValidationCache:
             if mark is not None:
                 pending |= set(self.freshness.changed_since(mark))
             if overflow:
-                async for key in self.shared.client.scan_iter(match=f"{self.key_prefix}*"):
-                    await self.shared.client.delete(key)
+                await self.shared.delete_prefix(self.key_prefix)
             for user_id in pending:
                 await self.shared.delete(self.key(user_id))
             await self.shared.set_max(self.hwm_key, self.freshness.position)
@@ -292,11 +292,11 @@ class ValidationCache:
                 now = now_ms()
                 self.near.cap(lambda e: self.ttl - (now - e.timestamp) / 1000)
         self.freshness.feed_complete = connected
-        self.feed_connected = connected or self.shared is None
+        self.near_trusted = connected or self.shared is None
 
     @property
     def hwm_key(self) -> str:
-        return f"{self.prefix}changes:seq"
+        return self.keys.change_mark
 
     async def applied(self, change: Change) -> None:
         """A logged change: remember it (entries read before it are stale), drop the user's
@@ -307,8 +307,8 @@ class ValidationCache:
             assert self.shared is not None
             try:
                 await self.shared.set_max(self.hwm_key, self.freshness.position)
-            except StoreError as exc:
-                self._failed(exc)
+            except StoreError:
+                pass  # the store has told the breaker
 
     # --- size -----------------------------------------------------------------------
     async def size(self) -> int:
@@ -322,12 +322,30 @@ class ValidationCache:
         assert self.shared is not None
         try:
             n = await self.shared.count(self.key_prefix)
-        except StoreError as exc:
-            self._failed(exc)
+        except StoreError:
+            pass  # the store has told the breaker
             return await self.near.count(self.key_prefix)
         self._size = (now, n)
         return n
 
     @property
     def reported_max_size(self) -> int | None:
-        return None if self.backend == "redis" else self.max_size
+        return None if self.backend == Backend.REDIS else self.max_size
+
+
+class SharedOnlyCache(ValidationCache):
+    """CACHE_MODE=redis-only (a benchmark variant): no near tier, every request asks Redis."""
+
+    def peek(self, user_id: str) -> CacheEntry | None:
+        return None
+
+    def _keep_near(self, key: str, entry: CacheEntry, ttl: float) -> None:
+        return None
+
+
+class UncachedCache(SharedOnlyCache):
+    """CACHE_MODE=none (a benchmark variant): nothing is cached anywhere; paired with
+    DirectValidator, which asks the directory on every request."""
+
+    async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
+        return None

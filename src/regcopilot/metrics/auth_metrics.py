@@ -10,16 +10,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from regcopilot.background import stop
-from regcopilot.metrics.cluster import FAILURES, ClusterMetrics
+from regcopilot.cache.store import AmbiguousStoreError, StoreError
+from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.counters import (
     ACTIVE_USERS_CAP,
     SESSION_REVOKED_COUNTERS,
     Counters,
     Snapshot,
 )
+from regcopilot.names import Backend, Reason
 
 log = logging.getLogger("regcopilot.metrics")
 
@@ -27,7 +27,6 @@ FLUSH_SECONDS = 1.0
 # An idle instance still says it is alive (the `instances` list), but not every second:
 # per-command-billed Redis plans count every call.
 HEARTBEAT_TICKS = 10
-AMBIGUOUS = (RedisTimeoutError, TimeoutError)
 
 
 class AuthMetrics:
@@ -40,7 +39,7 @@ class AuthMetrics:
         self.cluster = cluster
         self._pending = Counters(active_cap) if cluster is not None else None
         self._task: asyncio.Task[None] | None = None
-        self._backend: Callable[[], str] = lambda: "in-memory"
+        self._backend: Callable[[], str] = lambda: Backend.IN_MEMORY
 
     # --- recording (request path) -----------------------------------------------------
     @property
@@ -64,9 +63,9 @@ class AuthMetrics:
         v["cacheHits" if hit else "cacheMisses"] += 1
         if queried:
             v["databaseQueries"] += 1
-            if reason in ("deleted", "not_found"):
+            if reason in (Reason.DELETED, Reason.NOT_FOUND):
                 v["deletedDetected"] += 1
-            elif reason == "banned":
+            elif reason == Reason.BANNED:
                 v["bannedDetected"] += 1
         elif not hit:
             v["coalesced"] += 1
@@ -107,7 +106,7 @@ class AuthMetrics:
     async def close(self) -> None:
         if self._task is not None:
             await stop(self._task)
-            with contextlib.suppress(*FAILURES):
+            with contextlib.suppress(StoreError):
                 await self.flush()
         if self.cluster is not None:
             await self.cluster.close()
@@ -118,11 +117,11 @@ class AuthMetrics:
         self.local.merge(batch)
         try:
             await self.cluster.flush(batch, self._backend())
-        except AMBIGUOUS:
+        except AmbiguousStoreError:
             # The pipeline may have been applied before the reply timed out: adding the batch
             # again could count it twice, so it is dropped (an undercount of one second).
             raise
-        except FAILURES:
+        except StoreError:
             self._merge_back(batch)
             raise
 
@@ -143,14 +142,14 @@ class AuthMetrics:
                 await self.flush()
                 if ticks % 60 == 0 and self.cluster is not None:
                     await self.cluster.prune_hours()
-            except FAILURES as exc:
+            except StoreError as exc:
                 log.debug("Metrics flush deferred: %s", exc)
 
     # --- reading ----------------------------------------------------------------------
     async def snapshot(self) -> Snapshot:
         """Cluster totals when Redis answers; this process's own numbers otherwise."""
         if self.cluster is not None:
-            with contextlib.suppress(*FAILURES):
+            with contextlib.suppress(StoreError):
                 await self.flush()  # so every instance reports the same totals right now
                 return await self.cluster.read()
         snap = self.local.snapshot(self.start_ms)

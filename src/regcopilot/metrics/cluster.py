@@ -10,7 +10,7 @@ import socket
 import time
 from typing import Any
 
-from regcopilot.cache.redis import FAILURES, connect
+from regcopilot.cache.redis import connect, translated
 from regcopilot.metrics.counters import (
     COUNTER_NAMES,
     HOURS_KEPT,
@@ -39,7 +39,8 @@ class ClusterMetrics:
         self._start_written = False
 
     async def flush(self, delta: Counters, backend: str) -> None:
-        """Add a batch of deltas; raises a FAILURES error when Redis cannot take it."""
+        """Add a batch of deltas; raises StoreError when Redis cannot take it
+        (AmbiguousStoreError: it may have taken it)."""
         p, now_ms = self.p, int(time.time() * 1000)
         pipe = self.client.pipeline(transaction=False)
         if not self._start_written:
@@ -64,7 +65,8 @@ class ClusterMetrics:
             pipe.pfadd(f"{p}active:{hour}", *users)
             pipe.expire(f"{p}active:{hour}", HOUR_TTL)
         pipe.hset(f"{p}instances", self.instance_id, json.dumps(self._me(backend, now_ms)))
-        await pipe.execute()
+        with translated():
+            await pipe.execute()
         self._start_written = True
 
     def _me(self, backend: str, now_ms: int) -> dict[str, Any]:
@@ -87,9 +89,10 @@ class ClusterMetrics:
         pipe.hmget(f"{p}logins", hours)
         pipe.zscore(f"{p}lastLogin", "last")
         pipe.hgetall(f"{p}instances")
-        start, counters, latency, logins, last, instances = await pipe.execute()
-        # Outside the pipeline: redis-py's cluster pipeline refuses multi-key commands.
-        active = await self.client.pfcount(*[f"{p}active:{h}" for h in hours])
+        with translated():
+            start, counters, latency, logins, last, instances = await pipe.execute()
+            # Outside the pipeline: redis-py's cluster pipeline refuses multi-key commands.
+            active = await self.client.pfcount(*[f"{p}active:{h}" for h in hours])
         now_ms = int(time.time() * 1000)
         lat = [0] * (len(LATENCY_BOUNDS_MS) + 1)
         for i, n in latency.items():
@@ -123,18 +126,20 @@ class ClusterMetrics:
             info["uptimeMs"] = max(0, now_ms - int(info.get("startTime", now_ms)))
             out.append(info)
         if forget:
-            await self.client.hdel(f"{self.p}instances", *forget)
+            with translated():
+                await self.client.hdel(f"{self.p}instances", *forget)
         return sorted(out, key=lambda i: i["id"])
 
     async def prune_hours(self) -> None:
         keep = set(last_hours())
-        fields = await self.client.hkeys(f"{self.p}logins")
-        old = [f for f in fields if f not in keep]
-        if old:
-            await self.client.hdel(f"{self.p}logins", *old)
+        with translated():
+            fields = await self.client.hkeys(f"{self.p}logins")
+            old = [f for f in fields if f not in keep]
+            if old:
+                await self.client.hdel(f"{self.p}logins", *old)
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-__all__ = ["FAILURES", "ClusterMetrics"]
+__all__ = ["ClusterMetrics"]

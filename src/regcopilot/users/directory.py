@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from regcopilot.names import Reason
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.schema import SESSION_EVENT
 
@@ -87,7 +88,7 @@ class Verdict:
     """What the directory says about a user: valid, or invalid with a reason."""
 
     valid: bool
-    reason: str | None = None  # not_found | deleted | banned | no_workspace
+    reason: Reason | None = None
     tenant_id: str | None = None
     role: str | None = None
     banned_until: datetime | None = None
@@ -104,17 +105,17 @@ def judge(
     """The account's verdict; with `workspace` (a session being validated), a valid account
     with no active workspace left is refused too, and the tenant is that workspace."""
     if user is None:
-        return Verdict(False, "not_found")
+        return Verdict(False, Reason.NOT_FOUND)
     tenant = user.tenant_id(default_tenant)
     if user.deleted_at is not None:
-        return Verdict(False, "deleted", tenant)
+        return Verdict(False, Reason.DELETED, tenant)
     now = now or datetime.now(UTC)
     if user.banned_until is not None and user.banned_until > now:
-        return Verdict(False, "banned", tenant, user.role, user.banned_until)
+        return Verdict(False, Reason.BANNED, tenant, user.role, user.banned_until)
     if workspace is None:
         return Verdict(True, None, tenant, user.role)
     if workspace.tenant_id is None:
-        return Verdict(False, "no_workspace", None, user.role)
+        return Verdict(False, Reason.NO_WORKSPACE, None, user.role)
     return Verdict(
         True, None, workspace.tenant_id, user.role,
         tenant_role=workspace.role, tenant_name=workspace.name,

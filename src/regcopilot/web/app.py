@@ -10,6 +10,8 @@ from fastapi import FastAPI
 
 from regcopilot import __version__
 from regcopilot.config import Settings, load_settings
+from regcopilot.web import refusals
+from regcopilot.web.access import access_map
 from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.hot import HotRoutes
 from regcopilot.web.middleware import SessionMiddleware
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
     app.state.services = services
+    refusals.install(app)
     for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
         app.include_router(module.router)
     app.include_router(workspace_routes.router)
@@ -51,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         HotRoutes, routes={"/api/health": health.health_hot, "/api/me": pages.me_hot}
     )
-    app.add_middleware(SessionMiddleware, services=services)
+    # What each route declared it needs (web/access.py), read once.
+    app.add_middleware(SessionMiddleware, services=services, access=access_map(app.routes))
     # Added last, so it runs first: a forged cross-site request never reaches the session.
     app.add_middleware(
         CsrfMiddleware,

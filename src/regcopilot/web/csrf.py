@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from regcopilot.web.refusals import error_body, send_refusal
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 REFUSED = "cross-site request refused"
 
@@ -79,11 +81,4 @@ class CsrfMiddleware:
 
 
 async def _forbidden(send: Send) -> None:
-    body = json.dumps({"error": REFUSED, "status": 403}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    await send({"type": "http.response.start", "status": 403, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_refusal(send, 403, [], json.dumps(error_body(403, REFUSED)).encode())

@@ -11,35 +11,59 @@ import json
 import logging
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from regcopilot.auth.tokens import InvalidToken
+from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.access import PUBLIC_PREFIXES, Access
 from regcopilot.web.migration import UPGRADE, with_upgrade
 from regcopilot.web.next_path import login_location
+from regcopilot.web.refusals import (
+    DIRECTORY_DOWN,
+    RETRY_AFTER_SECONDS,
+    error_body,
+    send_refusal,
+)
 from regcopilot.web.services import Services
 from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
 from regcopilot.web.workspace_cookie import announcing
 
 log = logging.getLogger("regcopilot.auth")
 
-PUBLIC_PATHS = frozenset(
-    {
-        "/login",
-        "/api/auth/login",
-        "/api/auth/logout",
-        "/api/auth/session",
-        "/api/health",
-        "/api/ready",
-        "/favicon.ico",
-    }
-)
-PUBLIC_PREFIXES = ("/static/",)
-MONITOR_PATHS = frozenset({"/api/observability", "/metrics"})
-RETRY_AFTER_SECONDS = "5"
-REFUSALS = {"no_workspace": "no accessible workspace"}
+class Refusal(NamedTuple):
+    """Why a request has no user: the status it would be refused with, and the message."""
+
+    status: int
+    message: str
+
+
+# The session middleware's result, in the ASGI scope's state: one of these two keys is set.
+USER_KEY, REFUSAL_KEY = "user", "refusal"
+
+
+def signed_in(scope: Any) -> SessionUser | None:
+    """The one way to read the signed-in user (SessionMiddleware put it there).
+
+    Straight from the scope: `request.state` builds a State object on every access, a cost
+    the benchmark profile showed on the hottest route."""
+    return scope.get("state", {}).get(USER_KEY)
+
+
+def refusal_of(scope: Any) -> Refusal | None:
+    """Why the session middleware found no user (None: not asked, e.g. a public route)."""
+    return scope.get("state", {}).get(REFUSAL_KEY)
+
+
+_RETRY_AFTER = str(RETRY_AFTER_SECONDS).encode()
+# Built once: a refusal on the request path allocates nothing new.
+INVALID = Refusal(401, "invalid session")
+NOT_SIGNED_IN = Refusal(401, "not signed in")
+ENDED = Refusal(401, "session ended")
+DOWN = Refusal(503, DIRECTORY_DOWN)
+REFUSALS = {Reason.NO_WORKSPACE: "no accessible workspace"}
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
@@ -109,10 +133,15 @@ def bearer(scope: Scope) -> str | None:
 
 
 class SessionMiddleware:
-    def __init__(self, app: ASGIApp, services: Services) -> None:
+    """Authenticates, and puts the result in the scope's state: the user (`signed_in`) or
+    why there is none (`refusal_of`). Routes declare what they need (web/access.py); only a
+    route that needs a user and has none is refused here."""
+
+    def __init__(self, app: ASGIApp, services: Services, access: dict[str, Access]) -> None:
         self.app = app
         self.services = services
         self.cookie = cookie_name(services.settings)
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,31 +149,37 @@ class SessionMiddleware:
             return
         path: str = scope["path"]
         state = scope.setdefault("state", {})
-        if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
-            if path == "/api/auth/session":
-                await self._soft(scope, state)
-                if state.get("reissue") is not None:
-                    send = announcing(send, state, self.services.settings)
-            await self.app(scope, receive, with_upgrade(send, state))
+        needs = self.access.get(path, Access.USER)
+        if needs is Access.PUBLIC or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
             return
-        if path in MONITOR_PATHS and self._monitor_token_ok(scope):
+        if needs is Access.MONITOR and self._monitor_token_ok(scope):
             state["monitor"] = True
             await self.app(scope, receive, send)
             return
-        status, reason = await self._authenticate(scope, state)
-        if status == 200:
-            if state.get("reissue") is not None:
+        refused = await self._authenticate(scope, state)
+        if refused is None:
+            # Rare (a workspace moved, a cookie in the other format): the usual request sends
+            # through no wrapper at all.
+            if "reissue" in state:
                 send = announcing(send, state, self.services.settings)
-            await self.app(scope, receive, with_upgrade(send, state))
+            if UPGRADE in state:
+                send = with_upgrade(send, state)
+            await self.app(scope, receive, send)
             return
-        await self._refuse(scope, send, status, reason)
+        if needs is Access.OPTIONAL:
+            state[REFUSAL_KEY] = refused
+            await self.app(scope, receive, send)
+            return
+        await self._refuse(scope, send, refused)
 
     def _monitor_token_ok(self, scope: Scope) -> bool:
         expected = self.services.settings.OBSERVABILITY_TOKEN
         given = bearer(scope)
         return bool(expected and given and hmac.compare_digest(given, expected))
 
-    async def _authenticate(self, scope: Scope, state: dict[str, Any]) -> tuple[int, str]:
+    async def _authenticate(self, scope: Scope, state: dict[str, Any]) -> Refusal | None:
+        """The user into state[USER_KEY], or why not."""
         services = self.services
         try:
             token, codec, found = read_session_cookie(scope, self.cookie), services.tokens, None
@@ -152,16 +187,16 @@ class SessionMiddleware:
                 found = services.foreign.find(scope, read_session_cookie)
         except DuplicateCookie:
             services.security.invalid_token("duplicate-cookie", scope)
-            return 401, "invalid session"
+            return INVALID
         if token is None:
             if found is None:
-                return 401, "not signed in"
+                return NOT_SIGNED_IN
             token, codec = found.token, found.codec
         try:
             claims = codec.decode(token)
         except InvalidToken as exc:
             services.security.invalid_token(str(exc), scope)
-            return 401, "invalid session"
+            return INVALID
         try:
             entry = await services.validator.validate(claims.sub)
             if (entry.is_valid and entry.tenant_id != claims.tenant
@@ -170,17 +205,19 @@ class SessionMiddleware:
                 entry = await services.validator.refresh(claims.sub)
         except DirectoryUnavailable as exc:
             log.warning("User directory unavailable: %s", exc)
-            return 503, "user directory unavailable, try again shortly"
+            return DOWN
         if not entry.is_valid:
             # Before the revocation check: a ban or delete also revokes the user's sessions,
             # and the user's state is the more telling answer (and the guide's
             # deleted/banned-detected counts come from here).
-            return 401, REFUSALS.get(entry.reason or "") or f"account {entry.reason or 'invalid'}"
+            return Refusal(
+                401, REFUSALS.get(entry.reason or "") or f"account {entry.reason or 'invalid'}"
+            )
         if await services.revocations.is_revoked(claims.jti):
             services.security.invalid_token("revoked", scope)
-            return 401, "session ended"
+            return ENDED
         services.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
-        state["user"] = SessionUser(
+        state[USER_KEY] = user = SessionUser(
             id=claims.sub,
             email=claims.email,
             tenant_id=entry.tenant_id or claims.tenant,
@@ -197,22 +234,18 @@ class SessionMiddleware:
             if moved:
                 claims = replace(claims, tenant=entry.tenant_id or "",
                                  tenant_at=int(time.time() * 1000))
-            state[UPGRADE] = services.foreign.upgrade(found, claims, state["user"])
+            state[UPGRADE] = services.foreign.upgrade(found, claims, user)
         elif moved:
             assert entry.tenant_id is not None
             token = services.tokens.move(claims, entry.tenant_id)
             state["reissue"] = (entry.tenant_id, token, max(0, claims.exp - int(time.time())))
-        return 200, ""
+        return None
 
-    async def _soft(self, scope: Scope, state: dict[str, Any]) -> None:
-        """For /api/auth/session: attach the user if the session is good, never refuse."""
-        status, reason = await self._authenticate(scope, state)
-        state["session_status"] = (status, reason)
-
-    async def _refuse(self, scope: Scope, send: Send, status: int, reason: str) -> None:
+    async def _refuse(self, scope: Scope, send: Send, refused: Refusal) -> None:
+        status, reason = refused
         headers: list[tuple[bytes, bytes]] = []
         if status == 503:
-            headers.append((b"retry-after", RETRY_AFTER_SECONDS.encode()))
+            headers.append((b"retry-after", _RETRY_AFTER))
         elif read_cookie(scope, self.cookie) is not None:
             # Cleared only when the session itself is bad: a 503 keeps people signed in.
             headers.append((b"set-cookie", clear_cookie_header(self.services.settings).encode()))
@@ -220,16 +253,8 @@ class SessionMiddleware:
         if wants_page and status == 401 and scope["method"] in ("GET", "HEAD"):
             query = scope.get("query_string", b"").decode("latin-1")
             headers.append((b"location", login_location(scope["path"], query).encode()))
-            await _send(send, 303, headers, b"", b"text/plain")
+            await send_refusal(send, 303, headers, b"", b"text/plain")
             return
-        body = json.dumps({"error": reason, "status": status}).encode()
-        await _send(send, status, headers, body, b"application/json")
+        body = json.dumps(error_body(status, reason)).encode()
+        await send_refusal(send, status, headers, body)
 
-
-async def _send(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes, ctype: bytes
-) -> None:
-    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode())]
-    headers.append((b"cache-control", b"no-store"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

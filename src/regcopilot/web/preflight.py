@@ -10,8 +10,8 @@ import errno
 import socket
 
 from regcopilot.config import Settings
+from regcopilot.factories import build_directory
 from regcopilot.local_token import ensure_token, token_path
-from regcopilot.users.directory import open_directory
 from regcopilot.users.problems import open_problem
 
 
@@ -35,12 +35,7 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 async def _open_directory(settings: Settings) -> None:
-    directory = open_directory(
-        settings.DATABASE_URL,
-        timeout=settings.DATABASE_TIMEOUT_SECONDS,
-        pool_size=1,
-        statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
-    )
+    directory = build_directory(settings, pool_size=1)
     try:
         await directory.open()  # what each worker does first; it also prepares the schema
     finally:

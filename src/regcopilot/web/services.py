@@ -18,14 +18,19 @@ from regcopilot.auth.tokens import SessionTokens
 from regcopilot.auth.validator import SessionValidator
 from regcopilot.background import stop
 from regcopilot.cache.bus import EventBus
-from regcopilot.cache.freshness import Freshness
-from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.tiers import ValidationCache
 from regcopilot.config import Settings
+from regcopilot.factories import (
+    build_cache,
+    build_directory,
+    build_keys,
+    build_store,
+    build_validator,
+)
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
-from regcopilot.users.directory import DirectoryUnavailable, UserDirectory, open_directory
+from regcopilot.users.directory import DirectoryUnavailable, UserDirectory
 from regcopilot.users.sessions import session_records
 from regcopilot.web.migration import ForeignSessions
 
@@ -110,20 +115,10 @@ class Services:
 def build_services(settings: Settings) -> Services:
     prefix = settings.REDIS_KEY_PREFIX
     url = settings.REDIS_URL
-    shared = RedisStore(url, timeout_ms=settings.REDIS_TIMEOUT_MS) if url else None
-    bus = EventBus(url, f"{prefix}events") if url else None
-    cache = ValidationCache(
-        ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE, prefix=prefix, shared=shared,
-        mode=settings.CACHE_MODE,
-        freshness=Freshness(settings.cache_ttl, settings.cache_max_age),
-    )
-    directory = open_directory(
-        settings.DATABASE_URL,
-        timeout=settings.DATABASE_TIMEOUT_SECONDS,
-        pool_size=settings.DATABASE_POOL_SIZE,
-        statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
-        log_keep_seconds=settings.change_log_keep_seconds,
-    )
+    shared = build_store(settings)
+    bus = EventBus(url, build_keys(settings).events_channel) if url else None
+    cache = build_cache(settings, shared)
+    directory = build_directory(settings)
     metrics = AuthMetrics(
         ClusterMetrics(url, prefix) if url else None, active_cap=settings.ACTIVE_USERS_TRACKED
     )
@@ -143,7 +138,7 @@ def build_services(settings: Settings) -> Services:
         revocations=RevocationList(
             prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY
         ),
-        validator=SessionValidator(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID),
+        validator=build_validator(settings, cache, directory, metrics),
         metrics=metrics,
         limiter=LoginLimiter(
             prefix,

@@ -47,3 +47,4 @@ class SessionUser:
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+

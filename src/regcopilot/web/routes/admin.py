@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field, field_validator
 from regcopilot.auth.password_pool import PasswordBusy
 from regcopilot.auth.passwords import BCRYPT_MAX_BYTES, MAX_PASSWORD_BYTES
 from regcopilot.users.admin import UnknownUser, UserAdmin
-from regcopilot.users.directory import DirectoryUnavailable, User
+from regcopilot.users.directory import User
 from regcopilot.web.deps import admin_user, errors, services, storable_text
+from regcopilot.web.refusals import retry_after
 
 router = APIRouter(
     prefix="/api/admin",
@@ -73,8 +74,6 @@ async def _run(coro) -> None:  # type: ignore[no-untyped-def]
         raise HTTPException(404, "no such user") from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    except DirectoryUnavailable:
-        raise HTTPException(503, "user directory unavailable", {"Retry-After": "5"}) from None
 
 
 @router.post("/invalidate-user")
@@ -116,7 +115,7 @@ async def create_user(body: NewUser, request: Request) -> dict:
         hashed = await svc.passwords.hash(body.password)
     except PasswordBusy:
         raise HTTPException(503, "too many password operations in progress, try again shortly",
-                            {"Retry-After": str(PasswordBusy.retry_after)}) from None
+                            retry_after(PasswordBusy.retry_after)) from None
     user = await _run(
         svc.directory.add(
             body.email, hashed, admin=body.admin,

@@ -14,12 +14,15 @@ from regcopilot.auth.password_pool import PasswordBusy
 from regcopilot.auth.passwords import MAX_PASSWORD_BYTES
 from regcopilot.auth.rate_limit import RateLimited
 from regcopilot.auth.tokens import InvalidToken
+from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable, judge
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
-from regcopilot.web.middleware import read_cookie
+from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
 from regcopilot.web.migration import end_foreign_session
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
+from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 from regcopilot.workspaces.store import WorkspaceStore
 
@@ -70,7 +73,7 @@ async def _read_login(request: Request) -> tuple[dict[str, Any], bool]:
 
 def _busy() -> LoginFailed:
     return LoginFailed(503, "too many sign-ins in progress, try again shortly",
-                       {"Retry-After": str(PasswordBusy.retry_after)})
+                       retry_after(PasswordBusy.retry_after))
 
 
 async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -92,15 +95,14 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         svc.security.rate_limited(limited.what, ip)
         raise LoginFailed(
             429, "Too many failed sign-in attempts, try again later",
-            {"Retry-After": str(limited.retry_after)},
+            retry_after(limited.retry_after),
         ) from None
     if svc.passwords.full:  # refused before asking the directory anything
         raise _busy()
     try:
         user = await svc.directory.find_by_email(email)
     except DirectoryUnavailable:
-        raise LoginFailed(503, "user directory unavailable, try again shortly",
-                          {"Retry-After": "5"}) from None
+        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
     verdict = judge(user, svc.settings.SUPABASE_DEMO_TENANT_ID)
     try:
         password_ok = await svc.passwords.verify(
@@ -108,19 +110,18 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         )
     except PasswordBusy:
         raise _busy() from None
-    if user is None or not password_ok or verdict.reason in ("deleted", "not_found"):
+    if user is None or not password_ok or verdict.reason in (Reason.DELETED, Reason.NOT_FOUND):
         svc.security.failed_login(email, ip)
         await svc.limiter.failed(email, ip)
         raise LoginFailed(401, BAD_CREDENTIALS)
-    if verdict.reason == "banned":
+    if verdict.reason == Reason.BANNED:
         svc.security.failed_login(email, ip)
         raise LoginFailed(403, "This account is banned")
     await svc.limiter.succeeded(email, ip)
     try:  # the first sign-in makes a personal workspace; the session starts in the current one
         workspace = await WorkspaceStore(svc.directory).ensure_personal(user)
     except DirectoryUnavailable:
-        raise LoginFailed(503, "user directory unavailable, try again shortly",
-                          {"Retry-After": "5"}) from None
+        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
     if workspace.tenant_id is None:
         raise LoginFailed(403, "no accessible workspace")
     cached = await svc.cache.get(user.id)
@@ -139,8 +140,7 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
     except DirectoryUnavailable:
         # A session without its record could not be listed nor revoked by "sign out
         # everywhere": no record, no session.
-        raise LoginFailed(503, "user directory unavailable, try again shortly",
-                          {"Retry-After": "5"}) from None
+        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
     svc.metrics.login(user.id)
     try:
         await svc.directory.record_sign_in(user.id)
@@ -175,6 +175,7 @@ LOGIN_BODY = {
     responses={303: {"description": "Signed in from the form: to `next` (a same-site path) "
                           "or the home page"}},
 )
+@access(Access.PUBLIC)
 async def login(request: Request) -> Response:
     is_form = False
     fields: dict[str, Any] = {}
@@ -187,9 +188,7 @@ async def login(request: Request) -> Response:
                 request, "login.html", _form_again(fields, failure.message),
                 status_code=failure.status,
             )
-        return JSONResponse(
-            {"error": failure.message}, status_code=failure.status, headers=failure.headers
-        )
+        return refusal(failure.status, failure.message, failure.headers)
     settings = services(request).settings
     cookie = set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
     if is_form:
@@ -213,6 +212,7 @@ def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
 @router.post(
     "/api/auth/logout", responses={303: {"description": "Signed out from the form: to /login"}}
 )
+@access(Access.PUBLIC)
 async def logout(request: Request) -> Response:
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))
@@ -237,15 +237,13 @@ async def logout(request: Request) -> Response:
 
 
 @router.get("/api/auth/session")
+@access(Access.OPTIONAL)
 async def session(request: Request) -> Response:
-    user = getattr(request.state, "user", None)
+    user = signed_in(request.scope)
     if user is None:
-        status, _ = getattr(request.state, "session_status", (401, ""))
-        if status == 503:
-            return JSONResponse(
-                {"error": "user directory unavailable"}, status_code=503,
-                headers={"Retry-After": "5"},
-            )
+        refused = refusal_of(request.scope)
+        if refused is not None and refused.status == 503:
+            return directory_down()
         response = JSONResponse({})
         svc = services(request)
         if read_cookie(request.scope, cookie_name(svc.settings)) is not None:

@@ -7,7 +7,9 @@ from fastapi.responses import JSONResponse
 from starlette.types import Scope
 
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, services
+from regcopilot.web.refusals import retry_after
 
 router = APIRouter(responses=errors(503))
 
@@ -20,11 +22,13 @@ def health_hot(_scope: Scope) -> dict:
 
 
 @router.get("/api/health")
+@access(Access.PUBLIC)
 async def health() -> dict:
     return HEALTHY
 
 
 @router.get("/api/ready")
+@access(Access.PUBLIC)
 async def ready(request: Request) -> JSONResponse:
     svc = services(request)
     directory = "ok"
@@ -39,5 +43,5 @@ async def ready(request: Request) -> JSONResponse:
                   if svc.cache.shared is not None and svc.cache.breaker.open else None},
         "invalidationFeed": "connected" if svc.feed_connected else "disconnected",
     }
-    headers = {} if directory == "ok" else {"Retry-After": "5"}
+    headers = {} if directory == "ok" else retry_after()
     return JSONResponse(body, status_code=200 if directory == "ok" else 503, headers=headers)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from regcopilot.metrics.report import build
 from regcopilot.metrics.sessions import active_sessions, sessions_block
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, monitor_or_admin, services
 
 router = APIRouter(responses=errors(401, 503))
@@ -38,7 +39,7 @@ async def observability_report(request: Request) -> dict:
                     "n/a" if svc.bus is None
                     else "connected" if svc.bus.connected else "disconnected"
                 ),
-                "nearCacheTrusted": cache.feed_connected,
+                "nearCacheTrusted": cache.near_trusted,
                 # How far this process has applied the directory's change log.
                 "changeLogPosition": freshness.position,
                 "changeLogComplete": freshness.proving,
@@ -61,5 +62,6 @@ async def observability_report(request: Request) -> dict:
 
 
 @router.get("/api/observability", dependencies=[Depends(monitor_or_admin)])
+@access(Access.MONITOR)
 async def observability(request: Request) -> dict:
     return await observability_report(request)

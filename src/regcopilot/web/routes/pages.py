@@ -6,7 +6,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.types import Scope
 
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import current_user, errors
+from regcopilot.web.middleware import signed_in
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.routes.auth import login
@@ -17,11 +19,13 @@ router = APIRouter(responses=errors(401, 503))
 
 
 @router.get("/login", response_class=HTMLResponse)
+@access(Access.PUBLIC)
 async def login_page(request: Request) -> Response:
     return render(request, "login.html", {"next": safe_next(request.query_params.get("next"))})
 
 
 @router.post("/login", response_class=HTMLResponse, include_in_schema=False)
+@access(Access.PUBLIC)
 async def login_form(request: Request) -> Response:
     """The sign-in form posts here, so a failure re-renders the form at /login (with the email
     kept) instead of leaving the browser on /api/auth/login."""
@@ -41,7 +45,7 @@ def me_body(user: SessionUser) -> dict:
 
 def me_hot(scope: Scope) -> dict | None:
     """/api/me for web/hot.py; None (no user) leaves the refusal to the route."""
-    user = scope.get("state", {}).get("user")
+    user = signed_in(scope)
     return me_body(user) if user is not None else None
 
 
@@ -51,5 +55,6 @@ async def me(request: Request) -> dict:
 
 
 @router.get("/favicon.ico", include_in_schema=False)
+@access(Access.PUBLIC)
 async def favicon() -> Response:
     return Response(status_code=204)

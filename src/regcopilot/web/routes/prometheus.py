@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from regcopilot.metrics.sessions import active_sessions, session_families
 from regcopilot.ops.exposition import families, render
+from regcopilot.web.access import Access, access
 from regcopilot.web.deps import monitor_or_admin, services
 
 router = APIRouter()
@@ -17,6 +18,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @router.get("/metrics", dependencies=[Depends(monitor_or_admin)], include_in_schema=False)
+@access(Access.MONITOR)
 async def metrics(request: Request) -> Response:
     svc = services(request)
     snap = await svc.metrics.snapshot()

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from regcopilot.auth.sessions import ADMIN, USER
-from regcopilot.users.directory import DirectoryUnavailable, is_uuid
+from regcopilot.users.directory import is_uuid
 from regcopilot.users.sessions import SessionRecord
 from regcopilot.web.deps import admin_user, current_user, errors, services
 from regcopilot.web.session import SessionUser, clear_cookie_header
@@ -51,10 +51,6 @@ class Revoked(BaseModel):
     current: bool = False  # the caller's own session was among them: its cookie is cleared
 
 
-def _unavailable() -> HTTPException:
-    return HTTPException(503, "user directory unavailable", {"Retry-After": "5"})
-
-
 def public(record: SessionRecord, current_id: str | None) -> SessionOut:
     return SessionOut(
         id=record.id,
@@ -68,10 +64,7 @@ def public(record: SessionRecord, current_id: str | None) -> SessionOut:
 
 
 async def listed(request: Request, user_id: str, current_id: str | None) -> SessionList:
-    try:
-        records = await services(request).sessions.active(user_id)
-    except DirectoryUnavailable:
-        raise _unavailable() from None
+    records = await services(request).sessions.active(user_id)
     return SessionList(sessions=[public(r, current_id) for r in records])
 
 
@@ -92,10 +85,7 @@ async def my_sessions(request: Request, user: SessionUser = Depends(current_user
 async def revoke_mine(
     session_id: str, request: Request, user: SessionUser = Depends(current_user)
 ) -> JSONResponse:
-    try:
-        done = await services(request).sessions.revoke(user.id, session_id, USER)
-    except DirectoryUnavailable:
-        raise _unavailable() from None
+    done = await services(request).sessions.revoke(user.id, session_id, USER)
     if not done:
         raise HTTPException(404, "no such active session")
     return _answer(request, Revoked(ok=True, revoked=1, current=session_id == user.jti))
@@ -107,10 +97,7 @@ async def revoke_all_mine(
     user: SessionUser = Depends(current_user),
 ) -> JSONResponse:
     keep = user.jti if body is not None and body.keepCurrent else None
-    try:
-        n = await services(request).sessions.revoke_all(user.id, USER, keep=keep)
-    except DirectoryUnavailable:
-        raise _unavailable() from None
+    n = await services(request).sessions.revoke_all(user.id, USER, keep=keep)
     return _answer(request, Revoked(ok=True, revoked=n, current=keep is None))
 
 
@@ -118,10 +105,7 @@ async def revoke_all_mine(
 async def _existing(request: Request, user_id: str) -> str:
     if not is_uuid(user_id):
         raise HTTPException(404, "no such user")
-    try:
-        user = await services(request).directory.get(user_id)
-    except DirectoryUnavailable:
-        raise _unavailable() from None
+    user = await services(request).directory.get(user_id)
     if user is None:
         raise HTTPException(404, "no such user")
     return user.id
@@ -136,10 +120,7 @@ async def user_sessions(user_id: str, request: Request) -> SessionList:
 @admin_router.delete("/{user_id}/sessions/{session_id}", response_model=Revoked)
 async def revoke_users_session(user_id: str, session_id: str, request: Request) -> JSONResponse:
     user_id = await _existing(request, user_id)
-    try:
-        done = await services(request).sessions.revoke(user_id, session_id, ADMIN)
-    except DirectoryUnavailable:
-        raise _unavailable() from None
+    done = await services(request).sessions.revoke(user_id, session_id, ADMIN)
     if not done:
         raise HTTPException(404, "no such active session")
     return _answer(request, Revoked(ok=True, revoked=1,
@@ -150,8 +131,5 @@ async def revoke_users_session(user_id: str, session_id: str, request: Request) 
 async def revoke_users_sessions(user_id: str, request: Request) -> JSONResponse:
     user_id = await _existing(request, user_id)
     me = current_user(request)
-    try:
-        n = await services(request).sessions.revoke_all(user_id, ADMIN)
-    except DirectoryUnavailable:
-        raise _unavailable() from None
+    n = await services(request).sessions.revoke_all(user_id, ADMIN)
     return _answer(request, Revoked(ok=True, revoked=n, current=user_id == me.id))

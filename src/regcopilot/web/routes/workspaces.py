@@ -60,8 +60,6 @@ async def _run(work: Awaitable[T]) -> T:
         raise HTTPException(404, str(exc) or "not found") from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    except DirectoryUnavailable:
-        raise HTTPException(503, "user directory unavailable", {"Retry-After": "5"}) from None
 
 
 async def _managed(request: Request, user: SessionUser, tenant_id: str) -> tuple[Any, str]:

@@ -1,0 +1,55 @@
+"""Who may call a route, declared on the route (Starlette's `requires`, turned around so the
+safe choice is the default): every route needs a signed-in user unless its endpoint says
+otherwise with `@access(...)`. The session middleware reads the declarations once, at start,
+into a dict — one lookup per request, as the hard-coded path list it replaces cost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from enum import StrEnum
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ATTR = "__regcopilot_access__"
+
+
+class Access(StrEnum):
+    USER = "user"  # the default: a signed-in user, or the middleware refuses
+    PUBLIC = "public"  # nobody is authenticated (sign-in, health, the sign-in page)
+    OPTIONAL = "optional"  # the user if the session is good, never refused (/api/auth/session)
+    MONITOR = "monitor"  # a monitor's bearer token, or else as USER
+
+
+# Paths no route declares: a static mount, should one be added, is public.
+PUBLIC_PREFIXES = ("/static/",)
+
+
+def access(level: Access) -> Callable[[F], F]:
+    """Declare an endpoint's access; put it under the router's decorator."""
+
+    def mark(endpoint: F) -> F:
+        setattr(endpoint, _ATTR, level)
+        return endpoint
+
+    return mark
+
+
+def access_map(routes: Iterable[Any]) -> dict[str, Access]:
+    """Every declared path → its access (undeclared paths are Access.USER)."""
+    found: dict[str, Access] = {}
+    for path, endpoint in _endpoints(routes, ""):
+        level = getattr(endpoint, _ATTR, None)
+        if level is not None:
+            found[path] = level
+    return found
+
+
+def _endpoints(routes: Iterable[Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    for route in routes:
+        # FastAPI (0.16x) keeps an included router whole, behind a wrapper: look inside.
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            context = getattr(route, "include_context", None)
+            yield from _endpoints(inner.routes, prefix + getattr(context, "prefix", ""))
+        elif hasattr(route, "endpoint") and hasattr(route, "path"):
+            yield prefix + route.path, route.endpoint
