@@ -440,3 +440,15 @@ async def test_a_nextauth_token_lives_here_no_longer_than_ours(instance, next_au
                                   headers={"cookie": f"{OURS}={value_of(set_cookies(r)[OURS])}"})
         assert r.status_code == 200
         assert (await get(app, f"{NA}={fresh}")).status_code == 401
+
+
+async def test_nextauth_tokens_from_a_clock_ahead_are_judged_like_ours(instance):
+    """The Node tier's host may run ahead: `iat` up to TOKEN_CLOCK_LEEWAY_SECONDS in the future
+    passes, further is refused — the same rule as for our own tokens."""
+    async with instance(TOKEN_CLOCK_LEEWAY_SECONDS=10) as app:
+        uid = await add_user(app, "ada@example.com")
+        now = int(time.time())
+        for ahead, status in ((2, 200), (8, 200), (600, 401)):
+            token = seal({**upstream_token(uid, "ada@example.com"), "iat": now + ahead,
+                          "exp": now + ahead + 3600, "jti": f"clock-{ahead}"})
+            assert (await get(app, f"{NA}={token}")).status_code == status, ahead

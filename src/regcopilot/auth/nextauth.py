@@ -23,9 +23,14 @@ from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from regcopilot.auth.tokens import DECODED_CACHE_SIZE, Claims, InvalidToken
+from regcopilot.auth.tokens import (
+    CLOCK_LEEWAY_SECONDS,
+    DECODED_CACHE_SIZE,
+    Claims,
+    InvalidToken,
+    claims_from,
+)
 from regcopilot.cache.memory import MemoryStore
-from regcopilot.users.directory import is_uuid
 
 HEADER = {"alg": "dir", "enc": "A256GCM"}
 ALGORITHMS = ("dir", "A256GCM")
@@ -33,7 +38,6 @@ KEY_INFO = "NextAuth.js Generated Encryption Key"
 # NextAuth splits a session cookie above 3,933 bytes into `.0`, `.1`, … chunks; four chunks is
 # far more than a session's claims need, and the cap keeps a hostile cookie from costing more.
 MAX_TOKEN_BYTES = 16 * 1024
-MAX_JTI = 64
 
 
 def derive_key(secret: str, salt: str = "") -> bytes:
@@ -45,10 +49,12 @@ def derive_key(secret: str, salt: str = "") -> bytes:
 
 
 class NextAuthTokens:
-    def __init__(self, secret: str, max_age: int) -> None:
+    def __init__(self, secret: str, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
+                 cache_size: int = DECODED_CACHE_SIZE) -> None:
         self._key = OctKey.import_key(derive_key(secret))
         self.max_age = max_age
-        self._decoded = MemoryStore(DECODED_CACHE_SIZE)
+        self.leeway = leeway
+        self._decoded = MemoryStore(cache_size)
 
     def issue(
         self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
@@ -112,41 +118,6 @@ class NextAuthTokens:
             raise InvalidToken("malformed: payload is not JSON") from None
         if not isinstance(body, dict):
             raise InvalidToken("malformed: payload is not an object")
-        return _claims(body, self.max_age)
+        return claims_from(body, max_age=self.max_age, leeway=self.leeway, cap_lifetime=True)
 
 
-def _claims(body: dict, max_age: int) -> Claims:
-    sub, jti = body.get("sub"), body.get("jti")
-    if not isinstance(sub, str) or not is_uuid(sub):
-        raise InvalidToken("bad subject")
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI:
-        raise InvalidToken("bad jti")
-    iat, exp = body.get("iat"), body.get("exp")
-    if type(iat) is not int or type(exp) is not int:
-        raise InvalidToken("bad timestamps")
-    # Honoured no longer than one of ours would be (SESSION_MAX_AGE_SECONDS after iat): the
-    # upgraded cookie, and a sign-out's revocation of the shared jti, then cover the whole
-    # time this token is accepted here — a copy replayed after sign-out finds it revoked.
-    exp = min(exp, iat + max_age)
-    now = time.time()
-    if exp <= now:
-        raise InvalidToken("expired")
-    if iat > now + 60:
-        raise InvalidToken("not yet valid")
-    nbf = body.get("nbf")
-    if nbf is not None and (type(nbf) is not int or nbf > now + 60):
-        raise InvalidToken("not yet valid")
-    email, name = body.get("email"), body.get("name")
-    tenant, role = body.get("currentTenantId"), body.get("role")
-    tenant_at = body.get("tenantAt")
-    return Claims(
-        sub=sub,
-        email=email if isinstance(email, str) else "",
-        tenant=tenant if isinstance(tenant, str) else "",
-        role=role if isinstance(role, str) else None,
-        iat=iat,
-        exp=exp,
-        jti=jti,
-        name=name if isinstance(name, str) else None,
-        tenant_at=tenant_at if type(tenant_at) is int else 0,
-    )

@@ -20,6 +20,7 @@ ALGORITHM = "HS256"
 MAX_TOKEN_BYTES = 4096
 DECODED_CACHE_SIZE = 50_000
 CLOCK_LEEWAY_SECONDS = 60
+MAX_JTI = 64
 
 
 class InvalidToken(Exception):
@@ -122,32 +123,48 @@ class SessionTokens:
             raise InvalidToken("algorithm not allowed") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"malformed: {type(exc).__name__}") from None
-        sub, jti = body.get("sub"), body.get("jti")
-        if not isinstance(sub, str) or not is_uuid(sub):
-            raise InvalidToken("bad subject")
-        if not isinstance(jti, str) or not jti or len(jti) > 64:
-            raise InvalidToken("bad jti")
-        iat, exp, nbf = body.get("iat"), body.get("exp"), body.get("nbf", 0)
-        if not all(type(t) is int for t in (iat, exp, nbf)):
-            raise InvalidToken("bad timestamps")
-        # Another host's clock may run ahead of ours by up to the leeway.
-        if max(iat, nbf) > time.time() + self.leeway:
-            raise InvalidToken("not yet valid")
-        if exp - iat > self.max_age + self.leeway:
-            raise InvalidToken("lifetime too long")
-        email, tenant, role = body.get("email"), body.get("tenant"), body.get("role")
-        name = body.get("name")
-        if not isinstance(tenant, str):
-            tenant = body.get("currentTenantId")
-        tenant_at = body.get("tenantAt")
-        return Claims(
-            sub=sub,
-            email=email if isinstance(email, str) else "",
-            tenant=tenant if isinstance(tenant, str) else "",
-            role=role if isinstance(role, str) else None,
-            iat=iat,
-            exp=exp,
-            jti=jti,
-            name=name if isinstance(name, str) else None,
-            tenant_at=tenant_at if type(tenant_at) is int else 0,
-        )
+        return claims_from(body, max_age=self.max_age, leeway=self.leeway)
+
+
+def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool = False) -> Claims:
+    """The checks every session format shares, on a verified token's payload.
+
+    Another host's clock may run ahead of ours by up to `leeway`: `iat`/`nbf` that far in the
+    future pass, `exp` is strict (a leeway there would only lengthen every session). A lifetime
+    past `max_age` (+ leeway) is refused — or, with `cap_lifetime` (NextAuth's own tokens live
+    30 days by default), cut to `max_age` after `iat`, so that an upgraded cookie and a
+    sign-out's revocation of the shared jti cover the whole time the token is accepted here.
+    """
+    sub, jti = body.get("sub"), body.get("jti")
+    if not isinstance(sub, str) or not is_uuid(sub):
+        raise InvalidToken("bad subject")
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI:
+        raise InvalidToken("bad jti")
+    iat, exp, nbf = body.get("iat"), body.get("exp"), body.get("nbf")
+    nbf = 0 if nbf is None else nbf
+    if not all(type(t) is int for t in (iat, exp, nbf)):
+        raise InvalidToken("bad timestamps")
+    now = time.time()
+    if cap_lifetime:
+        exp = min(exp, iat + max_age)
+    if exp <= now:
+        raise InvalidToken("expired")
+    if max(iat, nbf) > now + leeway:
+        raise InvalidToken("not yet valid")
+    if exp - iat > max_age + leeway:
+        raise InvalidToken("lifetime too long")
+    email, tenant, role = body.get("email"), body.get("tenant"), body.get("role")
+    name, tenant_at = body.get("name"), body.get("tenantAt")
+    if not isinstance(tenant, str):
+        tenant = body.get("currentTenantId")  # the upstream's claim for the workspace
+    return Claims(
+        sub=sub,
+        email=email if isinstance(email, str) else "",
+        tenant=tenant if isinstance(tenant, str) else "",
+        role=role if isinstance(role, str) else None,
+        iat=iat,
+        exp=exp,
+        jti=jti,
+        name=name if isinstance(name, str) else None,
+        tenant_at=tenant_at if type(tenant_at) is int else 0,
+    )

@@ -124,11 +124,11 @@ def build_services(settings: Settings) -> Services:
     )
     assert settings.NEXTAUTH_SECRET is not None
     secret, max_age = settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS
-    ours = SessionTokens(
-        secret, max_age, leeway=settings.TOKEN_CLOCK_LEEWAY_SECONDS,
-        cache_size=settings.DECODED_TOKEN_CACHE_SIZE,
-    )
-    nextauth = NextAuthTokens(secret, max_age)
+    # Both formats judge clocks alike and share the decoded-token budget (issue 9).
+    clock = {"leeway": settings.TOKEN_CLOCK_LEEWAY_SECONDS,
+             "cache_size": settings.DECODED_TOKEN_CACHE_SIZE}
+    ours = SessionTokens(secret, max_age, **clock)
+    nextauth = NextAuthTokens(secret, max_age, **clock)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
     return Services(
         settings=settings,
