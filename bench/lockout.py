@@ -16,7 +16,6 @@ import base64
 import json
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -26,10 +25,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.cluster import PASSWORD, ServerProcess, add_user, cluster_env, reset_users
-from tests.support import COOKIE, delete_prefix
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+from bench.fleet import three_instances
+from tests.cluster import PASSWORD, add_user
+from tests.support import COOKIE
 
 
 async def login(client: httpx.AsyncClient, email: str) -> str:
@@ -94,18 +92,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main(trials: int, paths: list[str]) -> None:
-    db = f"regcopilot_lockout_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    pg_url = f"postgresql://postgres@127.0.0.1:5432/{db}"
-    prefix = f"regcopilot-lockout-{uuid.uuid4().hex[:8]}:copilot:auth:"
-    tmp = Path(tempfile.mkdtemp(prefix="regcopilot-lockout-"))
-    servers: list[ServerProcess] = []
-    try:
-        await reset_users(pg_url)
-        env = cluster_env(pg_url, prefix, tmp)
-        servers = [ServerProcess(n, env, tmp).start() for n in ("a", "b", "c")]
-        clients = [httpx.AsyncClient(base_url=s.url) for s in servers]
+    async with three_instances("lockout") as (pg_url, clients):
         admin_email = f"admin-{uuid.uuid4().hex[:6]}@example.com"
         await add_user(pg_url, admin_email, admin=True)
         admin_cookie = await login(clients[0], admin_email)
@@ -115,21 +102,13 @@ async def main(trials: int, paths: list[str]) -> None:
             for path in results:
                 results[path].append(await trial(clients, pg, pg_url, admin_cookie, path))
         await pg.close()
-        for c in clients:
-            await c.aclose()
-        print(f"refused on all 3 instances, {trials} trials per path (ms):")
-        print("| path | p50 | p99 | max | mean |")
-        print("|---|---|---|---|---|")
-        for path, values in results.items():
-            ms = [v * 1000 for v in values]
-            print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} "
-                  f"| {statistics.mean(ms):.1f} |")
-    finally:
-        for s in servers:
-            s.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        await admin.close()
-        delete_prefix(prefix)
+    print(f"refused on all 3 instances, {trials} trials per path (ms):")
+    print("| path | p50 | p99 | max | mean |")
+    print("|---|---|---|---|---|")
+    for path, values in results.items():
+        ms = [v * 1000 for v in values]
+        print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} "
+              f"| {statistics.mean(ms):.1f} |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,9 +23,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.lockout import PG_ADMIN, login, pct
-from tests.cluster import ServerProcess, add_user, cluster_env, reset_users
-from tests.support import COOKIE, delete_prefix
+from bench.fleet import three_instances
+from bench.lockout import login, pct
+from tests.cluster import add_user
+from tests.support import COOKIE
 
 
 def as_cookie(cookie: str) -> dict[str, str]:
@@ -70,18 +70,7 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
 
 
 async def main(trials: int) -> None:
-    db = f"regcopilot_wsbench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{db}"')
-    pg_url = f"postgresql://postgres@127.0.0.1:5432/{db}"
-    prefix = f"regcopilot-wsbench-{uuid.uuid4().hex[:8]}:copilot:auth:"
-    tmp = Path(tempfile.mkdtemp(prefix="regcopilot-wsbench-"))
-    servers: list[ServerProcess] = []
-    try:
-        await reset_users(pg_url)
-        env = cluster_env(pg_url, prefix, tmp)
-        servers = [ServerProcess(n, env, tmp).start() for n in ("a", "b", "c")]
-        clients = [httpx.AsyncClient(base_url=s.url) for s in servers]
+    async with three_instances("wsbench") as (pg_url, clients):
         await add_user(pg_url, "owner@bench.example")
         owner = await login(clients[0], "owner@bench.example")
         r = await clients[0].post("/api/workspaces", headers=as_cookie(owner),
@@ -100,21 +89,13 @@ async def main(trials: int) -> None:
             for path in results:
                 results[path].append(await trial(clients, pg, owner, team, member, path))
         await pg.close()
-        for c in clients:
-            await c.aclose()
-        print(f"access lost → served in the personal workspace on all 3 instances, "
-              f"{trials} trials per path (ms):")
-        print("| path | p50 | p99 | max |")
-        print("|---|---|---|---|")
-        for path, values in results.items():
-            ms = [v * 1000 for v in values]
-            print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
-    finally:
-        for s in servers:
-            s.stop()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        await admin.close()
-        delete_prefix(prefix)
+    print(f"access lost → served in the personal workspace on all 3 instances, "
+          f"{trials} trials per path (ms):")
+    print("| path | p50 | p99 | max |")
+    print("|---|---|---|---|")
+    for path, values in results.items():
+        ms = [v * 1000 for v in values]
+        print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
 
 
 if __name__ == "__main__":

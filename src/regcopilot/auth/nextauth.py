@@ -28,6 +28,7 @@ from regcopilot.auth.tokens import (
     DECODED_CACHE_SIZE,
     Claims,
     InvalidToken,
+    TokenFormat,
     claims_from,
 )
 from regcopilot.cache.memory import MemoryStore
@@ -48,7 +49,7 @@ def derive_key(secret: str, salt: str = "") -> bytes:
     ).derive(secret.encode())
 
 
-class NextAuthTokens:
+class NextAuthTokens(TokenFormat):
     def __init__(self, secret: str, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
                  cache_size: int = DECODED_CACHE_SIZE) -> None:
         self._key = OctKey.import_key(derive_key(secret))
@@ -93,14 +94,6 @@ class NextAuthTokens:
         body = {k: v for k, v in payload.items() if v is not None}
         plaintext = json.dumps(body, separators=(",", ":")).encode()
         return jwe.encrypt_compact(HEADER, plaintext, self._key, algorithms=ALGORITHMS)
-
-    def decode(self, token: str) -> Claims:
-        claims = self._decoded.get_now(token)
-        if claims is None:
-            claims = self._verify(token)
-            # Kept until the token's own expiry, after which the next use fails as expired.
-            self._decoded.set_now(token, claims, claims.exp - time.time())
-        return claims
 
     def _verify(self, token: str) -> Claims:
         if len(token) > MAX_TOKEN_BYTES:
