@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.live import CHROMIUM, LiveServer
+from tests.live import CHROMIUM, LiveServer, launch_chromium
 from tests.support import repo_root
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # Chromium runs on one worker at a time
@@ -54,9 +54,7 @@ def test_console_ban_and_sign_out_other_devices_in_chromium(server, tmp_path):
     assert admins_laptop.get("/api/me").status_code == 200
     shots = [repo_root() / "test-output" / "admin-console.png", tmp_path / "admin-console.png"]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []

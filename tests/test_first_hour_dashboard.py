@@ -13,7 +13,7 @@ import pytest
 
 from regcopilot.web.routes.dashboard import MIN_GRADED_VALIDATIONS
 from tests.conftest import PASSWORD
-from tests.live import CHROMIUM, LiveServer
+from tests.live import CHROMIUM, LiveServer, launch_chromium
 from tests.support import repo_root
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
@@ -53,9 +53,7 @@ def test_new_instance_dashboard_in_chromium(new_instance, tmp_path):
         for _ in range(4):
             assert bob.get("/api/me").status_code == 200
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         try:
             # 12-13 h from UTC: a local clock could not pass for UTC by accident.
             context = browser.new_context(viewport={"width": 1280, "height": 900},

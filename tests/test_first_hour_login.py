@@ -13,7 +13,7 @@ import pytest
 
 from regcopilot.web.next_path import safe_next
 from tests.conftest import PASSWORD
-from tests.live import CHROMIUM, LiveServer
+from tests.live import CHROMIUM, LiveServer, launch_chromium
 from tests.support import COOKIE
 
 OFF_SITE = ["//evil.example/x", "https://evil.example/", "/\\evil.example", "\\\\evil.example",
@@ -84,9 +84,7 @@ def test_failed_then_good_sign_in_in_chromium(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page()
             page.goto(server.base + "/admin/observability")

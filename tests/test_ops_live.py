@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from regcopilot.cli import app
 from tests.conftest import PASSWORD, REDIS_URL
-from tests.live import CHROMIUM, TOKEN, LiveServer
+from tests.live import CHROMIUM, TOKEN, LiveServer, launch_chromium
 from tests.support import delete_prefix, new_prefix, repo_root, wait_until
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # the module's servers stay on one worker
@@ -204,9 +204,7 @@ def test_dashboard_draws_in_chromium(cluster_server, tmp_path):
             bob.get("/api/me")
     shots = [repo_root() / "test-output" / "dashboard.png", tmp_path / "dashboard.png"]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
