@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,31 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@contextlib.contextmanager
+def answering(proc: subprocess.Popen[bytes], url: str, log: Path, what: str
+              ) -> Iterator[None]:
+    """Wait until the process answers `url` with 200 (failing with its log if it exits), and
+    stop it — by its own PID, gently first — however the block ends."""
+    import httpx
+
+    def ready() -> bool:
+        assert proc.poll() is None, log.read_text(errors="replace")
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(url, timeout=1).status_code == 200
+        return False
+
+    try:
+        wait_until(ready, timeout=30, interval=0.1, what=what)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

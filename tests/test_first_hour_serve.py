@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import PG_ADMIN, REDIS_URL, TEST_SECRET
-from tests.support import free_port, port_open, wait_until
+from tests.support import answering, free_port, port_open
 
 REGCOPILOT = str(Path(sys.executable).with_name("regcopilot"))
 KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -48,22 +48,9 @@ def served(cwd: Path, env: dict[str, str], port: int, *args: str) -> Iterator[Pa
         proc = subprocess.Popen([REGCOPILOT, "serve", *args], cwd=cwd, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
 
-    def healthy() -> bool:
-        assert proc.poll() is None, log.read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200
-        return False
-
-    try:
-        wait_until(healthy, timeout=30, interval=0.1, what="serve answering /api/health")
+    with answering(proc, f"http://127.0.0.1:{port}/api/health", log,
+                   "serve answering /api/health"):
         yield log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def bad_databases(tmp: Path) -> list[tuple[str, str, str]]:

@@ -28,7 +28,7 @@ import yaml
 from regcopilot.users.sqlite import SqliteDirectory
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.live import LiveServer
-from tests.support import RedisServer, free_port, hash_password, repo_root, wait_until
+from tests.support import RedisServer, answering, free_port, hash_password, repo_root, wait_until
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 DEPLOY = repo_root() / "deploy" / "prometheus"
@@ -63,22 +63,10 @@ def prometheus(tmp: Path, config: dict[str, Any]) -> Iterator[str]:
         cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
-    def ready() -> bool:
-        assert proc.poll() is None, (tmp / "prometheus.log").read_text()
-        with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(base + "/-/ready", timeout=1).status_code == 200
-        return False
-
     try:
-        wait_until(ready, timeout=30, interval=0.1, what="prometheus ready")
-        yield base
+        with answering(proc, base + "/-/ready", tmp / "prometheus.log", "prometheus ready"):
+            yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
         log.close()
 
 
