@@ -170,3 +170,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if asyncio.iscoroutinefunction(getattr(item, "obj", None)):
             item.add_marker(pytest.mark.usefixtures("_task_watchdog"))
+
+
+@pytest.fixture(scope="module")
+def servers(pg_url: str, tmp_path_factory: Any) -> Any:
+    """Three `regcopilot serve` processes on this module's PostgreSQL database (users reset)
+    and a Redis key prefix of their own, stopped and removed after the module."""
+    from tests.cluster import cluster_env, reset_users, running
+
+    prefix = new_prefix()
+    data = tmp_path_factory.mktemp("cluster")
+    asyncio.run(reset_users(pg_url))
+    try:
+        with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
+            yield procs
+    finally:
+        delete_prefix(prefix, REDIS_URL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -15,33 +15,15 @@ from tests.cluster import (
     MONITOR_TOKEN,
     ServerProcess,
     add_user,
-    cluster_env,
     flushed_validations,
     login,
     me,
-    reset_users,
-    running,
 )
-from tests.support import COOKIE, delete_prefix, eventually, new_prefix
+from tests.support import COOKIE, eventually
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
 
 BEARER = {"Authorization": f"Bearer {MONITOR_TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def prefix() -> Iterator[str]:
-    value = new_prefix()
-    yield value
-    delete_prefix(value)
-
-
-@pytest.fixture(scope="module")
-def servers(pg_url: str, prefix: str, tmp_path_factory: Any) -> Iterator[list[ServerProcess]]:
-    data = tmp_path_factory.mktemp("cluster")
-    asyncio.run(reset_users(pg_url))
-    with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
-        yield procs
 
 
 

@@ -7,32 +7,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.cluster import ServerProcess, add_user, cluster_env, login, me, reset_users, running
-from tests.support import COOKIE, delete_prefix, eventually, new_prefix
+from tests.cluster import ServerProcess, add_user, login, me
+from tests.support import COOKIE, eventually
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def prefix() -> Iterator[str]:
-    value = new_prefix()
-    yield value
-    delete_prefix(value)
-
-
-@pytest.fixture(scope="module")
-def servers(pg_url: str, prefix: str, tmp_path_factory: Any) -> Iterator[list[ServerProcess]]:
-    data = tmp_path_factory.mktemp("session-cluster")
-    asyncio.run(reset_users(pg_url))
-    with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
-        yield procs
 
 
 async def new_user(pg_url: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -16,27 +15,12 @@ import pytest
 from tests.cluster import (
     ServerProcess,
     add_user,
-    cluster_env,
     flushed_validations,
     login,
-    reset_users,
-    running,
 )
-from tests.support import COOKIE, delete_prefix, eventually, new_prefix
+from tests.support import COOKIE, eventually
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def servers(pg_url: str, tmp_path_factory: Any) -> Iterator[list[ServerProcess]]:
-    prefix = new_prefix()
-    data = tmp_path_factory.mktemp("ws-cluster")
-    asyncio.run(reset_users(pg_url))
-    try:
-        with running(cluster_env(pg_url, prefix, data), data, ("a", "b", "c")) as procs:
-            yield procs
-    finally:
-        delete_prefix(prefix)
 
 
 async def call(url: str, method: str, path: str, cookie: str, **kw: Any) -> httpx.Response:

@@ -24,14 +24,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
 from regcopilot.auth.tokens import (
-    CLOCK_LEEWAY_SECONDS,
-    DECODED_CACHE_SIZE,
     Claims,
     InvalidToken,
     TokenFormat,
     claims_from,
 )
-from regcopilot.cache.memory import MemoryStore
 
 HEADER = {"alg": "dir", "enc": "A256GCM"}
 ALGORITHMS = ("dir", "A256GCM")
@@ -50,20 +47,12 @@ def derive_key(secret: str, salt: str = "") -> bytes:
 
 
 class NextAuthTokens(TokenFormat):
-    def __init__(self, secret: str, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
-                 cache_size: int = DECODED_CACHE_SIZE) -> None:
+    def __init__(self, secret: str, max_age: int, **options: int) -> None:
+        super().__init__(max_age, **options)
         self._key = OctKey.import_key(derive_key(secret))
-        self.max_age = max_age
-        self.leeway = leeway
-        self._decoded = MemoryStore(cache_size)
 
-    def issue(
-        self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
-    ) -> tuple[str, Claims]:
-        now = int(time.time())
-        # A v4 jti, as next-auth's encode sets it.
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, str(uuid.uuid4()), name)
-        return self._encode(claims), claims
+    def _new_jti(self) -> str:
+        return str(uuid.uuid4())  # a v4 jti as next-auth's encode sets it
 
     def reissue(self, claims: Claims) -> tuple[str, Claims]:
         now = int(time.time())

@@ -47,7 +47,26 @@ class TokenFormat:
     (decrypting or checking a signature costs 37–41 µs, a third of a request's budget); it is
     kept until its own expiry, after which the next use fails verification as expired."""
 
-    _decoded: MemoryStore
+    def __init__(self, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
+                 cache_size: int = DECODED_CACHE_SIZE) -> None:
+        self.max_age = max_age
+        self.leeway = leeway
+        self._decoded = MemoryStore(cache_size)
+
+    def issue(
+        self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
+    ) -> tuple[str, Claims]:
+        """A new session; `tenant_at` stamps when its workspace was set (issue 13)."""
+        now = int(time.time())
+        claims = Claims(sub, email, tenant, role, now, now + self.max_age, self._new_jti(),
+                        name, tenant_at=int(time.time() * 1000))
+        return self._encode(claims), claims
+
+    def _new_jti(self) -> str:
+        return uuid.uuid4().hex
+
+    def _encode(self, claims: Claims) -> str:
+        raise NotImplementedError
 
     def _verify(self, token: str) -> Claims:
         raise NotImplementedError
@@ -61,20 +80,9 @@ class TokenFormat:
 
 
 class SessionTokens(TokenFormat):
-    def __init__(self, secret: str, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
-                 cache_size: int = DECODED_CACHE_SIZE) -> None:
+    def __init__(self, secret: str, max_age: int, **options: int) -> None:
+        super().__init__(max_age, **options)
         self._secret = secret
-        self.max_age = max_age
-        self.leeway = leeway
-        self._decoded = MemoryStore(cache_size)
-
-    def issue(
-        self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
-    ) -> tuple[str, Claims]:
-        now = int(time.time())
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, uuid.uuid4().hex, name,
-                        tenant_at=int(time.time() * 1000))
-        return self._encode(claims), claims
 
     def reissue(self, claims: Claims) -> tuple[str, Claims]:
         """The same session (same jti, so one revocation ends both) in this format, expiring
