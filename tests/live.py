@@ -36,6 +36,21 @@ def launch_chromium(pw: Any) -> Any:
     return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+def watched_page(browser: Any) -> tuple[Any, list[str]]:
+    """A 1280 × 900 page, and the list its script errors land in (a test asserts it empty)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return page, errors
+
+
+def submit_sign_in(page: Any, email: str) -> None:
+    """Fill and send the sign-in form the page is on."""
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+
+
 class LiveServer:
     """`regcopilot serve` in a process of its own on a free loopback port."""
 

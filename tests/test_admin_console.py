@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.live import CHROMIUM, LiveServer, launch_chromium
+from tests.live import CHROMIUM, LiveServer, launch_chromium, submit_sign_in, watched_page
 from tests.support import repo_root
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # Chromium runs on one worker at a time
@@ -56,14 +56,10 @@ def test_console_ban_and_sign_out_other_devices_in_chromium(server, tmp_path):
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page, errors = watched_page(browser)
             page.goto(s.base + "/admin")
             assert page.url == s.base + "/login?next=/admin"
-            page.fill("#email", "admin@example.com")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
+            submit_sign_in(page, "admin@example.com")
             page.wait_for_url(s.base + "/admin")  # back where the admin was heading
             page.goto(s.base + "/")
 

@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from regcopilot.cli import app
-from tests.conftest import PASSWORD, REDIS_URL
-from tests.live import CHROMIUM, TOKEN, LiveServer, launch_chromium
+from tests.conftest import REDIS_URL
+from tests.live import CHROMIUM, TOKEN, LiveServer, launch_chromium, submit_sign_in, watched_page
 from tests.support import delete_prefix, new_prefix, repo_root, wait_until
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # the module's servers stay on one worker
@@ -206,15 +206,11 @@ def test_dashboard_draws_in_chromium(cluster_server, tmp_path):
     with sync_playwright() as pw:
         browser = launch_chromium(pw)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page, errors = watched_page(browser)
             page.goto(s.base + "/admin/observability?refresh=1")
             # Not signed in: sent to the form, which brings the admin back here afterwards.
             assert page.url == s.base + "/login?next=/admin/observability%3Frefresh%3D1"
-            page.fill("#email", "admin@example.com")
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
+            submit_sign_in(page, "admin@example.com")
             page.wait_for_url(s.base + "/admin/observability?refresh=1")
             # Refreshing itself: a second fetch and redraw, with no reload.
             page.wait_for_function("Number(document.body.dataset.refreshes || 0) >= 2",
