@@ -145,6 +145,46 @@ async def test_delete_while_every_connection_is_cut_is_refused_after_recovery(in
               f"{[f'{t:.2f}' for t in took]} s")
 
 
+async def test_workspace_access_lost_while_listeners_are_killed_reaches_every_instance(
+        instance, pg_url):
+    from regcopilot.workspaces.store import WorkspaceStore
+
+    async with instance("postgres", "redis") as a, instance("postgres", "redis") as b:
+        owner_id, _ = await sign_in(a, "ws-owner@example.com")
+        member_id, _ = await sign_in(a, "ws-member@example.com")
+        store = WorkspaceStore(a.services.directory)
+        team = await store.create_team(owner_id, "Team")
+        await store.add_member(team.id, "ws-member@example.com", "member")
+        assert await store.switch(member_id, team.id)
+        # Signed in now: the session names the team.
+        r = await a.client.post("/api/auth/login",
+                                json={"email": "ws-member@example.com", "password": PASSWORD})
+        cookie = r.cookies[COOKIE]
+        a.client.cookies.clear()
+
+        async def tenant(app) -> str | None:
+            r = await app.client.get("/api/me", headers={"cookie": f"{COOKIE}={cookie}"})
+            return r.json().get("tenantId") if r.status_code == 200 else None
+
+        for app in (a, b):
+            assert await tenant(app) == team.id
+            await eventually(lambda app=app: app.services.cache.freshness.proving, timeout=5)
+        # Listeners gone before the removal commits: only the change log holds it.
+        await sql(pg_url,
+                  "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                  "current_database() AND application_name = 'regcopilot-listener'; "
+                  "DELETE FROM copilot_core.tenant_memberships "
+                  f"WHERE tenant_id = '{team.id}' AND user_id = '{member_id}'")
+        for app in (a, b):
+            await eventually(lambda app=app: _moved_off(tenant(app), team.id),
+                             timeout=RECONNECT_AND_REPLAY_S)
+
+
+async def _moved_off(current, team_id: str) -> bool:
+    now = await current
+    return now is not None and now != team_id
+
+
 async def test_a_lost_announcement_is_found_by_the_gap_behind_the_next(instance, pg_url):
     async with instance("postgres", "redis") as app:
         lost_id, lost_cookie = await sign_in(app, "lost@example.com")
