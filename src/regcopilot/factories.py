@@ -13,7 +13,8 @@ from regcopilot.cache.store import SharedStore
 from regcopilot.cache.tiers import SharedOnlyCache, UncachedCache, ValidationCache
 from regcopilot.config import Settings
 from regcopilot.metrics.auth_metrics import AuthMetrics
-from regcopilot.users.directory import UserDirectory, open_directory
+from regcopilot.users.backends import open_directory
+from regcopilot.users.directory import UserDirectory
 
 # Outside the request path (CLI, doctor) a command may wait longer than a request would.
 TOOL_REDIS_TIMEOUT_MS = 1000

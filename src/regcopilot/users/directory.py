@@ -169,7 +169,7 @@ class UserDirectory(Protocol):
         trip): what the validator asks."""
         ...
     async def rows(self, sql: str, *params: Any) -> list[tuple]:
-        """A read in the shared SQL dialect (regcopilot.workspaces.sql)."""
+        """A read in the shared SQL dialect (regcopilot.users.dialect)."""
         ...
     async def batch(self, statements: list[tuple[str, tuple]]) -> list[int]:
         """Writes in one transaction; the row count of each."""
@@ -213,28 +213,6 @@ class UserDirectory(Protocol):
         or a gap the log is replayed from `cursor.position` before on_state(True).
         on_state(False) while changes may be missed."""
         ...
-
-
-def open_directory(
-    url: str,
-    *,
-    timeout: float = 2.0,
-    pool_size: int = 10,
-    statement_cache_size: int = 100,
-    log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
-) -> UserDirectory:
-    if url.startswith("sqlite:"):
-        from regcopilot.users.sqlite import SqliteDirectory
-
-        return SqliteDirectory(
-            url.removeprefix("sqlite:///"), timeout=timeout, log_keep_seconds=log_keep_seconds
-        )
-    from regcopilot.users.postgres import PostgresDirectory
-
-    return PostgresDirectory(
-        url, timeout=timeout, pool_size=pool_size, statement_cache_size=statement_cache_size,
-        log_keep_seconds=log_keep_seconds,
-    )
 
 
 def normalize_email(email: str) -> str:
