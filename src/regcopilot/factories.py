@@ -5,12 +5,12 @@ pooler) is honoured by every one of them."""
 
 from __future__ import annotations
 
-from regcopilot.auth.validator import DirectValidator, SessionValidator
+from regcopilot.auth.validator import SessionValidator
 from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import SharedStore
-from regcopilot.cache.tiers import SharedOnlyCache, UncachedCache, ValidationCache
+from regcopilot.cache.tiers import ValidationCache
 from regcopilot.config import Settings
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.users.backends import open_directory
@@ -44,16 +44,12 @@ def build_keys(settings: Settings) -> CacheKeys:
     return CacheKeys(settings.REDIS_KEY_PREFIX)
 
 
-# CACHE_MODE picks a class here, once: the request path has no branch on it.
-_CACHES: dict[str, type[ValidationCache]] = {
-    "tiered": ValidationCache,
-    "redis-only": SharedOnlyCache,
-    "none": UncachedCache,
-}
-
-
-def build_cache(settings: Settings, shared: SharedStore | None) -> ValidationCache:
-    return _CACHES[settings.CACHE_MODE](
+def build_cache(
+    settings: Settings, shared: SharedStore | None,
+    kind: type[ValidationCache] = ValidationCache,
+) -> ValidationCache:
+    """`kind`: another cache class composed at build time (bench/variants.py's)."""
+    return kind(
         ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE,
         prefix=settings.REDIS_KEY_PREFIX, shared=shared,
         freshness=Freshness(settings.cache_ttl, settings.cache_max_age),
@@ -61,7 +57,7 @@ def build_cache(settings: Settings, shared: SharedStore | None) -> ValidationCac
 
 
 def build_validator(
-    settings: Settings, cache: ValidationCache, directory: UserDirectory, metrics: AuthMetrics
+    settings: Settings, cache: ValidationCache, directory: UserDirectory, metrics: AuthMetrics,
+    kind: type[SessionValidator] = SessionValidator,
 ) -> SessionValidator:
-    kind = DirectValidator if settings.CACHE_MODE == "none" else SessionValidator
     return kind(cache, directory, metrics, settings.SUPABASE_DEMO_TENANT_ID)

@@ -228,14 +228,3 @@ def _entry(verdict: Verdict, asked_at: int, seq: int | None = None) -> CacheEntr
         tenant_role=verdict.tenant_role,
         tenant_name=verdict.tenant_name,
     )
-
-
-class DirectValidator(SessionValidator):
-    """CACHE_MODE=none (the benchmark's baseline): the directory on every request, no
-    coalescing, nothing cached."""
-
-    async def validate(self, user_id: str) -> CacheEntry:
-        started = time.perf_counter()
-        entry = await self._load(user_id)
-        self._record(user_id, started, entry, source=DIRECTORY, leader=True)
-        return entry

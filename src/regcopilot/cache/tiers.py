@@ -331,21 +331,3 @@ class ValidationCache:
     @property
     def reported_max_size(self) -> int | None:
         return None if self.backend == Backend.REDIS else self.max_size
-
-
-class SharedOnlyCache(ValidationCache):
-    """CACHE_MODE=redis-only (a benchmark variant): no near tier, every request asks Redis."""
-
-    def peek(self, user_id: str) -> CacheEntry | None:
-        return None
-
-    def _keep_near(self, key: str, entry: CacheEntry, ttl: float) -> None:
-        return None
-
-
-class UncachedCache(SharedOnlyCache):
-    """CACHE_MODE=none (a benchmark variant): nothing is cached anywhere; paired with
-    DirectValidator, which asks the directory on every request."""
-
-    async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
-        return None

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from regcopilot.web.auth_state import AuthState
+
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__regcopilot_access__"
 
@@ -17,11 +19,25 @@ class Access(StrEnum):
     USER = "user"  # the default: a signed-in user, or the middleware refuses
     PUBLIC = "public"  # nobody is authenticated (sign-in, health, the sign-in page)
     OPTIONAL = "optional"  # the user if the session is good, never refused (/api/auth/session)
-    MONITOR = "monitor"  # a monitor's bearer token, or else as USER
+    MONITOR = "monitor"  # a monitor's bearer token, or else a signed-in admin
+    ADMIN = "admin"  # a signed-in admin (authenticated as USER; the route answers 403)
 
 
 # Paths no route declares: a static mount, should one be added, is public.
 PUBLIC_PREFIXES = ("/static/",)
+
+
+def admitted(level: Access, state: AuthState) -> bool:
+    """The one rule of who may call a route declared `level`, on what the session middleware
+    found: the dependency of admin routes (web/deps.requires) and the admin pages ask it."""
+    user = state.user
+    if level is Access.ADMIN:
+        return user is not None and user.is_admin
+    if level is Access.MONITOR:
+        return state.monitor or (user is not None and user.is_admin)
+    if level is Access.USER:
+        return user is not None
+    return True
 
 
 def access(level: Access) -> Callable[[F], F]:

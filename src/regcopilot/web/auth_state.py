@@ -60,8 +60,3 @@ def refusal_of(scope: Any) -> Refusal | None:
     """Why the session middleware found no user (None: not asked, e.g. a public route)."""
     state = scope.get(KEY)
     return state.refusal if state is not None else None
-
-
-def is_monitor(scope: Any) -> bool:
-    state = scope.get(KEY)
-    return state is not None and state.monitor

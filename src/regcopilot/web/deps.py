@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
 from regcopilot.auth.identity import SessionUser
-from regcopilot.web.auth_state import is_monitor, signed_in
+from regcopilot.web.access import Access, admitted
+from regcopilot.web.auth_state import AuthState, signed_in
 from regcopilot.web.services import Services
 
 
@@ -23,20 +26,26 @@ def current_user(request: Request) -> SessionUser:
     return user
 
 
-def admin_user(request: Request) -> SessionUser:
-    user = current_user(request)
-    if not user.is_admin:
-        raise HTTPException(403, "admin role required")
-    return user
+REFUSED = {
+    Access.ADMIN: (403, "admin role required"),
+    Access.MONITOR: (401, "admin session or Authorization: Bearer token required"),
+    Access.USER: (401, "not signed in"),
+}
 
 
-def monitor_or_admin(request: Request) -> None:
-    """A monitor's bearer token (checked by the middleware) or a signed-in admin."""
-    if is_monitor(request.scope):
-        return
-    user = signed_in(request.scope)
-    if user is None or not user.is_admin:
-        raise HTTPException(401, "admin session or Authorization: Bearer token required")
+@functools.cache
+def requires(level: Access) -> Callable[[Request], None]:
+    """A route dependency refusing whoever web/access.admitted does not let in at `level`."""
+
+    def check(request: Request) -> None:
+        state = AuthState.of(request.scope)
+        if not admitted(level, state):
+            status, message = REFUSED[level]
+            if state.user is None and level is Access.ADMIN:
+                status, message = REFUSED[Access.USER]  # signed out: asked to sign in
+            raise HTTPException(status, message)
+
+    return check
 
 
 def client_ip(request: Request) -> str | None:

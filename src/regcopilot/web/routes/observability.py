@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from regcopilot.metrics.report import build
 from regcopilot.metrics.sessions import active_sessions, sessions_block
 from regcopilot.web.access import Access, access
-from regcopilot.web.deps import errors, monitor_or_admin, services
+from regcopilot.web.deps import errors, requires, services
 
 router = APIRouter(responses=errors(401, 503))
 
@@ -61,7 +61,7 @@ async def observability_report(request: Request) -> dict:
     return body
 
 
-@router.get("/api/observability", dependencies=[Depends(monitor_or_admin)])
+@router.get("/api/observability", dependencies=[Depends(requires(Access.MONITOR))])
 @access(Access.MONITOR)
 async def observability(request: Request) -> dict:
     return await observability_report(request)

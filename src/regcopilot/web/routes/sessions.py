@@ -17,13 +17,14 @@ from regcopilot.auth.identity import SessionUser
 from regcopilot.auth.sessions import ADMIN, USER
 from regcopilot.users.directory import is_uuid
 from regcopilot.users.sessions import SessionRecord
-from regcopilot.web.deps import admin_user, current_user, errors, services
+from regcopilot.web.access import Access
+from regcopilot.web.deps import current_user, errors, requires, services
 from regcopilot.web.session import clear_cookie_header
 
 router = APIRouter(responses=errors(401, 404, 422, 503))
 admin_router = APIRouter(
     prefix="/api/admin/users",
-    dependencies=[Depends(admin_user)],
+    dependencies=[Depends(requires(Access.ADMIN))],
     responses=errors(401, 403, 404, 422, 503),
 )
 
