@@ -12,6 +12,7 @@ import typer
 
 from regcopilot.cli_workspaces import app as workspaces_app
 from regcopilot.config import Settings
+from regcopilot.names import Revocation
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor
 from regcopilot.ops.monitor import monitor
@@ -239,10 +240,10 @@ def sessions_revoke(
             user = await _user_by_email(ua, email)
             records = session_records(ua.directory)
             if session_id is None:
-                n = len(await records.revoke_all(user.id, "admin"))
+                n = len(await records.revoke_all(user.id, Revocation.ADMIN))
                 typer.echo(f"revoked {n} session(s) of {user.email}")
                 return
-            if await records.revoke(session_id, "admin", user_id=user.id) is None:
+            if await records.revoke(session_id, Revocation.ADMIN, user_id=user.id) is None:
                 typer.echo(f"error: {user.email} has no active session {session_id}", err=True)
                 raise typer.Exit(1)
             typer.echo(f"revoked session {session_id} of {user.email}")

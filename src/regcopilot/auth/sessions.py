@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.background import stop
 from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.names import Revocation
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.users.sessions import Revoked, SessionRecord, SessionRecords
 
@@ -30,7 +31,6 @@ PRUNE_BATCH = 1000  # ...at most this many expired rows per statement...
 PRUNE_MAX_BATCHES = 10  # ...and this many statements per pass: bounded work, never a long lock
 RELOAD_RETRY_SECONDS = 1.0
 
-LOGOUT, USER, ADMIN, BAN, DELETE = "logout", "user", "admin", "ban", "delete"
 
 
 class SessionService:
@@ -111,15 +111,15 @@ class SessionService:
         """Never fails for the user: with the database down, the session is refused here and
         through Redis at once, and written to the table as soon as it answers."""
         try:
-            done = await self.records.revoke(session_id, LOGOUT, user_id=user_id,
+            done = await self.records.revoke(session_id, Revocation.LOGOUT, user_id=user_id,
                                              expires=expires)
         except DirectoryUnavailable as exc:
             log.warning("Logout kept in memory until the directory answers: %s", exc)
-            self._undurable[session_id] = (user_id, expires, LOGOUT)
+            self._undurable[session_id] = (user_id, expires, Revocation.LOGOUT)
             done = None
         await self.revocations.revoke(session_id, expires)
         if done is not None:
-            self.metrics.sessions_revoked(LOGOUT)
+            self.metrics.sessions_revoked(Revocation.LOGOUT)
 
     async def revoke(self, user_id: str, session_id: str, reason: str) -> bool:
         """Revoke one session of this user; False when it is not theirs or not active."""

@@ -16,7 +16,7 @@ from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.store import StoreError
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
-from regcopilot.names import Reason, Source
+from regcopilot.names import Count, Reason, Source
 from regcopilot.users.changes import Change
 from regcopilot.users.directory import (
     CurrentWorkspace,
@@ -187,9 +187,9 @@ class SessionValidator:
         lost, or none was stored yet): store the new one. Its trigger tells every instance,
         which then reloads once and finds nothing left to move."""
         if workspace.lost:
-            self.metrics.workspace("workspaceAccessLost")
+            self.metrics.workspace(Count.WORKSPACE_ACCESS_LOST)
             if workspace.tenant_id is not None:
-                self.metrics.workspace("workspaceAutoSwitches")
+                self.metrics.workspace(Count.WORKSPACE_AUTO_SWITCHES)
         if workspace.tenant_id is None:
             return  # nothing to switch to: the session is refused
         try:

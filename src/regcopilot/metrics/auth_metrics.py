@@ -19,7 +19,7 @@ from regcopilot.metrics.counters import (
     Counters,
     Snapshot,
 )
-from regcopilot.names import Backend, Reason
+from regcopilot.names import Backend, Count, Reason
 
 log = logging.getLogger("regcopilot.metrics")
 
@@ -59,26 +59,26 @@ class AuthMetrics:
     ) -> None:
         c = self._live
         v = c.values
-        v["validations"] += 1
-        v["cacheHits" if hit else "cacheMisses"] += 1
+        v[Count.VALIDATIONS] += 1
+        v[Count.CACHE_HITS if hit else "cacheMisses"] += 1
         if queried:
-            v["databaseQueries"] += 1
+            v[Count.DATABASE_QUERIES] += 1
             if reason in (Reason.DELETED, Reason.NOT_FOUND):
-                v["deletedDetected"] += 1
+                v[Count.DELETED_DETECTED] += 1
             elif reason == Reason.BANNED:
-                v["bannedDetected"] += 1
+                v[Count.BANNED_DETECTED] += 1
         elif not hit:
-            v["coalesced"] += 1
+            v[Count.COALESCED] += 1
         if not ok:
-            v["failures"] += 1
+            v[Count.FAILURES] += 1
         c.observe(ms)
         c.seen(user_id, int(time.time() * 1000))
 
     def migrated(self) -> None:
-        self._live.values["migratedSessions"] += 1
+        self._live.values[Count.MIGRATED_SESSIONS] += 1
 
     def session_issued(self) -> None:
-        self._live.values["sessionsIssued"] += 1
+        self._live.values[Count.SESSIONS_ISSUED] += 1
 
     def sessions_revoked(self, reason: str, n: int = 1) -> None:
         name = SESSION_REVOKED_COUNTERS.get(reason)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from regcopilot.names import Revocation
 from regcopilot.users.directory import FOREVER, UserDirectory, is_uuid
 
 Invalidate = Callable[[str], Awaitable[None]]
@@ -64,7 +65,7 @@ class UserAdmin:
                   ) -> datetime:
         end = ban_end(until, seconds)
         await self._after(user_id, await self.directory.set_banned_until(_check(user_id), end))
-        await self._end_sessions(user_id, "ban")
+        await self._end_sessions(user_id, Revocation.BAN)
         return end
 
     async def unban(self, user_id: str) -> None:
@@ -72,7 +73,7 @@ class UserAdmin:
 
     async def delete(self, user_id: str, *, soft: bool = False) -> None:
         await self._after(user_id, await self.directory.delete(_check(user_id), soft=soft))
-        await self._end_sessions(user_id, "delete")
+        await self._end_sessions(user_id, Revocation.DELETE)
 
     async def invalidate(self, user_id: str) -> None:
         await self.directory.announce(_check(user_id))

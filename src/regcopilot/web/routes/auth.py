@@ -23,6 +23,7 @@ from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import directory_down, refusal, retry_after
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
+from regcopilot.web.user_json import user_json
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
 
@@ -92,19 +93,8 @@ async def _login(request: Request, fields: dict[str, Any], door: Door) -> Signed
 
 
 def signed_in_body(signed: SignedIn) -> dict[str, Any]:
-    user = signed.user
-    return {
-        "user": {
-            "id": user.id,
-            "email": user.email,
-            "name": user.name,
-            "tenantId": user.tenant_id,
-            "tenantRole": user.tenant_role,
-            "tenantName": user.tenant_name,
-            "role": user.role,
-        },
-        "expires": datetime.fromtimestamp(signed.expires, UTC).isoformat(),
-    }
+    return {"user": user_json(signed.user),
+            "expires": datetime.fromtimestamp(signed.expires, UTC).isoformat()}
 
 
 LOGIN_BODY = {
@@ -198,17 +188,9 @@ async def session(request: Request) -> Response:
         return response
     return JSONResponse(
         {
-            "user": {
-                "id": user.id,
-                "email": user.email,
-                "tenantId": user.tenant_id,
-                "tenantRole": user.tenant_role,
-                "tenantName": user.tenant_name,
-                "role": user.role,
-                # What next-auth/react's useSession reads (the upstream's session callback).
-                "name": user.name,
-                "currentTenantId": user.tenant_id,
-            },
+            # currentTenantId: what next-auth/react's useSession reads (the upstream's
+            # session callback).
+            "user": {**user_json(user), "currentTenantId": user.tenant_id},
             "expires": datetime.fromtimestamp(user.exp, UTC).isoformat(),
         }
     )

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 
 from regcopilot.metrics.report import build
 from regcopilot.metrics.sessions import active_sessions, sessions_block
+from regcopilot.names import Count
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, requires, services
 
@@ -48,9 +49,9 @@ async def observability_report(request: Request) -> dict:
                 snap.counters, await active_sessions(svc), len(svc.revocations.local)
             ),
             "workspaces": {
-                "switches": snap.counters.get("workspaceSwitches", 0),
-                "automaticSwitches": snap.counters.get("workspaceAutoSwitches", 0),
-                "accessLost": snap.counters.get("workspaceAccessLost", 0),
+                "switches": snap.counters.get(Count.WORKSPACE_SWITCHES, 0),
+                "automaticSwitches": snap.counters.get(Count.WORKSPACE_AUTO_SWITCHES, 0),
+                "accessLost": snap.counters.get(Count.WORKSPACE_ACCESS_LOST, 0),
             },
         },
     )

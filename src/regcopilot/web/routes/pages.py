@@ -14,6 +14,7 @@ from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.routes.auth import login
 from regcopilot.web.routes.workspaces import workspace_choices
+from regcopilot.web.user_json import user_json
 
 router = APIRouter(responses=errors(401, 503))
 
@@ -38,20 +39,15 @@ async def home(request: Request, user: SessionUser = Depends(current_user)) -> R
                                          "workspaces": await workspace_choices(request, user)})
 
 
-def me_body(user: SessionUser) -> dict:
-    return {"id": user.id, "email": user.email, "tenantId": user.tenant_id, "role": user.role,
-            "tenantRole": user.tenant_role, "tenantName": user.tenant_name}
-
-
 def me_hot(scope: Scope) -> dict | None:
     """/api/me for web/hot.py; None (no user) leaves the refusal to the route."""
     user = signed_in(scope)
-    return me_body(user) if user is not None else None
+    return user_json(user) if user is not None else None
 
 
 @router.get("/api/me")
 async def me(request: Request) -> dict:
-    return me_body(current_user(request))
+    return user_json(current_user(request))
 
 
 @router.get("/favicon.ico", include_in_schema=False)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
 from regcopilot.auth.identity import SessionUser
+from regcopilot.names import Count
 from regcopilot.users.directory import DirectoryUnavailable, is_uuid
 from regcopilot.web.access import Access
 from regcopilot.web.auth_state import AuthState
@@ -96,7 +97,7 @@ async def _switch(request: Request, user: SessionUser, tenant_id: str) -> tuple[
     svc = services(request)
     if not await _run(store(request).switch(user.id, tenant_id)):
         raise HTTPException(403, "not an active member of that workspace")
-    svc.metrics.workspace("workspaceSwitches")
+    svc.metrics.workspace(Count.WORKSPACE_SWITCHES)
     claims = svc.tokens.decode(_token(request))
     token = svc.tokens.move(claims, tenant_id)
     AuthState.of(request.scope).cookie_issued_by_route()  # this response carries it
