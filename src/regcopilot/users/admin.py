@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from regcopilot.names import Revocation
-from regcopilot.users.directory import FOREVER, UserDirectory, is_uuid
+from regcopilot.users.directory import FOREVER, AccountAdmin, is_uuid
 
 Invalidate = Callable[[str], Awaitable[None]]
 # Revoke every session of a user, with the reason recorded (auth/sessions.py); returns how many.
@@ -39,7 +39,7 @@ def ban_end(until: datetime | None, seconds: int | None) -> datetime:
 class UserAdmin:
     def __init__(
         self,
-        directory: UserDirectory,
+        directory: AccountAdmin,
         invalidate: Invalidate | None = None,
         revoke_sessions: RevokeSessions | None = None,
     ) -> None:

@@ -38,6 +38,7 @@ from regcopilot.metrics.security import SecurityLog
 from regcopilot.users.directory import DirectoryUnavailable, UserDirectory
 from regcopilot.users.sessions import session_records
 from regcopilot.web.migration import ForeignSessions
+from regcopilot.workspaces.store import WorkspaceStore
 
 log = logging.getLogger("regcopilot")
 
@@ -186,7 +187,8 @@ def build_services(
             metrics=metrics, security=security,
         ),
         signer=SignIn(
-            directory=directory, tokens=tokens, cookie_name=cookie_name(settings),
+            accounts=directory, workspaces=WorkspaceStore(directory), tokens=tokens,
+            cookie_name=cookie_name(settings),
             limiter=limiter, passwords=passwords, cache=cache, validator=validator,
             sessions=sessions, metrics=metrics, security=security,
             default_tenant=settings.SUPABASE_DEMO_TENANT_ID,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regcopilot.users.dialect import ACTIVE, render
-from regcopilot.users.directory import CurrentWorkspace, User, UserDirectory, is_uuid
+from regcopilot.users.directory import CurrentWorkspace, User, WorkspaceTables, is_uuid
 from regcopilot.users.workspace_schema import QUIET_SETTING, ROLES, STATUSES
 
 Invalidate = Callable[[str], Awaitable[None]]
@@ -48,7 +48,7 @@ def _ws(row: tuple) -> Workspace:
 
 
 class WorkspaceStore:
-    def __init__(self, directory: UserDirectory, invalidate: Invalidate | None = None) -> None:
+    def __init__(self, directory: WorkspaceTables, invalidate: Invalidate | None = None) -> None:
         self.directory = directory
         self._invalidate = invalidate
 
