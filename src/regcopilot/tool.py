@@ -35,40 +35,16 @@ def run(work: Callable[[Settings], Awaitable[T]]) -> T:
 
 
 async def with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
-    from regcopilot.cache.store import StoreError
-    from regcopilot.factories import (
-        TOOL_REDIS_TIMEOUT_MS,
-        build_directory,
-        build_keys,
-        build_store,
-    )
-    from regcopilot.users.admin import UnknownUser, UserAdmin
+    """`action(admin)` on the admin graph (factories.build_admin), opened and closed around
+    it; what can go wrong ends in one `error:` line and exit 1."""
+    from regcopilot.factories import build_admin
+    from regcopilot.users.admin import UnknownUser
     from regcopilot.users.directory import DirectoryUnavailable
 
-    directory = build_directory(settings)
-    store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
-    keys = build_keys(settings)
-
-    async def drop_shared(user_id: str) -> None:
-        # Running instances hear the directory's trigger; Redis is cleared here too so an
-        # instance started later cannot read the stale entry.
-        if store is not None:
-            try:
-                await store.delete(keys.validation(user_id))
-            except StoreError as exc:
-                typer.echo(f"warning: Redis not cleared ({exc})", err=True)
-
-    from regcopilot.users.sessions import session_records
-
-    records = session_records(directory)
-
-    async def end_sessions(user_id: str, reason: str) -> int:
-        # Written to the session records: the table's trigger tells every running instance.
-        return len(await records.revoke_all(user_id, reason))
-
+    graph = build_admin(settings, lambda text: typer.echo(f"warning: {text}", err=True))
     try:
-        await directory.open()
-        return await action(UserAdmin(directory, drop_shared, end_sessions))
+        await graph.open()
+        return await action(graph.admin)
     except DirectoryUnavailable as exc:
         typer.echo(f"error: user directory unavailable: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -79,8 +55,4 @@ async def with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) 
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
-        await directory.close()
-        if store is not None:
-            await store.close()
-
-
+        await graph.close()
