@@ -48,6 +48,8 @@ class SessionService:
         self.touch_seconds = touch_seconds
         self.feed_connected = False
         self._seen: set[str] = set()
+        # On every request: set.add itself, bound once (no Python frame of ours per request).
+        self.seen = self._seen.add
         # Revocations the database could not take yet (it was down): written by the next pass.
         self._undurable: dict[str, tuple[str, int, str]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -94,10 +96,6 @@ class SessionService:
     def on_revoked(self, session_id: str, expires: int) -> None:
         """From the change feed: a session revoked by anyone, anywhere."""
         self.revocations.remember(session_id, expires)
-
-    # --- request path ------------------------------------------------------------------
-    def seen(self, session_id: str) -> None:
-        self._seen.add(session_id)
 
     # --- issuing and revoking -----------------------------------------------------------
     async def issued(
@@ -148,7 +146,8 @@ class SessionService:
         """Stamp last_seen_at for the sessions used since the last flush (one statement)."""
         if not self._seen:
             return 0
-        batch, self._seen = self._seen, set()
+        batch = set(self._seen)
+        self._seen.clear()  # the same set: `seen` is bound to its add
         try:
             await self.records.touch(sorted(batch), datetime.now(UTC))
         except DirectoryUnavailable:

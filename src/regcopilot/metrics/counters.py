@@ -18,7 +18,7 @@ ACTIVE_USERS_CAP = 200_000
 DAY_MS = 86_400_000
 SEEN_REFRESH_MS = 60_000
 
-COUNTER_NAMES = tuple(Count)
+COUNTER_NAMES = tuple(c.value for c in Count)  # plain strs: see metrics/auth_metrics.py
 # A revocation's reason (auth/sessions.py) → the counter it adds to.
 SESSION_REVOKED_COUNTERS = {
     Revocation.LOGOUT: Count.SESSIONS_REVOKED_LOGOUT,

@@ -9,8 +9,6 @@ from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from regcopilot.web.auth_state import AuthState
-
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__regcopilot_access__"
 
@@ -25,19 +23,6 @@ class Access(StrEnum):
 
 # Paths no route declares: a static mount, should one be added, is public.
 PUBLIC_PREFIXES = ("/static/",)
-
-
-def admitted(level: Access, state: AuthState) -> bool:
-    """The one rule of who may call a route declared `level`, on what the session middleware
-    found: the dependency of admin routes (web/deps.requires) and the admin pages ask it."""
-    user = state.user
-    if level is Access.ADMIN:
-        return user is not None and user.is_admin
-    if level is Access.MONITOR:
-        return state.monitor or (user is not None and user.is_admin)
-    if level is Access.USER:
-        return user is not None
-    return True
 
 
 def access(level: Access) -> Callable[[F], F]:

@@ -10,8 +10,8 @@ from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
 from regcopilot.auth.identity import SessionUser
-from regcopilot.web.access import Access, admitted
-from regcopilot.web.auth_state import AuthState, signed_in
+from regcopilot.web.access import Access
+from regcopilot.web.middleware import AuthState, signed_in
 from regcopilot.web.services import Services
 
 
@@ -24,6 +24,19 @@ def current_user(request: Request) -> SessionUser:
     if user is None:
         raise HTTPException(401, "not signed in")
     return user
+
+
+def admitted(level: Access, state: AuthState) -> bool:
+    """The one rule of who may call a route declared `level`, on what the session middleware
+    found: the dependency of admin routes (requires, below) and the admin pages ask it."""
+    user = state.user
+    if level is Access.ADMIN:
+        return user is not None and user.is_admin
+    if level is Access.MONITOR:
+        return state.monitor or (user is not None and user.is_admin)
+    if level is Access.USER:
+        return user is not None
+    return True
 
 
 REFUSED = {

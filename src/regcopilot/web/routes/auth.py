@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from regcopilot.auth.identity import Refusal
@@ -16,14 +16,13 @@ from regcopilot.auth.sign_in import SignedIn, SignInContext
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.names import Door
 from regcopilot.web.access import Access, access
-from regcopilot.web.auth_state import refusal_of, signed_in
 from regcopilot.web.deps import client_ip, errors, services, storable_text
-from regcopilot.web.middleware import read_cookie
+from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import directory_down, refusal, retry_after
+from regcopilot.web.routes.pages import user_json
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
-from regcopilot.web.user_json import user_json
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
 
@@ -133,6 +132,14 @@ async def login(request: Request) -> Response:
         response = JSONResponse(signed_in_body(signed))
     response.headers.append("set-cookie", cookie)
     return response
+
+
+@router.post("/login", response_class=HTMLResponse, include_in_schema=False)
+@access(Access.PUBLIC)
+async def login_form(request: Request) -> Response:
+    """The sign-in form posts here, so a failure re-renders the form at /login (with the email
+    kept) instead of leaving the browser on /api/auth/login."""
+    return await login(request)
 
 
 def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:

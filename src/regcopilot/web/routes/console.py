@@ -12,9 +12,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.auth.identity import SessionUser
 from regcopilot.users.directory import DirectoryUnavailable, User
-from regcopilot.web.access import Access, admitted
-from regcopilot.web.auth_state import AuthState
-from regcopilot.web.deps import current_user, services
+from regcopilot.web.access import Access
+from regcopilot.web.deps import admitted, current_user, services
+from regcopilot.web.middleware import AuthState
 from regcopilot.web.pages import render
 
 router = APIRouter()

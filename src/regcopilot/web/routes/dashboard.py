@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.auth.identity import SessionUser
 from regcopilot.ops.monitor import THRESHOLDS
-from regcopilot.web.access import Access, admitted
-from regcopilot.web.auth_state import AuthState
-from regcopilot.web.deps import current_user
+from regcopilot.web.access import Access
+from regcopilot.web.deps import admitted, current_user
+from regcopilot.web.middleware import AuthState
 from regcopilot.web.pages import render
 
 router = APIRouter()

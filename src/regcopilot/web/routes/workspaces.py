@@ -14,9 +14,8 @@ from regcopilot.auth.identity import SessionUser
 from regcopilot.names import Count
 from regcopilot.users.directory import DirectoryUnavailable, is_uuid
 from regcopilot.web.access import Access
-from regcopilot.web.auth_state import AuthState
 from regcopilot.web.deps import current_user, errors, requires, services, storable_text
-from regcopilot.web.middleware import read_cookie
+from regcopilot.web.middleware import AuthState, read_cookie
 from regcopilot.web.session import cookie_name, set_cookie_header
 from regcopilot.workspaces.store import MAX_NAME, NotFound, WorkspaceStore
 
