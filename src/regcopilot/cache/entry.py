@@ -36,6 +36,11 @@ class CacheEntry:
     # in it and its name. A valid entry without them was not written by this version.
     tenant_role: str | None = None
     tenant_name: str | None = None
+    # The current workspace the directory holds is not the one this answer serves (access to
+    # it was lost, or none was recorded yet): `stored_tenant_id` is what it holds. Validation
+    # only reports it; the write that records the served one is authenticate()'s, afterwards.
+    workspace_moved: bool = False
+    stored_tenant_id: str | None = None
 
     def fresh(self, ttl_s: float, now: int) -> bool:
         """Written within the last TTL, and not from the future (allowing for clock skew
@@ -58,6 +63,8 @@ class CacheEntry:
             body["tenantRole"] = self.tenant_role
         if self.tenant_name is not None:
             body["tenantName"] = self.tenant_name
+        if self.workspace_moved:
+            body["storedTenantId"] = self.stored_tenant_id
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -90,7 +97,12 @@ class CacheEntry:
             return None
         if seq is not None and (type(seq) is not int or seq < 0):
             return None
-        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name)
+        moved = "storedTenantId" in body
+        stored = body.get("storedTenantId")
+        if stored is not None and not isinstance(stored, str):
+            return None
+        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name,
+                   moved, stored)
 
 
 def upstream_shaped(raw: str | bytes) -> bool:

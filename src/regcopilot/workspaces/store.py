@@ -186,17 +186,35 @@ class WorkspaceStore:
             await self._touched(user_id)
         return count > 0
 
-    async def set_current(self, user_id: str, tenant_id: str) -> None:
-        """The validator's automatic switch: no membership check (it just chose this one),
-        and no change notice: the row now says what every instance computes anyway from the
-        membership tables, whose own change was announced. (Measured: announcing it made
-        every instance drop the answer its lock holder had just cached, and the waiters on
-        that lock sat out their full 0.5 s: access-lost → effect p50 516 ms instead of ms.)"""
-        await self.directory.batch(self._quietly(user_id, [self._set_current(user_id, tenant_id)]))
+    async def record_current(self, user_id: str, tenant_id: str, stored: str | None) -> bool:
+        """After a validation served `tenant_id` while the row held `stored` (access to it was
+        lost, or nothing was recorded): record the served one — only if the row still holds
+        `stored`, so a switch made meanwhile is never overwritten. True if it was written.
+
+        No membership check (the directory just chose this one), and no change notice: the
+        row now says what every instance computes anyway from the membership tables, whose own
+        change was announced. (Measured: announcing it made every instance drop the answer
+        its lock holder had just cached, and the waiters on that lock sat out their full
+        0.5 s: access-lost → effect p50 516 ms instead of ms.)"""
+        uid, tid = _param(self, user_id), _param(self, tenant_id)
+        if stored is None:
+            write = (self._sql(
+                "INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
+                " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
+                " current_tenant_id = excluded.current_tenant_id,"
+                " updated_at = excluded.updated_at"
+                " WHERE {contexts}.current_tenant_id IS NULL"), (uid, tid))
+        else:
+            write = (self._sql(
+                "UPDATE {contexts} SET current_tenant_id = {p}, updated_at = {now}"
+                " WHERE user_id = {p} AND current_tenant_id = {p}"),
+                (tid, uid, _param(self, stored)))
+        counts = await self.directory.batch(self._quietly(user_id, [write]))
+        return counts[1] > 0  # after _quietly's one leading statement
 
     def _quietly(self, user_id: str, writes: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
         """`writes` in one transaction whose workspace-table triggers announce nothing. Only
-        for writes no cached answer can depend on (see set_current, ensure_personal)."""
+        for writes no cached answer can depend on (see record_current, ensure_personal)."""
         if self.directory.kind == "postgres":
             return [(f"SELECT set_config('{QUIET_SETTING}', 'on', true)", ()), *writes]
         # SQLite: a marker row, then the writes, then every log row from the marker on for
