@@ -86,12 +86,14 @@ class Authenticator:
                     and entry.timestamp < claims.tenant_at):
                 # The session was moved to this workspace after the cached answer was made.
                 entry = await validator.refresh(claims.sub)
-            elif (entry.reason == NO_WORKSPACE and not entry.workspace_moved
-                    and await self.workspace.provision(claims.sub)):
+            elif entry.reason == NO_WORKSPACE and not entry.workspace_moved:
                 # A user who never had a workspace recorded (a session minted before
-                # workspaces, or by another front end) was just given the personal one: the
-                # refusal cached a moment ago is stale.
-                entry = await validator.refresh(claims.sub)
+                # workspaces, or by another front end) is given the personal one a sign-in
+                # would give; its answer, read after that write, replaces the refusal.
+                asked = validator.mark()
+                provisioned = await self.workspace.provision(claims.sub)
+                if provisioned is not None:
+                    entry = await validator.settle(claims.sub, *provisioned, asked)
         except DirectoryUnavailable as exc:
             log.warning("User directory unavailable: %s", exc)
             return DOWN

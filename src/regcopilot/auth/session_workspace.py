@@ -21,7 +21,7 @@ from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.names import Count
-from regcopilot.users.directory import Accounts, DirectoryUnavailable
+from regcopilot.users.directory import Accounts, CurrentWorkspace, DirectoryUnavailable, User
 from regcopilot.workspaces.store import WorkspaceStore
 
 log = logging.getLogger("regcopilot.auth")
@@ -33,6 +33,8 @@ TRIED_MAX = 10_000
 RETRY_SECONDS = 5.0
 DONE_SECONDS = 3600.0
 
+Provisioned = tuple[User, CurrentWorkspace]
+
 
 class SessionWorkspace:
     def __init__(
@@ -42,19 +44,22 @@ class SessionWorkspace:
         self.workspaces = workspaces
         self.metrics = metrics
         self._tried = MemoryStore(TRIED_MAX)
-        self._running: dict[str, asyncio.Future[bool]] = {}
+        self._running: dict[str, asyncio.Future[Provisioned | None]] = {}
 
-    async def provision(self, user_id: str) -> bool:
-        """The user's personal workspace, made if they never had one. True when the user has a
-        workspace now (made here, or by another instance meanwhile): the cached refusal is
-        stale and the caller asks again. DirectoryUnavailable propagates."""
+    async def provision(self, user_id: str) -> Provisioned | None:
+        """The user's personal workspace, made if they never had one. The account and its
+        workspace read afterwards when the user has one now (made here, or by another instance
+        meanwhile): the cached refusal is stale. None otherwise. DirectoryUnavailable
+        propagates."""
         key = "provision:" + user_id
         if self._tried.get_now(key) is not None:
-            return False
+            return None
         running = self._running.get(user_id)
         if running is not None:  # parallel first requests: one provisioning
             return await asyncio.shield(running)
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Provisioned | None] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._running[user_id] = future
         try:
             made = await self._provision(user_id)
@@ -69,13 +74,13 @@ class SessionWorkspace:
             del self._running[user_id]
             self._tried.set_now(key, True, RETRY_SECONDS)
 
-    async def _provision(self, user_id: str) -> bool:
+    async def _provision(self, user_id: str) -> Provisioned | None:
         user = await self.accounts.get(user_id)
         if user is None or user.deleted_at is not None:
-            return False
+            return None
         # A user whose workspaces were all taken away gets none back (ensure_personal).
         workspace = await self.workspaces.ensure_personal(user)
-        return workspace.tenant_id is not None
+        return (user, workspace) if workspace.tenant_id is not None else None
 
     async def record(self, user_id: str, entry: CacheEntry) -> None:
         """Record the workspace `entry` serves as the user's current one, if the directory

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.tiers import ValidationCache, now_ms
@@ -18,6 +19,7 @@ from regcopilot.names import Count, Reason, Source
 from regcopilot.users.changes import Change
 from regcopilot.users.directory import (
     CurrentWorkspace,
+    User,
     UserDirectory,
     Verdict,
     judge,
@@ -28,6 +30,11 @@ log = logging.getLogger("regcopilot.cache")
 MAX_ATTEMPTS = 2
 
 CACHED, COALESCED, DIRECTORY = Source.CACHED, Source.COALESCED, Source.DIRECTORY
+
+
+class Asked(NamedTuple):
+    at: int  # ms since the epoch
+    seq: int  # the change-log position
 
 
 class SessionValidator:
@@ -75,25 +82,42 @@ class SessionValidator:
         Read-only: a session whose recorded workspace is not the one it is served in (lost,
         or none recorded) is answered as it stands, and says so (`workspace_moved`); the
         writes that follow are auth/session_workspace.py's, after the answer."""
-        freshness = self.cache.freshness
         for _ in range(MAX_ATTEMPTS):
-            asked_at = now_ms()
-            # Every change up to here has been applied, so the answer reflects at least them.
-            seq = freshness.position
+            asked = self.mark()
             # One statement: the account and the session's workspace (DirectoryUnavailable
             # propagates).
             user, workspace = await self.directory.get_with_workspace(user_id)
-            verdict = judge(user, self.default_tenant, workspace=workspace)
-            if verdict.reason == Reason.NO_WORKSPACE and workspace.lost:
-                self.metrics.workspace(Count.WORKSPACE_ACCESS_LOST)  # none left to move to
-            entry = _entry(verdict, asked_at, seq, workspace if user is not None else None)
-            if not (self.cache.changed_since(user_id, asked_at)
-                    or freshness.stale(user_id, entry)):
-                await self.cache.put(
-                    user_id, entry, self.cache.entry_ttl(entry, verdict.banned_until)
-                )
+            entry, cached = await self._settle(user_id, user, workspace, asked)
+            if cached:
                 return entry
         return entry  # still changing: answer, but do not cache a moving target
+
+    def mark(self) -> Asked:
+        """When an answer is asked for, and the change-log position it then reflects at least
+        (every change up to it has been applied here)."""
+        return Asked(now_ms(), self.cache.freshness.position)
+
+    async def settle(
+        self, user_id: str, user: User | None, workspace: CurrentWorkspace, asked: Asked
+    ) -> CacheEntry:
+        """An answer read after a write of the caller's own (the personal workspace given to
+        a session without one): judged and cached like a load's, with no second query."""
+        entry, _ = await self._settle(user_id, user, workspace, asked)
+        return entry
+
+    async def _settle(
+        self, user_id: str, user: User | None, workspace: CurrentWorkspace, asked: Asked
+    ) -> tuple[CacheEntry, bool]:
+        """The answer, and whether it was cached: not if the user changed since `asked`."""
+        verdict = judge(user, self.default_tenant, workspace=workspace)
+        if verdict.reason == Reason.NO_WORKSPACE and workspace.lost:
+            self.metrics.workspace(Count.WORKSPACE_ACCESS_LOST)  # none left to move to
+        entry = _entry(verdict, asked.at, asked.seq, workspace if user is not None else None)
+        if self.cache.changed_since(user_id, asked.at) or self.cache.freshness.stale(
+                user_id, entry):
+            return entry, False
+        await self.cache.put(user_id, entry, self.cache.entry_ttl(entry, verdict.banned_until))
+        return entry, True
 
     async def refresh(self, user_id: str) -> CacheEntry:
         """Drop what is cached and ask again: the session knows of a newer workspace switch
