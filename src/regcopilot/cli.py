@@ -12,9 +12,10 @@ import typer
 
 from regcopilot.cli_workspaces import app as workspaces_app
 from regcopilot.config import Settings
+from regcopilot.factories import doctor_parts
 from regcopilot.names import Revocation
 from regcopilot.ops.cost import cost
-from regcopilot.ops.doctor import doctor
+from regcopilot.ops.doctor import doctor_command
 from regcopilot.ops.monitor import monitor
 from regcopilot.tool import run, settings_or_exit, with_admin
 
@@ -255,7 +256,7 @@ def sessions_revoke(
 
 # Operator tools (regcopilot/ops): the guide's monitoring, troubleshooting and cost model.
 app.command()(monitor)
-app.command()(doctor)
+app.command(name="doctor")(doctor_command(doctor_parts()))
 app.command()(cost)
 
 

@@ -7,6 +7,15 @@ from regcopilot.users.postgres import PostgresDirectory
 from regcopilot.users.sqlite import SqliteDirectory
 
 
+def backend_of(url: str) -> str | None:
+    """The backend a DATABASE_URL names (its `kind`), or None when it names neither."""
+    if url.startswith("sqlite:///"):
+        return SqliteDirectory.kind
+    if url.split(":", 1)[0] in ("postgres", "postgresql"):
+        return PostgresDirectory.kind
+    return None
+
+
 def open_directory(
     url: str,
     *,
@@ -15,7 +24,7 @@ def open_directory(
     statement_cache_size: int = 100,
     log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
 ) -> UserDirectory:
-    if url.startswith("sqlite:"):
+    if backend_of(url) == SqliteDirectory.kind:
         return SqliteDirectory(
             url.removeprefix("sqlite:///"), timeout=timeout, log_keep_seconds=log_keep_seconds
         )

@@ -14,10 +14,9 @@ from typing import Any
 from regcopilot.cache.redis import (
     CLUSTER_SCHEMES,
     SENTINEL_SCHEMES,
+    RedisStore,
     RedisTarget,
-    connect,
     parse_url,
-    translated,
 )
 from regcopilot.cache.store import StoreError
 from regcopilot.ops.doctor.report import Facts, Problem
@@ -73,19 +72,14 @@ async def _tls(host: str, port: int, options: dict[str, Any], timeout_s: float) 
         f"{version}, certificate NOT verified (ssl_cert_reqs=none)"
 
 
-async def _ping(url: str, timeout_s: float) -> str:
-    client = connect(url, timeout_s)
+async def _ping(store: RedisStore) -> str:
+    """Through the store the app talks to Redis with (built by factories.py), so a failure is
+    worded as the app's log words it."""
     try:
         started = time.perf_counter()
-        with translated():
-            await client.ping()
+        await store.ping()
         ms = (time.perf_counter() - started) * 1000
-        version = "?"
-        try:
-            info = await client.info("server")
-            version = info.get("redis_version", "?")
-        except Exception:  # INFO may be renamed or forbidden by ACLs; PING is what counts
-            pass
+        version = await store.server_version() or "?"
         return f"PING answered in {ms:.1f} ms (Redis {version})"
     except StoreError as exc:
         line = str(exc)
@@ -93,7 +87,7 @@ async def _ping(url: str, timeout_s: float) -> str:
             raise Problem(line) from None
         raise Problem(f"PING failed: {line}") from None
     finally:
-        await client.aclose()
+        await store.close()
 
 
 def _summary(url: str, target: RedisTarget) -> str:
@@ -153,7 +147,7 @@ def redis_checks(facts: Facts) -> list[Step]:
         steps.append(("redis reach", socket_file))
 
     async def ping() -> str:
-        return await _ping(url, timeout_s)
+        return await _ping(facts.parts.store(url, timeout_s))
 
     steps.append(("redis auth+ping", ping))
     return steps
