@@ -484,3 +484,26 @@ async def test_validation_never_writes_the_step_after_it_does(pair, directory):
         assert isinstance(user, SessionUser) and user.tenant_name == "Personal Workspace"
         (_, (tenants, _, _)) = await _directory_state(directory, a)
         assert len(tenants) == len(before[1][0]) + 1
+
+
+@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+async def test_two_instances_provisioning_one_user_at_once_make_one_workspace(pair, directory):
+    """A session whose user never had a workspace reaches two instances at once (no shared
+    cache, so no Redis lock between them): both serve it, in one personal workspace."""
+    import asyncio
+
+    from regcopilot.auth.authenticate import Credentials
+    from regcopilot.auth.identity import SessionUser
+
+    async with pair(directory, "memory") as (a, b):
+        user_id = await a.add_user(f"twice-{uuid.uuid4().hex[:8]}@example.com")
+        token, _ = a.services.tokens.issue(sub=user_id, email="twice@example.com", tenant="",
+                                           role=None)
+        users = await asyncio.gather(*(
+            app.services.authenticate(Credentials(token, app.services.tokens, False, None))
+            for app in (a, b)))
+        assert all(isinstance(u, SessionUser) for u in users), users
+        assert len({u.tenant_id for u in users if isinstance(u, SessionUser)}) == 1
+        (_, (tenants, members, _)) = await _directory_state(directory, a)
+        owned = [t for t in tenants if user_id in map(str, t)]  # its owner_id column
+        assert len(owned) == 1 and len(members) == 1, (tenants, members)

@@ -124,15 +124,6 @@ class WorkspaceStore:
              (_param(self, str(uuid.uuid4())), _param(self, tenant_id), _param(self, owner))),
         ]
 
-    def _set_current(self, user_id: str, tenant_id: str) -> tuple[str, tuple]:
-        return (
-            self._sql("INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
-                      " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
-                      " current_tenant_id = excluded.current_tenant_id,"
-                      " updated_at = excluded.updated_at"),
-            (_param(self, user_id), _param(self, tenant_id)),
-        )
-
     async def ensure_personal(self, user: User) -> CurrentWorkspace:
         """At sign-in: a user who never had a personal workspace and has no active one gets
         one, made current. A user whose workspaces were all taken away gets none back."""
@@ -144,18 +135,46 @@ class WorkspaceStore:
         )
         if owned:
             return workspace
-        tenant_id = str(uuid.uuid4())
         local = user.email.split("@", 1)[0] or "user"
         # Quietly: the user had no workspace, so no instance holds a valid answer for them to
         # drop (a cached refusal is dropped by the sign-in); announcing it made the first
         # request's cached answer vanish a moment later, costing a second directory query.
-        await self.directory.batch(self._quietly(user.id, [
-            *self._new_tenant(tenant_id, "Personal Workspace", slug_for(f"personal-{local}"),
-                              "personal", user.id),
-            self._set_current(user.id, tenant_id),
-        ]))
+        await self.directory.batch(self._quietly(
+            user.id, self._new_personal(user.id, slug_for(f"personal-{local}"))
+        ))
         await self._touched(user.id)
         return await self.current(user.id)
+
+    def _new_personal(self, user_id: str, slug: str) -> list[tuple[str, tuple]]:
+        """The personal workspace, its owner's membership and the current-workspace record,
+        each only if the user owned no personal workspace when the transaction looked (in the
+        statement itself; on PostgreSQL behind a per-user transaction lock, SQLite serialises
+        writers): two instances giving the same user one at once make one."""
+        tid = str(uuid.uuid4())
+        uid, new = _param(self, user_id), _param(self, tid)
+        made = " WHERE EXISTS (SELECT 1 FROM {tenants} WHERE id = CAST({p} AS {uuid}))"
+        statements = [] if self.directory.kind != "postgres" else [
+            ("SELECT pg_advisory_xact_lock(hashtext($1))", (f"personal:{user_id}",))
+        ]
+        return [*statements, (
+            self._sql("INSERT INTO {tenants} (id, name, slug, type, owner_id)"
+                      " SELECT CAST({p} AS {uuid}), {p}, {p}, 'personal', CAST({p} AS {uuid})"
+                      " WHERE NOT EXISTS (SELECT 1 FROM {tenants}"
+                      " WHERE owner_id = CAST({p} AS {uuid}) AND type = 'personal')"),
+            (new, "Personal Workspace", slug, uid, uid),
+        ), (
+            self._sql("INSERT INTO {members} (id, tenant_id, user_id, role, status, joined_at)"
+                      " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), CAST({p} AS {uuid}),"
+                      " 'owner', 'active', {now}" + made),
+            (_param(self, str(uuid.uuid4())), new, uid, new),
+        ), (
+            self._sql("INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
+                      " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}" + made
+                      + " ON CONFLICT (user_id) DO UPDATE SET"
+                      " current_tenant_id = excluded.current_tenant_id,"
+                      " updated_at = excluded.updated_at"),
+            (uid, new, new),
+        )]
 
     async def create_team(self, owner_id: str, name: str) -> Workspace:
         name = name.strip()
