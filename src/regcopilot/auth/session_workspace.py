@@ -64,15 +64,17 @@ class SessionWorkspace:
         try:
             made = await self._provision(user_id)
         except BaseException as exc:
+            # Not remembered: the next request tries again (this one answers 503, and a
+            # refusal in the meantime would clear the cookie of someone who is signed in).
             future.set_exception(exc)
             future.exception()  # retrieved: no warning when nobody else waited
             raise
         else:
+            self._tried.set_now(key, True, RETRY_SECONDS)
             future.set_result(made)
             return made
         finally:
             del self._running[user_id]
-            self._tried.set_now(key, True, RETRY_SECONDS)
 
     async def _provision(self, user_id: str) -> Provisioned | None:
         user = await self.accounts.get(user_id)
