@@ -82,10 +82,11 @@ class Authenticator:
         validator = self.validator
         try:
             entry = await validator.validate(claims.sub)
-            if (entry.is_valid and entry.tenant_id != claims.tenant
-                    and entry.timestamp < claims.tenant_at):
-                # The session was moved to this workspace after the cached answer was made.
-                entry = await validator.refresh(claims.sub)
+            if entry.is_valid:
+                if entry.tenant_id != claims.tenant and entry.timestamp < claims.tenant_at:
+                    # The session was moved to this workspace after the cached answer was
+                    # made.
+                    entry = await validator.refresh(claims.sub)
             elif entry.reason == NO_WORKSPACE and not entry.workspace_moved:
                 # A user who never had a workspace recorded (a session minted before
                 # workspaces, or by another front end) is given the personal one a sign-in
