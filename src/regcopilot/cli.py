@@ -122,11 +122,10 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
 
     from regcopilot.users.sessions import session_records
 
-    records = session_records(directory)
-
     async def end_sessions(user_id: str, reason: str) -> int:
-        # Written to the session records: the table's trigger tells every running instance.
-        return len(await records.revoke_all(user_id, reason))
+        # Written to the session records (the store for the schema opened): the table's
+        # trigger tells every running instance.
+        return len(await session_records(directory).revoke_all(user_id, reason))
 
     try:
         await directory.open()
@@ -153,8 +152,12 @@ def users_add(
     admin: Annotated[bool, typer.Option(help="Give the admin role.")] = False,
     tenant: Annotated[str | None, typer.Option(help="Tenant id (app metadata).")] = None,
     name: Annotated[str | None, typer.Option(help="Full name.")] = None,
+    unconfirmed: Annotated[bool, typer.Option(
+        "--unconfirmed",
+        help="Leave the email unconfirmed (Supabase Auth's schema): the user cannot sign in "
+             "until it is confirmed, unless GOTRUE_MAILER_AUTOCONFIRM is true.")] = False,
 ) -> None:
-    """Create a user (bcrypt hash, as Supabase stores it)."""
+    """Create a user as Supabase Auth's admin API does (bcrypt hash, confirmed email)."""
     from regcopilot.auth.passwords import Hasher
 
     if len(password) < 8:
@@ -166,9 +169,12 @@ def users_add(
             # In a thread: the directory's connection keeps its event loop answering meanwhile.
             hashed = await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
             user = await ua.directory.add(
-                email, hashed, admin=admin, tenant_id=tenant, full_name=name
+                email, hashed, admin=admin, tenant_id=tenant, full_name=name,
+                confirmed=not unconfirmed,
             )
-            typer.echo(f"created {user.email} id={user.id}{' (admin)' if admin else ''}")
+            notes = [n for n, on in (("admin", admin), ("unconfirmed", unconfirmed)) if on]
+            typer.echo(f"created {user.email} id={user.id}"
+                       + (f" ({', '.join(notes)})" if notes else ""))
 
         await _with_admin(s, act)
 

@@ -31,3 +31,10 @@ class Source(StrEnum):
     CACHED = "cached"  # a tier of the cache
     COALESCED = "coalesced"  # another process's load, waited for
     DIRECTORY = "directory"  # the directory itself
+
+
+class AuthSchema(StrEnum):
+    """Whose `auth` tables the user directory runs on (users/recognise.py)."""
+
+    GOTRUE = "supabase-auth"  # Supabase Auth's own (GoTrue's migrations)
+    OWN = "regcopilot"  # the tables this app creates on an empty database (and SQLite's)

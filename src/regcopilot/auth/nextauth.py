@@ -58,7 +58,7 @@ class NextAuthTokens(TokenFormat):
         now = int(time.time())
         again = Claims(claims.sub, claims.email, claims.tenant, claims.role, now,
                        min(claims.exp, now + self.max_age), claims.jti, claims.name,
-                       claims.tenant_at)
+                       claims.tenant_at, claims.auth_at)
         return self._encode(again), again
 
     def move(self, claims: Claims, tenant: str) -> str:
@@ -72,6 +72,7 @@ class NextAuthTokens(TokenFormat):
             "name": claims.name,
             "currentTenantId": claims.tenant or None,
             "tenantAt": claims.tenant_at or None,  # ours: when the workspace was set (ms)
+            "authAt": claims.auth_at or None,  # ours: when the user signed in (ms)
             "role": claims.role,
             # The upstream's jwt callback re-checks the user once this is 5 minutes old; the
             # session was validated as it was issued here.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from regcopilot.names import AuthSchema
 from regcopilot.users.directory import UserDirectory, is_uuid
 from regcopilot.users.rows import as_datetime
 
@@ -288,6 +289,11 @@ class PostgresSessionRecords:
 
 
 def session_records(directory: UserDirectory) -> SessionRecords:
+    """The store for this directory's schema: call once it is open (the schema is known)."""
     if directory.kind == "sqlite":
         return SqliteSessionRecords(directory)
+    if directory.schema is AuthSchema.GOTRUE:
+        from regcopilot.users.gotrue_sessions import GoTrueSessionRecords
+
+        return GoTrueSessionRecords(directory)
     return PostgresSessionRecords(directory)

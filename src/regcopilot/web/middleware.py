@@ -213,6 +213,9 @@ class SessionMiddleware:
         if await services.revocations.is_revoked(claims.jti):
             services.security.invalid_token("revoked", scope)
             return ENDED
+        if entry.sessions_after is not None and claims.auth_at < entry.sessions_after:
+            services.security.invalid_token("password-changed", scope)  # signed in before it
+            return ENDED
         services.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
         state[USER_KEY] = user = SessionUser(
             id=claims.sub,

@@ -30,7 +30,9 @@ from regcopilot.factories import (
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
+from regcopilot.users.audit import AuditTrail, NoAuditTrail, audit_trail
 from regcopilot.users.directory import DirectoryUnavailable, UserDirectory
+from regcopilot.users.recognise import describe
 from regcopilot.users.sessions import session_records
 from regcopilot.web.migration import ForeignSessions
 
@@ -54,6 +56,7 @@ class Services:
     bus: EventBus | None = None
     security: SecurityLog = field(default_factory=SecurityLog)
     feed_connected: bool = False
+    audit: AuditTrail = field(default_factory=NoAuditTrail)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: SessionService = field(init=False)
 
@@ -64,6 +67,10 @@ class Services:
 
     async def start(self) -> None:
         await self.directory.open()
+        # The schema is known now: the session store and the audit trail are picked for it.
+        self.sessions.records = session_records(self.directory)
+        self.audit = audit_trail(self.directory)
+        log.info("User directory: %s", describe(self.directory.schema, self.directory.kind))
         # Before the first request: an entry in Redis can only be checked against the log.
         with contextlib.suppress(DirectoryUnavailable):
             self.cache.freshness.load(await self.directory.read_log())
@@ -71,6 +78,7 @@ class Services:
         await self.cache.start()
         if self.bus is not None:
             self.bus.start()
+        self.audit.start()
         self.metrics.start(lambda: self.cache.backend)
         self._tasks.append(asyncio.create_task(self._follow_changes(), name="user-changes"))
         with contextlib.suppress(DirectoryUnavailable):
@@ -104,6 +112,7 @@ class Services:
         for task in self._tasks:
             await stop(task)
         await self.sessions.close()
+        await self.audit.close()
         await self.metrics.close()
         if self.bus is not None:
             await self.bus.close()

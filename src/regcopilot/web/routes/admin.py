@@ -36,6 +36,8 @@ class NewUser(BaseModel):
     admin: bool = False
     tenantId: str | None = None
     fullName: str | None = None
+    # GoTrue's admin API field: false leaves the email unconfirmed (Supabase Auth's schema).
+    emailConfirm: bool = True
 
     @field_validator("email", "password", "tenantId", "fullName")
     @classmethod
@@ -119,7 +121,7 @@ async def create_user(body: NewUser, request: Request) -> dict:
     user = await _run(
         svc.directory.add(
             body.email, hashed, admin=body.admin,
-            tenant_id=body.tenantId, full_name=body.fullName,
+            tenant_id=body.tenantId, full_name=body.fullName, confirmed=body.emailConfirm,
         )
     )
     return public(user, svc.settings.SUPABASE_DEMO_TENANT_ID)

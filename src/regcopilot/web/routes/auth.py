@@ -16,6 +16,11 @@ from regcopilot.auth.rate_limit import RateLimited
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable, judge
+from regcopilot.users.gotrue_rules import (
+    EMAIL_NOT_CONFIRMED,
+    email_unconfirmed,
+    password_usable,
+)
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
@@ -104,19 +109,23 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
     except DirectoryUnavailable:
         raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
     verdict = judge(user, svc.settings.SUPABASE_DEMO_TENANT_ID)
+    usable = password_usable(user)  # GoTrue's rules: no SSO-only, anonymous, broken rows
     try:
         password_ok = await svc.passwords.verify(
-            body.password, user.password_hash if user else None
+            body.password, user.password_hash if user and usable else None
         )
     except PasswordBusy:
         raise _busy() from None
-    if user is None or not password_ok or verdict.reason in (Reason.DELETED, Reason.NOT_FOUND):
+    if (user is None or not usable or not password_ok
+            or verdict.reason in (Reason.DELETED, Reason.NOT_FOUND)):
         svc.security.failed_login(email, ip)
         await svc.limiter.failed(email, ip)
         raise LoginFailed(401, BAD_CREDENTIALS)
     if verdict.reason == Reason.BANNED:
         svc.security.failed_login(email, ip)
         raise LoginFailed(403, "This account is banned")
+    if email_unconfirmed(user, svc.settings.GOTRUE_MAILER_AUTOCONFIRM):
+        raise LoginFailed(403, EMAIL_NOT_CONFIRMED)  # only now: the password was right
     await svc.limiter.succeeded(email, ip)
     try:  # the first sign-in makes a personal workspace; the session starts in the current one
         workspace = await WorkspaceStore(svc.directory).ensure_personal(user)
@@ -142,6 +151,7 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         # everywhere": no record, no session.
         raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
     svc.metrics.login(user.id)
+    svc.audit.login(user, ip)  # queued: written off the request's path
     try:
         await svc.directory.record_sign_in(user.id)
     except DirectoryUnavailable:
@@ -223,6 +233,7 @@ async def logout(request: Request) -> Response:
             claims = None
         if claims is not None:
             await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
+            svc.audit.logout(claims.sub, claims.email, claims.name, client_ip(request))
     foreign = await end_foreign_session(svc, request.scope, read_cookie)
     ctype = request.headers.get("content-type", "")
     response: Response
