@@ -16,6 +16,8 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import asyncpg
+
 from regcopilot.background import stop
 from regcopilot.names import AuthSchema
 from regcopilot.users.auth_tables import ZERO_INSTANCE
@@ -97,7 +99,7 @@ class GoTrueAuditTrail:
         await stop(self._task)
         try:
             await self.flush()
-        except DirectoryUnavailable as exc:
+        except (DirectoryUnavailable, asyncpg.PostgresError) as exc:
             log.warning("%d audit log entr(ies) not written: %s", len(self._pending), exc)
 
     async def flush(self) -> int:
@@ -109,7 +111,10 @@ class GoTrueAuditTrail:
             async with self.directory._conn() as conn:
                 await conn.executemany(
                     "INSERT INTO auth.audit_log_entries (instance_id, id, payload, created_at,"
-                    f" ip_address) VALUES ('{ZERO_INSTANCE}', $1, $2::json, $3, $4)",
+                    f" ip_address) VALUES ('{ZERO_INSTANCE}', $1, $2::json, $3, $4)"
+                    # A write cut short (cancelled at shutdown) may have landed: retrying it
+                    # must not fail on the rows it did write.
+                    " ON CONFLICT (id) DO NOTHING",
                     batch,
                 )
         except BaseException:
@@ -128,6 +133,12 @@ class GoTrueAuditTrail:
                 log.debug("Audit log deferred: %s", exc)
                 await asyncio.sleep(RETRY_SECONDS)
                 self._wake.set()
+            except asyncpg.PostgresError as exc:
+                # Refused, not unreachable (e.g. no INSERT grant on auth.audit_log_entries):
+                # retrying would not help; the sign-ins themselves are unaffected.
+                dropped, self._pending = len(self._pending), deque(maxlen=MAX_PENDING)
+                self.dropped += dropped
+                log.warning("Audit log: %d entr(ies) not written: %s", dropped, exc)
 
 
 def audit_trail(directory: UserDirectory) -> AuditTrail:
