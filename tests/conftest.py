@@ -80,13 +80,14 @@ def gotrue_url() -> Any:
         finally:
             await admin.close()
 
+    # In a thread: first asked for from inside a running test (settings_for("gotrue")).
     try:
-        _run(create())
+        _run_in_thread(create())
     except BaseException:
-        _run(drop())
+        _run_in_thread(drop())
         raise
     yield f"{base}/{name}"
-    _run(drop())
+    _run_in_thread(drop())
 
 
 async def clean_users(url: str) -> None:

@@ -54,7 +54,7 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+@pytest.mark.parametrize("directory", ["sqlite", "postgres", "gotrue"])
 async def test_logout_survives_an_app_restart(instance, directory):
     """The embedded default (SQLite, no Redis) and PostgreSQL: the revocation is in the table."""
     async with instance(directory, "memory") as first:
@@ -68,7 +68,7 @@ async def test_logout_survives_an_app_restart(instance, directory):
         assert await status(second, alive) == 200  # the restart itself ended nothing
 
 
-@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+@pytest.mark.parametrize("directory", ["sqlite", "postgres", "gotrue"])
 @pytest.mark.parametrize("emptied", ["restart", "flushall"])
 async def test_logout_survives_redis_forgetting(settings_for, pg_clean, own_redis, directory,
                                                 emptied):

@@ -103,7 +103,7 @@ async def _team_with_member(a: Any, b: Any) -> dict[str, Any]:
             "bob_personal": bob_user["tenantId"], "alice_personal": alice_user["tenantId"]}
 
 
-@pytest.mark.parametrize(("directory", "cache"), BACKENDS)
+@pytest.mark.parametrize(("directory", "cache"), [*BACKENDS, ("gotrue", "redis")])
 async def test_journey_personal_team_member_switch_seen_on_another_instance(
         pair, directory, cache):
     async with pair(directory, cache) as (a, b):
