@@ -24,7 +24,7 @@ from regcopilot.web.preflight import database_problem
 from tests.commands import REGCOPILOT, cli_env
 from tests.conftest import PASSWORD, PG_ADMIN, serve
 from tests.gotrue import ZERO_INSTANCE, insert_user
-from tests.support import COOKIE, eventually, hash_password
+from tests.support import COOKIE, eventually, hash_password, repo_root
 
 ADMIN_EMAIL = "root@example.com"
 
@@ -375,3 +375,24 @@ async def test_password_changed_in_sql_ends_older_sessions(settings_for, pg_clea
         fresh = await cookie_of(a, "pw@example.com", "a brand new password")
         for app in (a, b):
             assert await status(app, fresh) == 200
+
+
+# --- CI has the schema, or fails -------------------------------------------------------------
+
+def test_ci_fails_without_the_shared_schema(tmp_path):
+    """A clone with no ../shared beside it: .ci/run stops before running anything."""
+    clone = tmp_path / "clone"
+    (clone / ".ci").mkdir(parents=True)
+    script = clone / ".ci" / "run"
+    script.write_text((repo_root() / ".ci" / "run").read_text())
+    script.chmod(0o755)
+    (clone / "dev").write_text("#!/bin/sh\necho ran-the-tests\n")
+    (clone / "dev").chmod(0o755)
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "ran-the-tests" not in done.stdout
+    assert "shared/supabase/gotrue-auth-schema.sql" in done.stderr
+    shared = tmp_path / "shared" / "supabase"
+    shared.mkdir(parents=True)
+    (shared / "gotrue-auth-schema.sql").write_text("-- present\n")
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "ran-the-tests" in done.stdout, done.stderr
