@@ -38,3 +38,13 @@ class AuthSchema(StrEnum):
 
     GOTRUE = "supabase-auth"  # Supabase Auth's own (GoTrue's migrations)
     OWN = "regcopilot"  # the tables this app creates on an empty database (and SQLite's)
+
+
+class Door(StrEnum):
+    """Which sign-in door a session was opened through (SignInContext.door)."""
+
+    API = "api"  # POST /api/auth/login with JSON
+    FORM = "form"  # the sign-in page's form
+    NEXTAUTH = "nextauth"  # NextAuth's credentials callback
+    GOTRUE = "gotrue"  # a GoTrue-compatible token endpoint
+    INVITATION = "invitation"  # accepting an invitation

@@ -27,8 +27,11 @@ class InvalidToken(Exception):
     """Why a token was refused; str() is a short reason for logs and metrics."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Claims:
+    """Keyword-only: eight fields of mostly `str` built positionally once dropped one
+    (`tenant_at`, on the NextAuth upgrade) without any error."""
+
     sub: str
     email: str
     tenant: str
@@ -46,6 +49,10 @@ class Claims:
     auth_at: int = 0
 
 
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class TokenFormat:
     """What every session format shares: a token verified once is not verified again
     (decrypting or checking a signature costs 37–41 µs, a third of a request's budget); it is
@@ -61,11 +68,24 @@ class TokenFormat:
         self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
     ) -> tuple[str, Claims]:
         """A new session; `tenant_at` stamps when its workspace was set (issue 13)."""
-        now_ms = int(time.time() * 1000)
-        now = now_ms // 1000
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, self._new_jti(),
-                        name, tenant_at=now_ms, auth_at=now_ms)
+        at = now_ms()
+        now = at // 1000
+        claims = Claims(sub=sub, email=email, tenant=tenant, role=role, iat=now,
+                        exp=now + self.max_age, jti=self._new_jti(), name=name,
+                        tenant_at=at, auth_at=at)
         return self._encode(claims), claims
+
+    def reissue(self, claims: Claims) -> tuple[str, Claims]:
+        """The same session (same jti, so one revocation ends both) in this format, expiring
+        no later than the original and no later than this format's own max age."""
+        now = int(time.time())
+        again = replace(claims, iat=now, exp=min(claims.exp, now + self.max_age))
+        return self._encode(again), again
+
+    def move(self, claims: Claims, tenant: str) -> str:
+        """The same session (subject, id, expiry) in another workspace: a sign-out still
+        ends it, and it lives no longer than the original."""
+        return self._encode(replace(claims, tenant=tenant, tenant_at=now_ms()))
 
     def _new_jti(self) -> str:
         # A uuid in its usual spelling: on Supabase it is also the auth.sessions row's id.
@@ -89,19 +109,6 @@ class SessionTokens(TokenFormat):
     def __init__(self, secret: str, max_age: int, **options: int) -> None:
         super().__init__(max_age, **options)
         self._secret = secret
-
-    def reissue(self, claims: Claims) -> tuple[str, Claims]:
-        """The same session (same jti, so one revocation ends both) in this format, expiring
-        no later than the original and no later than this format's own max age."""
-        now = int(time.time())
-        exp = min(claims.exp, now + self.max_age)
-        again = replace(claims, iat=now, exp=exp)
-        return self._encode(again), again
-
-    def move(self, claims: Claims, tenant: str) -> str:
-        """The same session (subject, id, expiry) in another workspace: a sign-out still
-        ends it, and it lives no longer than the original."""
-        return self._encode(replace(claims, tenant=tenant, tenant_at=int(time.time() * 1000)))
 
     def _encode(self, claims: Claims) -> str:
         payload = {
