@@ -147,8 +147,9 @@ async def _redis_calls(client: aioredis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-async def test_warm_path_asks_neither_the_directory_nor_redis(instance, own_redis):
-    async with instance("postgres", own_redis.url) as app:
+@pytest.mark.parametrize("directory", ["postgres", "gotrue"])
+async def test_warm_path_asks_neither_the_directory_nor_redis(instance, own_redis, directory):
+    async with instance(directory, own_redis.url) as app:
         await app.add_user("warm@example.com")
         cookie, _ = await two_sessions(app, "warm@example.com")
         await eventually(lambda: app.services.bus.connected and app.services.feed_connected,

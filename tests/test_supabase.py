@@ -396,3 +396,38 @@ def test_ci_fails_without_the_shared_schema(tmp_path):
     (shared / "gotrue-auth-schema.sql").write_text("-- present\n")
     done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "ran-the-tests" in done.stdout, done.stderr
+
+
+# --- what a sign-in costs -------------------------------------------------------------------
+
+async def _statements_of_a_sign_in(app: Any, email: str) -> int:
+    """Directory statements on the sign-in's own path (the audit writer's excluded: it runs
+    off the path, in its own task)."""
+    directory = app.services.directory
+    opened, count = directory._conn, 0
+
+    def counted() -> Any:
+        nonlocal count
+        task = asyncio.current_task()
+        if task is None or task.get_name() != "audit-log":
+            count += 1
+        return opened()
+
+    directory._conn = counted
+    try:
+        assert (await sign_in(app, email)).status_code == 200
+    finally:
+        directory._conn = opened
+    return count
+
+
+async def test_sign_in_costs_at_most_one_more_statement_on_gotrue(instance):
+    counts = {}
+    for directory in ("postgres", "gotrue"):
+        async with instance(directory, "memory") as app:
+            await app.add_user(f"count-{directory}@example.com")
+            await cookie_of(app, f"count-{directory}@example.com")  # the personal workspace
+            counts[directory] = await _statements_of_a_sign_in(
+                app, f"count-{directory}@example.com")
+    print(f"\nstatements per sign-in: {counts}")
+    assert counts["gotrue"] <= counts["postgres"] + 1, counts
