@@ -431,3 +431,57 @@ async def test_sign_in_costs_at_most_one_more_statement_on_gotrue(instance):
                 app, f"count-{directory}@example.com")
     print(f"\nstatements per sign-in: {counts}")
     assert counts["gotrue"] <= counts["postgres"] + 1, counts
+
+
+# --- our own password change: CLI and admin API ---------------------------------------------
+
+async def test_password_set_by_cli_ends_sessions_everywhere(settings_for, gotrue_url, tmp_path):
+    settings = settings_for("gotrue", "memory")
+    async with serve(settings) as a, serve(settings) as b:
+        user_id = await a.add_user("cli-pw@example.com")
+        old = await cookie_of(a, "cli-pw@example.com")
+        for app in (a, b):
+            assert await status(app, old) == 200
+        async with connected(gotrue_url) as conn:  # a recovery link in flight
+            await conn.execute("UPDATE auth.users SET recovery_token = 'pending-link',"
+                               " recovery_sent_at = now() WHERE id = $1", user_id)
+        env = {**cli_env(tmp_path), "DATABASE_URL": gotrue_url}
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [REGCOPILOT, "users", "set-password", "--email", "cli-pw@example.com",
+             "--password", "another long password"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        for app in (a, b):
+            await eventually(lambda app=app: _is(status(app, old), 401), timeout=1.0)
+        async with connected(gotrue_url) as conn:
+            row = await conn.fetchrow("SELECT recovery_token, recovery_sent_at FROM auth.users"
+                                      " WHERE id = $1", user_id)
+            assert (row["recovery_token"], row["recovery_sent_at"]) == ("", None)
+            assert await conn.fetchval(  # its auth.sessions rows went, as GoTrue's logout
+                "SELECT count(*) FROM auth.sessions WHERE user_id = $1", user_id) == 0
+        assert (await sign_in(a, "cli-pw@example.com", "another long password")
+                ).status_code == 200
+
+
+@pytest.mark.parametrize("directory", ["postgres", "sqlite"])
+async def test_password_set_by_admin_api_ends_older_sessions(instance, directory):
+    async with instance(directory, "memory") as app:
+        await app.add_user(ADMIN_EMAIL, admin=True)
+        user_id = await app.add_user("api-pw@example.com")
+        old = await cookie_of(app, "api-pw@example.com")
+        admin = await cookie_of(app, ADMIN_EMAIL)
+        app.client.cookies.set(COOKIE, admin)
+        short = await app.client.post(f"/api/admin/users/{user_id}/password",
+                                      json={"password": "short"})
+        r = await app.client.post(f"/api/admin/users/{user_id}/password",
+                                  json={"password": "another long password"})
+        app.client.cookies.clear()
+        assert short.status_code == 422
+        assert r.status_code == 200, r.text
+        assert await status(app, old) == 401
+        assert await status(app, admin) == 200
+        assert (await sign_in(app, "api-pw@example.com")).status_code == 401
+        fresh = await cookie_of(app, "api-pw@example.com", "another long password")
+        assert await status(app, fresh) == 200

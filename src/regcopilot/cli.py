@@ -234,6 +234,31 @@ def users_unban(user_id: str) -> None:
     run(work)
 
 
+@users.command("set-password")
+def users_set_password(
+    email: Annotated[str, typer.Option(help="The user's email.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True, help="New password.")],
+) -> None:
+    """Set a user's password: every session signed in before it ends, on every instance."""
+    from regcopilot.auth.passwords import Hasher
+
+    if len(password) < 8:
+        typer.echo("error: password must be at least 8 characters", err=True)
+        raise typer.Exit(1)
+
+    async def work(s: Settings) -> None:
+        async def act(ua: Any) -> None:
+            user = await _user_by_email(ua, email)
+            hashed = await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
+            await ua.set_password(user.id, hashed)
+            typer.echo(f"password set for {user.email}; earlier sessions ended")
+
+        await _with_admin(s, act)
+
+    run(work)
+
+
 @users.command("delete")
 def users_delete(
     user_id: str,

@@ -26,6 +26,8 @@ class OwnTables:
 
     schema = AuthSchema.OWN
     ddl = POSTGRES_USERS_DDL + POSTGRES_DDL
+    set_password = ("UPDATE auth.users SET encrypted_password = $1, updated_at = now()"
+                    " WHERE id = $2")
     # Every user here is an email user of the default audience, confirmed when created.
     find_by_email = (
         f"SELECT {COLUMNS}, 'authenticated', coalesce(created_at, now()), false, false"
@@ -48,6 +50,16 @@ class GoTrueTables:
 
     schema = AuthSchema.GOTRUE
     ddl = POSTGRES_DDL + GOTRUE_DDL
+    # GoTrue's UpdatePassword: the links and codes sent before (recovery, confirmation, email
+    # or phone change, reauthentication) stop working with the old password.
+    set_password = (
+        "UPDATE auth.users SET encrypted_password = $1, updated_at = now(),"
+        " confirmation_token = '', confirmation_sent_at = NULL, recovery_token = '',"
+        " recovery_sent_at = NULL, email_change_token_current = '',"
+        " email_change_token_new = '', email_change_sent_at = NULL, phone_change_token = '',"
+        " phone_change_sent_at = NULL, reauthentication_token = '',"
+        " reauthentication_sent_at = NULL WHERE id = $2"
+    )
     # GoTrue's FindUserByEmailAndAudience: SSO users may share an email with the one email
     # user (its unique index covers is_sso_user = false only) and never sign in by password.
     # The audience is judged after the read (users/gotrue_rules.py), so a row of another

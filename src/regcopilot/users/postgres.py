@@ -246,6 +246,11 @@ class PostgresDirectory:
             user_id,
         )
 
+    async def set_password(self, user_id: str, password_hash: str) -> bool:
+        if not is_uuid(user_id):
+            return False
+        return await self._write(self.tables.set_password, password_hash, user_id)
+
     async def delete(self, user_id: str, *, soft: bool = False) -> bool:
         if not is_uuid(user_id):
             return False

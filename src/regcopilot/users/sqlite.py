@@ -211,6 +211,12 @@ class SqliteDirectory:
             (until.isoformat() if until else None, _now(), user_id),
         )
 
+    async def set_password(self, user_id: str, password_hash: str) -> bool:
+        return await self._write(
+            "UPDATE auth_users SET encrypted_password = ?, updated_at = ? WHERE id = ?",
+            (password_hash, _now(), user_id),
+        )
+
     async def delete(self, user_id: str, *, soft: bool = False) -> bool:
         if soft:
             return await self._write(
