@@ -485,3 +485,37 @@ async def test_password_set_by_admin_api_ends_older_sessions(instance, directory
         assert (await sign_in(app, "api-pw@example.com")).status_code == 401
         fresh = await cookie_of(app, "api-pw@example.com", "another long password")
         assert await status(app, fresh) == 200
+
+
+# --- faults: the listeners cut while it happens, an instance started after --------------------
+
+# Enough for a listener to notice its connection is gone, reconnect (0.5 s) and replay the log.
+RECONNECT_AND_REPLAY_S = 6.0
+
+
+@pytest.mark.parametrize("what", ["session-deleted", "password-changed"])
+async def test_made_while_every_listener_is_cut_reaches_every_instance(settings_for, gotrue_url,
+                                                                      what):
+    """The change commits in the same transaction that kills every instance's listener: its
+    announcement reaches nobody, only the change log holds it; each instance replays it on
+    reconnecting, and one started later (nothing cached, Redis included) refuses too."""
+    settings = settings_for("gotrue", "redis")
+    async with serve(settings) as a, serve(settings) as b:
+        user_id = await a.add_user("cut@example.com")
+        cookie = await cookie_of(a, "cut@example.com")
+        jti = a.services.tokens.decode(cookie).jti
+        for app in (a, b):
+            assert await status(app, cookie) == 200
+            await eventually(lambda app=app: app.services.feed_connected, timeout=5)
+        change = (f"DELETE FROM auth.sessions WHERE id = '{jti}'" if what == "session-deleted"
+                  else "UPDATE auth.users SET encrypted_password = "
+                       f"'{hash_password('changed while cut')}' WHERE id = '{user_id}'")
+        async with connected(gotrue_url) as conn:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND application_name = 'regcopilot-listener'; " + change)
+        for app in (a, b):
+            await eventually(lambda app=app: _is(status(app, cookie), 401),
+                             timeout=RECONNECT_AND_REPLAY_S)
+    async with serve(settings) as later:
+        assert await status(later, cookie) == 401
