@@ -16,16 +16,7 @@ import redis.asyncio as aioredis
 
 from regcopilot.metrics.auth_metrics import FLUSH_SECONDS
 from tests.conftest import serve
-from tests.support import COOKIE, RedisServer, TcpProxy, eventually
-
-
-async def status(app: Any, cookie: str, path: str = "/api/me") -> int:
-    app.client.cookies.clear()
-    app.client.cookies.set(COOKIE, cookie)
-    try:
-        return (await app.client.get(path)).status_code
-    finally:
-        app.client.cookies.clear()
+from tests.support import COOKIE, RedisServer, TcpProxy, eventually, status
 
 
 async def two_sessions(app: Any, email: str) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from regcopilot.web.preflight import database_problem
 from tests.commands import REGCOPILOT, cli_env
 from tests.conftest import PASSWORD, PG_ADMIN, serve
 from tests.gotrue import ZERO_INSTANCE, insert_user
-from tests.support import COOKIE, eventually, hash_password, repo_root
+from tests.support import COOKIE, eventually, hash_password, repo_root, status
 
 ADMIN_EMAIL = "root@example.com"
 
@@ -52,15 +52,6 @@ async def scratch_database(sql: str) -> Any:
     finally:
         async with connected(PG_ADMIN) as admin:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-async def status(app: Any, cookie: str, path: str = "/api/me") -> int:
-    app.client.cookies.clear()
-    app.client.cookies.set(COOKIE, cookie)
-    try:
-        return (await app.client.get(path)).status_code
-    finally:
-        app.client.cookies.clear()
 
 
 async def sign_in(app: Any, email: str, password: str = PASSWORD,

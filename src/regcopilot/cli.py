@@ -145,6 +145,19 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
             await store.close()
 
 
+def _long_enough(password: str) -> None:
+    if len(password) < 8:
+        typer.echo("error: password must be at least 8 characters", err=True)
+        raise typer.Exit(1)
+
+
+async def _hashed(s: Settings, password: str) -> str:
+    from regcopilot.auth.passwords import Hasher
+
+    # In a thread: the directory's connection keeps its event loop answering meanwhile.
+    return await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
+
+
 @users.command("add")
 def users_add(
     email: Annotated[str, typer.Option(help="Sign-in email.")],
@@ -158,16 +171,11 @@ def users_add(
              "until it is confirmed, unless GOTRUE_MAILER_AUTOCONFIRM is true.")] = False,
 ) -> None:
     """Create a user as Supabase Auth's admin API does (bcrypt hash, confirmed email)."""
-    from regcopilot.auth.passwords import Hasher
-
-    if len(password) < 8:
-        typer.echo("error: password must be at least 8 characters", err=True)
-        raise typer.Exit(1)
+    _long_enough(password)
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            # In a thread: the directory's connection keeps its event loop answering meanwhile.
-            hashed = await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
+            hashed = await _hashed(s, password)
             user = await ua.directory.add(
                 email, hashed, admin=admin, tenant_id=tenant, full_name=name,
                 confirmed=not unconfirmed,
@@ -241,16 +249,12 @@ def users_set_password(
                                           confirmation_prompt=True, help="New password.")],
 ) -> None:
     """Set a user's password: every session signed in before it ends, on every instance."""
-    from regcopilot.auth.passwords import Hasher
-
-    if len(password) < 8:
-        typer.echo("error: password must be at least 8 characters", err=True)
-        raise typer.Exit(1)
+    _long_enough(password)
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
             user = await _user_by_email(ua, email)
-            hashed = await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
+            hashed = await _hashed(s, password)
             await ua.set_password(user.id, hashed)
             typer.echo(f"password set for {user.email}; earlier sessions ended")
 
