@@ -130,6 +130,11 @@ async def assert_created_as_gotrue_does(conn: Any, email: str, *, confirmed: boo
                                                      if confirmed else {})
     assert row["created_at"] is not None and row["updated_at"] is not None
     assert row["is_sso_user"] is False and row["is_anonymous"] is False
+    # GoTrue scans these into plain strings: NULL would break its own reads of the user.
+    for column in ("aud", "role", "confirmation_token", "recovery_token",
+                   "email_change_token_current", "email_change_token_new", "email_change",
+                   "phone_change_token", "phone_change", "reauthentication_token"):
+        assert row[column] is not None, column
     identities = await conn.fetch("SELECT * FROM auth.identities WHERE user_id = $1", row["id"])
     assert len(identities) == 1
     identity = identities[0]

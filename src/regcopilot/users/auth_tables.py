@@ -74,7 +74,9 @@ class GoTrueTables:
         """As GoTrue's admin API creates an email user (POST /admin/users): the user row and
         its `email` identity in one statement. Confirming (email_confirm) stamps
         email_confirmed_at and sets email_verified in the user metadata, as its Confirm does;
-        the identity's own email_verified stays false, as NewIdentity leaves it."""
+        the identity's own email_verified stays false, as NewIdentity leaves it. GoTrue reads
+        its token columns into plain strings: a NULL there would break GoTrue's own reads of
+        the user, so they are written empty, as it writes them."""
         user_id = str(uuid.uuid4())
         if confirmed:
             user_meta = {**user_meta, "email_verified": True}
@@ -84,10 +86,11 @@ class GoTrueTables:
             f"""WITH u AS (
                 INSERT INTO auth.users (instance_id, id, aud, role, email, encrypted_password,
                     email_confirmed_at, raw_app_meta_data, raw_user_meta_data,
-                    created_at, updated_at, is_sso_user, is_anonymous)
+                    created_at, updated_at, is_sso_user, is_anonymous,
+                    confirmation_token, recovery_token, email_change_token_new, email_change)
                 VALUES ('{ZERO_INSTANCE}', $1, '{AUTHENTICATED}', '{AUTHENTICATED}', $2, $3,
                     CASE WHEN $4 THEN now() END, $5::jsonb, $6::jsonb, now(), now(),
-                    false, false)
+                    false, false, '', '', '', '')
                 RETURNING {COLUMNS}
             ), identity AS (
                 INSERT INTO auth.identities (provider_id, user_id, identity_data, provider,

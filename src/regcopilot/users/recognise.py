@@ -18,9 +18,10 @@ GOTRUE_NEEDS: dict[str, frozenset[str]] = {
         "email_confirmed_at", "raw_app_meta_data", "raw_user_meta_data", "banned_until",
         "deleted_at", "is_sso_user", "is_anonymous", "last_sign_in_at", "created_at",
         "updated_at",
-        # cleared by a password change, as GoTrue's UpdatePassword clears them
+        # written empty at creation and cleared by a password change, as GoTrue does
         "confirmation_token", "confirmation_sent_at", "recovery_token", "recovery_sent_at",
-        "email_change_token_current", "email_change_token_new", "email_change_sent_at",
+        "email_change_token_current", "email_change_token_new", "email_change",
+        "email_change_sent_at",
         "phone_change_token", "phone_change_sent_at", "reauthentication_token",
         "reauthentication_sent_at",
     }),
