@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 import subprocess
 import uuid
@@ -88,6 +89,16 @@ async def test_each_schema_is_recognised_and_said(gotrue_url, pg_url, pg_clean, 
     assert schema_line.message.startswith("Supabase Auth's schema (GoTrue's)"), schema_line
     own_line = {r.name: r for r in await check_postgres(pg_url, 100, 2.0)}["schema"]
     assert own_line.message.startswith("regcopilot's own schema"), own_line
+
+
+async def test_the_start_log_says_which_schema(instance, caplog):
+    caplog.set_level(logging.INFO, logger="regcopilot")
+    for directory, words in (("gotrue", "User directory: Supabase Auth's schema (GoTrue's)"),
+                             ("postgres", "User directory: regcopilot's own schema: users in")):
+        caplog.clear()
+        async with instance(directory, "memory"):
+            pass
+        assert any(r.getMessage().startswith(words) for r in caplog.records), directory
 
 
 async def test_a_foreign_auth_users_stops_the_start_with_one_line(settings_for):
