@@ -19,7 +19,7 @@ import pytest
 from regcopilot.names import AuthSchema
 from regcopilot.ops.doctor.database import check_postgres
 from regcopilot.ops.doctor.report import Problem
-from regcopilot.users.directory import open_directory
+from regcopilot.users.backends import open_directory
 from regcopilot.users.recognise import SchemaMismatch
 from regcopilot.web.preflight import database_problem
 from tests.commands import REGCOPILOT, cli_env

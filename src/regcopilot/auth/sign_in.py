@@ -28,8 +28,8 @@ from regcopilot.metrics.security import SecurityLog
 from regcopilot.names import Door, Reason
 from regcopilot.users.audit import AuditTrail, NoAuditTrail
 from regcopilot.users.directory import (
+    Accounts,
     DirectoryUnavailable,
-    UserDirectory,
     judge,
     normalize_email,
 )
@@ -88,7 +88,8 @@ class SignIn:
     def __init__(
         self,
         *,
-        directory: UserDirectory,
+        accounts: Accounts,
+        workspaces: WorkspaceStore,
         tokens: TokenFormat,
         cookie_name: str,
         limiter: LoginLimiter,
@@ -101,7 +102,8 @@ class SignIn:
         default_tenant: str,
         autoconfirm: bool = False,
     ) -> None:
-        self.directory = directory
+        self.accounts = accounts
+        self.workspaces = workspaces
         self.tokens = tokens
         self.cookie_name = cookie_name
         self.limiter = limiter
@@ -115,7 +117,6 @@ class SignIn:
         self.autoconfirm = autoconfirm  # GOTRUE_MAILER_AUTOCONFIRM
         # Picked with the session store once the directory knows its schema (Services.start).
         self.audit: AuditTrail = NoAuditTrail()
-        self.workspaces = WorkspaceStore(directory)
 
     async def sign_in(
         self, email: str, password: str, context: SignInContext
@@ -130,7 +131,7 @@ class SignIn:
         if self.passwords.full:  # refused before asking the directory anything
             return BUSY
         try:
-            user = await self.directory.find_by_email(email)
+            user = await self.accounts.find_by_email(email)
         except DirectoryUnavailable:
             return DOWN
         verdict = judge(user, self.default_tenant)
@@ -176,7 +177,7 @@ class SignIn:
         self.metrics.login(user.id)
         self.audit.login(user, ip)  # queued: written off the request's path
         try:
-            await self.directory.record_sign_in(user.id)
+            await self.accounts.record_sign_in(user.id)
         except DirectoryUnavailable:
             log.debug("Sign-in stamp of %s skipped: directory unavailable", user.id)
         signed = SessionUser(

@@ -14,8 +14,10 @@ import asyncpg
 
 from regcopilot.background import cancelling
 from regcopilot.names import AuthSchema
+from regcopilot.users import workspace_schema
 from regcopilot.users.auth_tables import TABLES, AuthTables, OwnTables
 from regcopilot.users.changes import Change, FeedCursor
+from regcopilot.users.dialect import SESSION, render, split_session
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
     NO_WORKSPACE,
@@ -34,8 +36,6 @@ from regcopilot.users.directory import (
 from regcopilot.users.recognise import recognise
 from regcopilot.users.rows import COLUMNS, new_meta, to_sign_in_user, to_user
 from regcopilot.users.schema import NOTIFY_CHANNEL, POSTGRES_DDL_LOCK
-from regcopilot.workspaces import schema as workspace_schema
-from regcopilot.workspaces.sql import SESSION, render, split_session
 
 log = logging.getLogger("regcopilot.users")
 

@@ -71,7 +71,7 @@ CREATE TRIGGER regcopilot_user_changed
     FOR EACH ROW EXECUTE FUNCTION public.regcopilot_user_changed();
 -- A password change voids every session issued before it, whoever made the change (our CLI,
 -- GoTrue's recovery flow, plain SQL): the time is kept per user and read with the account
--- (workspaces/sql.py SESSION), and the change is announced like any other.
+-- (users/dialect.py SESSION), and the change is announced like any other.
 CREATE TABLE IF NOT EXISTS public.regcopilot_password_changes (
     user_id uuid PRIMARY KEY REFERENCES auth.users (id) ON DELETE CASCADE,
     changed_at timestamptz NOT NULL

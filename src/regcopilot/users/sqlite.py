@@ -17,7 +17,9 @@ from typing import Any
 import aiosqlite
 
 from regcopilot.names import AuthSchema
+from regcopilot.users import workspace_schema
 from regcopilot.users.changes import Change, FeedCursor
+from regcopilot.users.dialect import SESSION, render, split_session
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
     NO_WORKSPACE,
@@ -35,8 +37,6 @@ from regcopilot.users.directory import (
 )
 from regcopilot.users.rows import COLUMNS, new_meta, to_sign_in_user, to_user
 from regcopilot.users.schema import SQLITE_DDL
-from regcopilot.workspaces import schema as workspace_schema
-from regcopilot.workspaces.sql import SESSION, render, split_session
 
 log = logging.getLogger("regcopilot.users")
 
