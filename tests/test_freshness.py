@@ -109,9 +109,11 @@ async def test_sqlite_feed_stays_complete_across_quiet_writes(instance):
 
 
 # --- faults on the change feed -----------------------------------------------------------
+@pytest.mark.parametrize("directory", ["postgres", "gotrue"])
 async def test_ban_while_listeners_are_killed_reaches_every_instance_on_reconnect(
-        instance, pg_url):
-    async with instance("postgres", "redis") as a, instance("postgres", "redis") as b:
+        instance, directory):
+    async with instance(directory, "redis") as a, instance(directory, "redis") as b:
+        pg_url = a.services.settings.DATABASE_URL
         user_id, cookie = await sign_in(a, "listener-cut@example.com")
         for app in (a, b):
             assert await me(app, cookie) == 200

@@ -33,6 +33,13 @@ class Source(StrEnum):
     DIRECTORY = "directory"  # the directory itself
 
 
+class AuthSchema(StrEnum):
+    """Whose `auth` tables the user directory runs on (users/recognise.py)."""
+
+    GOTRUE = "supabase-auth"  # Supabase Auth's own (GoTrue's migrations)
+    OWN = "regcopilot"  # the tables this app creates on an empty database (and SQLite's)
+
+
 class Door(StrEnum):
     """Which sign-in door a session was opened through (SignInContext.door)."""
 
