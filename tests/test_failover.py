@@ -27,6 +27,7 @@ from tests.cluster import (
     running,
 )
 from tests.failover import (
+    ClusterSet,
     HttpLoad,
     SentinelSet,
     ban,
@@ -149,3 +150,22 @@ async def test_sentinel_master_killed_under_load(sentinels, pg_url, tmp_path):
     await redis_failover(pg_url, tmp_path, sentinels.url, sentinels.master.kill, bus,
                          "sentinel")
     assert sentinels.replica is not None and sentinels.master_port() == sentinels.replica.port
+
+
+@pytest.fixture
+def redis_cluster() -> Any:
+    group = ClusterSet(node_timeout_ms=1000).start()
+    yield group
+    group.stop()
+
+
+async def test_cluster_master_killed_under_load(redis_cluster, pg_url, tmp_path):
+    """Three masters with a replica each (cluster-node-timeout 1000); SIGKILL the master that
+    serves the metrics keys (one hash tag: one slot)."""
+    victim = redis_cluster.node_of("{metrics}")
+
+    def bus(channel: str) -> int:
+        return subscribers([n.port for n in redis_cluster.alive()], channel)
+
+    await redis_failover(pg_url, tmp_path, redis_cluster.url, victim.kill, bus, "cluster")
+    assert redis_cluster.healthy()
