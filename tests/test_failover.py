@@ -7,6 +7,8 @@ each test prints are the ones in docs/multi-instance.md ("Failover")."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -31,11 +33,12 @@ from tests.failover import (
     HttpLoad,
     SentinelSet,
     ban,
+    nginx,
     refused_on_every,
     subscribers,
     summary,
 )
-from tests.support import new_prefix
+from tests.support import delete_prefix, new_prefix
 
 pytestmark = [pytest.mark.xdist_group("failover"), pytest.mark.slow]
 
@@ -128,7 +131,8 @@ async def redis_failover(
     slow = sorted(load.samples, key=lambda x: -x.ms)[:5]
     figures(name, requests=len(load.samples), failed=len(load.failed()),
             slowest_ms=round(load.slowest_ms()),
-            slowest_at_s=[round(x.at - killed, 2) for x in slow], lockout_s=max(lockout.values()).__round__(3),
+            slowest_at_s=[round(x.at - killed, 2) for x in slow],
+            lockout_s=round(max(lockout.values()), 3),
             back_on_redis_s=round(recovered, 2))
 
 
@@ -169,3 +173,51 @@ async def test_cluster_master_killed_under_load(redis_cluster, pg_url, tmp_path)
 
     await redis_failover(pg_url, tmp_path, redis_cluster.url, victim.kill, bus, "cluster")
     assert redis_cluster.healthy()
+
+
+async def test_rolling_restart_behind_nginx(pg_url, tmp_path):
+    """Three instances behind deploy/nginx/regcopilot.conf; each in turn gets SIGTERM, exits
+    and is started again on its port, under signed-in load (GET /api/me, and a sign-in POST
+    every tenth request) through nginx: no request fails, the same cookies work throughout."""
+    await reset_users(pg_url)
+    prefix = new_prefix()
+    env = cluster_env(pg_url, prefix, tmp_path)
+    emails, _ = await new_users(pg_url, USERS, "load")
+    try:
+        with running(env, tmp_path, ("r1", "r2", "r3")) as servers, \
+                nginx(tmp_path, [s.port for s in servers]) as lb:
+            cookies = await sign_in_all(lb, emails)
+            drains: list[float] = []
+            async with HttpLoad([lb], cookies, logins=emails, login_every=10,
+                                concurrency=8, max_seconds=50) as load:
+                await load.more(300)
+                for s in servers:
+                    drains.append(await restart(s))
+                    await load.more(150)
+            restarted_ok = [await me(lb, c) for c in cookies]
+    finally:
+        delete_prefix(prefix)
+    failed = load.failed()
+    logins = sum(1 for x in load.samples if x.what == "login")
+    figures("rolling restart", requests=len(load.samples), sign_ins=logins, failed=len(failed),
+            slowest_ms=round(load.slowest_ms()), drain_to_exit_s=[round(d, 2) for d in drains])
+    assert not failed, summary(load.samples)
+    assert logins > 0
+    assert restarted_ok == [200] * len(cookies)
+
+
+async def restart(server: ServerProcess) -> float:
+    """SIGTERM one instance, see its readiness say "draining" before its port closes, wait for
+    it to exit, start it again on the same port; the seconds from SIGTERM to exit."""
+    assert server.proc is not None
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as probe:
+        assert (await probe.get("/api/ready")).status_code == 200  # a kept-alive connection
+        sent = time.monotonic()
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        r = await probe.get("/api/ready")
+        assert r.status_code == 503 and r.json()["status"] == "draining", r.text
+        assert r.headers.get("connection") == "close"
+    await asyncio.to_thread(server.proc.wait, 30)
+    exited = time.monotonic() - sent
+    await asyncio.to_thread(server.start)
+    return exited
