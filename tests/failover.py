@@ -146,9 +146,10 @@ async def ban(url: str, user_id: str) -> float:
     return time.monotonic()
 
 
-async def refused_on_every(targets: list[str], cookie: str, since: float,
-                           timeout: float) -> dict[str, float]:
-    """Poll each target with the cookie until it answers 401; seconds from `since` per target."""
+async def refused_on_every(targets: list[str], cookie: str, since: float, timeout: float,
+                           refusals: frozenset[int] = frozenset({401})) -> dict[str, float]:
+    """Poll each target with the cookie until it refuses it (401, or any of `refusals`);
+    seconds from `since` per target."""
     times: dict[str, float] = {}
     deadline = since + timeout
     async with httpx.AsyncClient(timeout=2) as client:
@@ -158,7 +159,7 @@ async def refused_on_every(targets: list[str], cookie: str, since: float,
                     continue
                 with contextlib.suppress(httpx.HTTPError):
                     r = await client.get(f"{t}/api/me", headers={"cookie": f"{COOKIE}={cookie}"})
-                    if r.status_code == 401:
+                    if r.status_code in refusals:
                         times[t] = time.monotonic() - since
             if time.monotonic() > deadline:
                 raise AssertionError(f"still not refused after {timeout}s on "
@@ -376,6 +377,13 @@ class PgPair:
                       "-c wal_keep_size=64MB"]
 
     def start(self) -> PgPair:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> PgPair:
         _as_postgres(str(PG_BIN / "initdb"), "-D", str(self.primary.data), "-U", "postgres",
                      "--auth=trust", "--no-sync", "-E", "UTF8")
         with (self.primary.data / "pg_hba.conf").open("a") as hba:
@@ -385,7 +393,7 @@ class PgPair:
                      "-U", "postgres", "-c", f"CREATE DATABASE {self.DB}")
         _as_postgres(str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p",
                      str(self.primary.port), "-U", "postgres", "-D", str(self.standby.data),
-                     "-R", "-X", "stream", "--no-sync")
+                     "-R", "-X", "stream", "-c", "fast", "--no-sync")
         self.standby.ctl("-w", *self.settings(self.standby), "start")
         wait_until(self._streaming, timeout=20, interval=0.1, what="standby streaming")
         return self

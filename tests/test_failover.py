@@ -12,6 +12,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from tests.cluster import (
+    PASSWORD,
     ServerProcess,
     add_user,
     cluster_env,
@@ -31,14 +33,16 @@ from tests.cluster import (
 from tests.failover import (
     ClusterSet,
     HttpLoad,
+    PgPair,
     SentinelSet,
     ban,
     nginx,
     refused_on_every,
+    sql,
     subscribers,
     summary,
 )
-from tests.support import delete_prefix, new_prefix
+from tests.support import COOKIE, delete_prefix, new_prefix
 
 pytestmark = [pytest.mark.xdist_group("failover"), pytest.mark.slow]
 
@@ -46,6 +50,8 @@ LOCKOUT_S = 3.0  # the lockout bound the product promises under these faults
 BACK_ON_REDIS_S = 15.0
 SLOWEST_MS = 2000.0
 USERS = 8
+PROMOTE_AFTER_S = 3.0
+SERVED_NOT = frozenset({401, 503})
 
 
 def figures(name: str, **values: Any) -> None:
@@ -221,3 +227,124 @@ async def restart(server: ServerProcess) -> float:
     exited = time.monotonic() - sent
     await asyncio.to_thread(server.start)
     return exited
+
+
+@pytest.fixture
+def pg_pair() -> Any:
+    pair = PgPair().start()
+    yield pair
+    pair.stop()
+
+
+@dataclass
+class Probe:
+    """Requests that need the database, made in a loop from the stop until they succeed again
+    after the promotion: each answer with its time from the stop."""
+
+    answers: list[tuple[float, int, str | None]] = field(default_factory=list)
+
+    def resumed_after(self) -> float:
+        """Seconds from the stop to the first success that was never followed by a failure."""
+        last_bad = max((i for i, (_, code, _) in enumerate(self.answers) if code != 200),
+                       default=-1)
+        return self.answers[last_bad + 1][0]
+
+    def failures(self) -> list[tuple[float, int, str | None]]:
+        return [a for a in self.answers if a[1] != 200]
+
+
+async def probe_until_back(targets: list[str], promoted: asyncio.Event, started: float,
+                           ask: Callable[[httpx.AsyncClient, str], Any]) -> Probe:
+    probe = Probe()
+    ok_after_promotion = 0
+    async with httpx.AsyncClient(timeout=10) as client:
+        i = 0
+        while ok_after_promotion < 2 * len(targets):
+            assert time.monotonic() - started < 30, f"not back: {probe.answers[-5:]}"
+            r = await ask(client, targets[i % len(targets)])
+            i += 1
+            probe.answers.append((time.monotonic() - started, r.status_code,
+                                  r.headers.get("retry-after")))
+            ok_after_promotion = ok_after_promotion + 1 if (
+                promoted.is_set() and r.status_code == 200) else 0
+            await asyncio.sleep(0.02)
+    return probe
+
+
+async def test_standby_promoted_under_load(pg_pair, tmp_path):
+    """A private primary with a streaming standby; DATABASE_URL names both hosts with
+    target_session_attrs=read-write. Stop the primary, promote the standby, under load on two
+    instances: sign-ins and cold validations come back; a ban committed on the old primary
+    just before the stop and one on the new primary just after are refused everywhere."""
+    url = pg_pair.url
+    await reset_users(url)
+    prefix = new_prefix()
+    env = cluster_env(url, prefix, tmp_path)
+    emails, _ = await new_users(url, USERS, "load")
+    cold, cold_ids = await new_users(url, 40, "cold")
+    (early, late), (early_id, late_id) = await new_users(url, 2, "victim")
+    (signer,), _ = await new_users(url, 1, "signer")
+    try:
+        with running(env, tmp_path, ("p1", "p2")) as servers:
+            targets = [s.url for s in servers]
+            cookies = await sign_in_all(targets[0], emails)
+            cold_cookies = await sign_in_all(targets[1], cold)
+            victims = await sign_in_all(targets[0], [early, late])
+            for t in targets:
+                for c in victims:
+                    assert await me(t, c) == 200
+            for user_id in cold_ids:  # every instance drops what it holds for them
+                await sql(url, "SELECT public.regcopilot_announce($1)", user_id)
+            cold_queue = list(cold_cookies)
+
+            async def cold_validation(client: httpx.AsyncClient, target: str) -> Any:
+                r = await client.get(f"{target}/api/me",
+                                     headers={"cookie": f"{COOKIE}={cold_queue[0]}"})
+                if r.status_code == 200:
+                    cold_queue.pop(0)  # validated once: no longer cold
+                return r
+
+            async def sign_in(client: httpx.AsyncClient, target: str) -> Any:
+                return await client.post(f"{target}/api/auth/login",
+                                         json={"email": signer, "password": PASSWORD})
+
+            async with HttpLoad(targets, cookies) as load:
+                await load.more(300)
+                early_ban = await ban(pg_pair.node_url(pg_pair.primary), early_id)
+                stopped = time.monotonic()
+                promoted = asyncio.Event()
+                probes = [asyncio.create_task(probe_until_back(targets, promoted, stopped, ask))
+                          for ask in (sign_in, cold_validation)]
+                # No session is served once the ban is committed: refused, or 503 while no
+                # database answers (it cannot be proved valid).
+                early_locked = asyncio.create_task(refused_on_every(
+                    targets, victims[0], early_ban, LOCKOUT_S, SERVED_NOT))
+                await asyncio.to_thread(pg_pair.stop_primary)
+                early_lockout = await early_locked
+                # A failover manager's detection time (longer than DATABASE_TIMEOUT_SECONDS,
+                # so requests that need the database are refused meanwhile).
+                await asyncio.sleep(PROMOTE_AFTER_S - (time.monotonic() - stopped))
+                await asyncio.to_thread(pg_pair.promote_standby)
+                promoted_after = time.monotonic() - stopped
+                promoted.set()
+                late_ban = await ban(pg_pair.node_url(pg_pair.standby), late_id)
+                early_refused, late_lockout = await asyncio.gather(
+                    refused_on_every(targets, victims[0], early_ban, PROMOTE_AFTER_S + LOCKOUT_S),
+                    refused_on_every(targets, victims[1], late_ban, LOCKOUT_S))
+                signed_in, validated = await asyncio.gather(*probes)
+                await load.more(300)
+    finally:
+        delete_prefix(prefix)
+    probe_failures = signed_in.failures() + validated.failures()
+    figures("standby promoted", requests=len(load.samples), failed=len(load.failed()),
+            slowest_ms=round(load.slowest_ms()), promoted_after_s=round(promoted_after, 2),
+            sign_in_back_s=round(signed_in.resumed_after(), 2),
+            cold_validation_back_s=round(validated.resumed_after(), 2),
+            probe_503s=len(probe_failures),
+            lockout_before_stop_s=round(max(early_lockout.values()), 3),
+            early_ban_401_s=round(max(early_refused.values()), 2),
+            lockout_after_promotion_s=round(max(late_lockout.values()), 3))
+    # Requests that need the database may be refused for a while: with 503 and Retry-After.
+    assert all(code == 503 and retry for _, code, retry in probe_failures), probe_failures
+    # Requests served from the shared cache never notice.
+    assert not load.failed(), summary(load.samples)
