@@ -348,3 +348,69 @@ async def test_standby_promoted_under_load(pg_pair, tmp_path):
     assert all(code == 503 and retry for _, code, retry in probe_failures), probe_failures
     # Requests served from the shared cache never notice.
     assert not load.failed(), summary(load.samples)
+
+
+async def attempt(client: httpx.AsyncClient, cookie: str) -> str:
+    """One request: "ok", "refused" (no connection: nothing was sent, safe to retry anywhere),
+    or "lost: …" (cut after it was sent: a balancer may not retry a POST)."""
+    try:
+        r = await client.get("/api/me", headers={"cookie": f"{COOKIE}={cookie}"})
+    except httpx.ConnectError:
+        return "refused"
+    except httpx.HTTPError as exc:
+        return f"lost: {type(exc).__name__}"
+    return "ok" if r.status_code == 200 else f"status {r.status_code}"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_sigterm_answers_or_refuses_every_request(pg_url, tmp_path, workers):
+    """SIGTERM to the whole process group (as systemd sends it) under load over kept-alive and
+    new connections: every request is answered, or refused before it was sent; none is cut
+    after it was sent. (uvicorn alone closes idle kept-alive connections at once, so a request
+    written into one just then is lost; with --workers the supervisor's socket queued
+    connections for nobody.)"""
+    await reset_users(pg_url)
+    prefix = new_prefix()
+    env = cluster_env(pg_url, prefix, tmp_path)
+    emails, _ = await new_users(pg_url, 4, "drain")
+    server = ServerProcess("drain", env, tmp_path, workers=workers).start()
+    outcomes: list[str] = []
+    stop = asyncio.Event()
+    try:
+        cookies = await sign_in_all(server.url, emails)
+
+        async def kept_alive(n: int) -> None:
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                while not stop.is_set():
+                    outcomes.append(await attempt(client, cookies[n % len(cookies)]))
+                    await asyncio.sleep(0.005)
+
+        async def new_connections(n: int) -> None:
+            while not stop.is_set():
+                async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                    outcomes.append(await attempt(client, cookies[n % len(cookies)]))
+                await asyncio.sleep(0.005)
+
+        tasks = [asyncio.create_task(f(n)) for n in range(4) for f in (kept_alive,
+                                                                        new_connections)]
+        while len(outcomes) < 200:
+            await asyncio.sleep(0.01)
+        assert server.proc is not None
+        sent = time.monotonic()
+        os.killpg(server.proc.pid, signal.SIGTERM)
+        await asyncio.to_thread(server.proc.wait, 30)
+        exited = time.monotonic() - sent
+        answered_until_exit = len(outcomes)
+        while outcomes.count("refused") < 20:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.gather(*tasks)
+    finally:
+        stop.set()
+        server.stop()
+        delete_prefix(prefix)
+    lost = [o for o in outcomes if o not in ("ok", "refused")]
+    figures(f"SIGTERM --workers {workers}", requests=len(outcomes),
+            answered=outcomes.count("ok"), refused=outcomes.count("refused"), lost=len(lost),
+            exit_s=round(exited, 2), before_exit=answered_until_exit)
+    assert not lost, lost

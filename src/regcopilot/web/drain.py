@@ -18,7 +18,12 @@ Here the first SIGTERM starts a drain instead:
 3. the connections still open (requests in flight or just arrived) are answered;
 4. then uvicorn's own shutdown runs (lifespan shutdown: metrics flushed, connections closed).
 
-A second SIGTERM skips what is left. SIGINT (Ctrl-C) stops at once, as before.
+A SIGTERM during the drain changes nothing (systemd signals every process of the unit, and
+uvicorn's supervisor signals its workers again); SIGINT (Ctrl-C) stops at once, as before.
+
+With `--workers N` the supervisor holds the listening socket too: `run_workers` closes its copy
+first, so once every worker has drained, the port refuses new connections instead of queueing
+them for nobody until the supervisor exits (they would be reset then, after being sent).
 """
 
 from __future__ import annotations
@@ -74,7 +79,6 @@ def install(seconds: float) -> None:
 
     def on_term(sig: int, frame: FrameType | None) -> None:
         if DRAIN.active:
-            previous(sig, frame)  # a second SIGTERM: stop now
             return
         DRAIN.begin()
         task = loop.create_task(_drain(server, seconds, lambda: previous(sig, frame)))
@@ -143,3 +147,17 @@ def _accept_queued(loop: asyncio.AbstractEventLoop, fd: int, protocol: Any) -> N
                 return
             conn.setblocking(False)
             loop.create_task(loop.connect_accepted_socket(protocol, conn))
+
+
+def run_workers(config: Any) -> None:
+    """`serve --workers N`: uvicorn's supervisor, closing its own copy of the listening socket
+    before it signals the workers to drain."""
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def terminate_all(self) -> None:
+            for sock in self.sockets:
+                sock.close()
+            super().terminate_all()
+
+    Supervisor(config, sockets=[config.bind_socket()]).run()
