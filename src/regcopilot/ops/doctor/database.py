@@ -5,10 +5,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from regcopilot.ops.doctor.report import OK, WARN, Problem, Result
-from regcopilot.users.problems import postgres_problem, postgres_where, sqlite_problem
+from regcopilot.users.problems import (
+    postgres_hosts,
+    postgres_problem,
+    postgres_where,
+    sqlite_problem,
+)
 
 SUPABASE_POOLER_PORT = 6543  # Supabase's transaction-mode pooler
 
@@ -53,7 +57,6 @@ def check_sqlite(url: str, timeout_s: float) -> list[Result]:
 async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> list[Result]:
     import asyncpg
 
-    parts = urlsplit(url)
     where = postgres_where(url)
     started = time.perf_counter()
     try:
@@ -83,7 +86,8 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
     feed = "change trigger installed" if trigger else "change trigger missing (installed at start)"
     out.append(Result("schema", OK, f"auth.users present; {feed}"))
     out.append(_users_result(users, admins))
-    if (parts.port or 5432) == SUPABASE_POOLER_PORT and statement_cache != 0:
+    pooled = any(port == SUPABASE_POOLER_PORT for _, port in postgres_hosts(url))
+    if pooled and statement_cache != 0:
         out.append(Result("pooler", WARN, f"port {SUPABASE_POOLER_PORT} is Supabase's "
                           "transaction pooler: set DATABASE_STATEMENT_CACHE_SIZE=0"))
     return out
