@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,9 @@ def running(
     """Start one server per name; stop them all afterwards, whatever happened."""
     procs = [ServerProcess(name, env, log_dir) for name in names]
     try:
-        for p in procs:
-            p.start()
+        # Side by side: each start is mostly waiting (imports, preflight, lifespan).
+        with ThreadPoolExecutor(max(1, len(procs))) as pool:
+            list(pool.map(ServerProcess.start, procs))
         yield procs
     finally:
         for p in procs:
