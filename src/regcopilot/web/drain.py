@@ -77,17 +77,28 @@ def install(seconds: float) -> None:
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
+    def start(sig: int, frame: FrameType | None) -> None:
+        tasks.add(loop.create_task(_drain(server, seconds, lambda: previous(sig, frame))))
+
     def on_term(sig: int, frame: FrameType | None) -> None:
         if DRAIN.active:
             return
         DRAIN.begin()
-        task = loop.create_task(_drain(server, seconds, lambda: previous(sig, frame)))
-        tasks.add(task)
+        loop.call_soon_threadsafe(start, sig, frame)  # wakes the loop; safe from a handler
 
     signal.signal(signal.SIGTERM, on_term)
 
 
 async def _drain(server: Any, seconds: float, stop: Any) -> None:
+    try:
+        await _drain_connections(server, seconds)
+    except Exception:  # the process must stop whatever went wrong here
+        log.exception("Drain failed; shutting down now")
+    finally:
+        stop()
+
+
+async def _drain_connections(server: Any, seconds: float) -> None:
     state = server.server_state
     log.info("SIGTERM: draining (/api/ready answers 503, responses close their connection; "
              "at most %.1f s)", seconds)
@@ -108,7 +119,6 @@ async def _drain(server: Any, seconds: float, stop: Any) -> None:
     log.info("Drained in %.2f s (%d request(s) answered after closing the port, %d connection(s) "
              "left)", time.monotonic() - DRAIN.started, state.total_requests - answered,
              len(state.connections))
-    stop()
 
 
 def _idle(conn: Any) -> bool:
