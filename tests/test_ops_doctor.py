@@ -136,15 +136,20 @@ def test_missing_database(tmp_path, monkeypatch, pg_url):
     assert code == 1 and "connection refused" in lines["database"]
 
 
-def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
-    monkeypatch.chdir(tmp_path)
+def ensure_schema(pg_url: str) -> None:
+    """What the app does at start: the schema and the change trigger."""
 
-    async def ensure_schema() -> None:
+    async def open_once() -> None:
         directory = PostgresDirectory(pg_url)
         await directory.open()
         await directory.close()
 
-    asyncio.run(ensure_schema())
+    asyncio.run(open_once())
+
+
+def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
+    monkeypatch.chdir(tmp_path)
+    ensure_schema(pg_url)
     code, lines = doctor(tmp_path, DATABASE_URL=pg_url)
     assert lines["database"].startswith("ok PostgreSQL")
     assert lines["schema"] == "ok auth.users present; change trigger installed"
@@ -155,13 +160,7 @@ def test_several_database_hosts(tmp_path, monkeypatch, pg_url):
     """libpq's multi-host form (a primary and its standbys, docs/multi-instance.md): the
     doctor connects to whichever accepts writes and names every host; a password is masked."""
     monkeypatch.chdir(tmp_path)
-
-    async def ensure_schema() -> None:
-        directory = PostgresDirectory(pg_url)
-        await directory.open()
-        await directory.close()
-
-    asyncio.run(ensure_schema())
+    ensure_schema(pg_url)
     db = pg_url.rsplit("/", 1)[1]
     down = free_port()
     both = (f"postgresql://postgres:s3cret@127.0.0.1:{down},127.0.0.1:5432/{db}"
