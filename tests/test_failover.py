@@ -184,23 +184,38 @@ async def test_cluster_master_killed_under_load(redis_cluster, pg_url, tmp_path)
 async def test_rolling_restart_behind_nginx(pg_url, tmp_path):
     """Three instances behind deploy/nginx/regcopilot.conf; each in turn gets SIGTERM, exits
     and is started again on its port, under signed-in load (GET /api/me, and a sign-in POST
-    every tenth request) through nginx: no request fails, the same cookies work throughout."""
+    every tenth request) through nginx: no request fails, the same cookies work throughout. A
+    user banned in plain SQL while the second instance drains is refused by the others within
+    LOCKOUT_S, and by that instance once it is back."""
     await reset_users(pg_url)
     prefix = new_prefix()
     env = cluster_env(pg_url, prefix, tmp_path)
     emails, _ = await new_users(pg_url, USERS, "load")
+    (victim,), (victim_id,) = await new_users(pg_url, 1, "victim")
+    lockout: dict[str, float] = {}
     try:
         with running(env, tmp_path, ("r1", "r2", "r3")) as servers, \
                 nginx(tmp_path, [s.port for s in servers]) as lb:
             cookies = await sign_in_all(lb, emails)
+            victim_cookie = await login(lb, victim)
+            for s in servers:
+                assert await me(s.url, victim_cookie) == 200
+
+            async def ban_while_draining() -> None:
+                others = [s.url for s in servers if s is not servers[1]]
+                banned = await ban(pg_url, victim_id)
+                lockout.update(await refused_on_every([lb, *others], victim_cookie, banned,
+                                                      LOCKOUT_S))
+
             drains: list[float] = []
             async with HttpLoad([lb], cookies, logins=emails, login_every=10,
                                 concurrency=8, max_seconds=50) as load:
                 await load.more(300)
-                for s in servers:
-                    drains.append(await restart(s))
+                for n, s in enumerate(servers):
+                    drains.append(await restart(s, ban_while_draining if n == 1 else None))
                     await load.more(150)
             restarted_ok = [await me(lb, c) for c in cookies]
+            assert await me(servers[1].url, victim_cookie) == 401
         nginx_log = (tmp_path / "error.log").read_text()
     finally:
         delete_prefix(prefix)
@@ -208,6 +223,7 @@ async def test_rolling_restart_behind_nginx(pg_url, tmp_path):
     logins = sum(1 for x in load.samples if x.what == "login")
     figures("rolling restart", requests=len(load.samples), sign_ins=logins, failed=len(failed),
             slowest_ms=round(load.slowest_ms()), drain_to_exit_s=[round(d, 2) for d in drains],
+            lockout_s=round(max(lockout.values()), 3),
             nginx_retried_refused=nginx_log.count("(111: Connection refused)"),
             nginx_cut_after_sending=nginx_log.count("prematurely closed"))
     assert not failed, summary(load.samples)
@@ -215,9 +231,10 @@ async def test_rolling_restart_behind_nginx(pg_url, tmp_path):
     assert restarted_ok == [200] * len(cookies)
 
 
-async def restart(server: ServerProcess) -> float:
-    """SIGTERM one instance, see its readiness say "draining" before its port closes, wait for
-    it to exit, start it again on the same port; the seconds from SIGTERM to exit."""
+async def restart(server: ServerProcess, during: Callable[[], Any] | None = None) -> float:
+    """SIGTERM one instance, see its readiness say "draining" before its port closes, (run
+    `during`), wait for it to exit, start it again on the same port; the seconds from SIGTERM
+    to exit."""
     assert server.proc is not None
     async with httpx.AsyncClient(base_url=server.url, timeout=5) as probe:
         assert (await probe.get("/api/ready")).status_code == 200  # a kept-alive connection
@@ -226,6 +243,8 @@ async def restart(server: ServerProcess) -> float:
         r = await probe.get("/api/ready")
         assert r.status_code == 503 and r.json()["status"] == "draining", r.text
         assert r.headers.get("connection") == "close"
+    if during is not None:
+        await during()
     await asyncio.to_thread(server.proc.wait, 30)
     exited = time.monotonic() - sent
     await asyncio.to_thread(server.start)
