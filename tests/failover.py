@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -244,21 +245,20 @@ def cluster_port() -> int:
         port = 20000 + free_port() % 30000
         if port_open(port) or port_open(port + 10000):
             continue
-        with contextlib.suppress(OSError):
-            import socket
-
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-                return port
+        with contextlib.suppress(OSError), socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", port))
+            b.bind(("127.0.0.1", port + 10000))
+            return port
     raise AssertionError("no free port pair for a cluster node")
 
 
 class ClusterSet:
-    """Three masters with one replica each (redis-cli --cluster create … --cluster-replicas 1)."""
+    """Three masters with `replicas` replicas each (redis-cli --cluster create …
+    --cluster-replicas N)."""
 
-    def __init__(self, node_timeout_ms: int = 1000) -> None:
+    def __init__(self, node_timeout_ms: int = 1000, replicas: int = 1) -> None:
         self.node_timeout_ms = node_timeout_ms
+        self.replicas = replicas
         self.nodes: list[RedisServer] = []
 
     @property
@@ -266,14 +266,21 @@ class ClusterSet:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
 
     def start(self) -> ClusterSet:
-        for _ in range(6):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> ClusterSet:
+        for _ in range(3 * (1 + self.replicas)):
             self.nodes.append(RedisServer(
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(self.node_timeout_ms),
                 port=cluster_port()).start())
         subprocess.run(["redis-cli", "--cluster", "create",
                         *[f"127.0.0.1:{n.port}" for n in self.nodes],
-                        "--cluster-replicas", "1", "--cluster-yes"],
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, capture_output=True, timeout=30)
         wait_until(self.healthy, timeout=20, interval=0.1, what="cluster ok, replicas in sync")
         return self
