@@ -136,17 +136,40 @@ def test_missing_database(tmp_path, monkeypatch, pg_url):
     assert code == 1 and "connection refused" in lines["database"]
 
 
-def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
-    monkeypatch.chdir(tmp_path)
+def ensure_schema(pg_url: str) -> None:
+    """What the app does at start: the schema and the change trigger."""
 
-    async def ensure_schema() -> None:
+    async def open_once() -> None:
         directory = PostgresDirectory(pg_url)
         await directory.open()
         await directory.close()
 
-    asyncio.run(ensure_schema())
+    asyncio.run(open_once())
+
+
+def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
+    monkeypatch.chdir(tmp_path)
+    ensure_schema(pg_url)
     code, lines = doctor(tmp_path, DATABASE_URL=pg_url)
     assert lines["database"].startswith("ok PostgreSQL")
     assert lines["schema"] == ("ok regcopilot's own schema: users in auth.users, sessions in "
                                "public.regcopilot_sessions; change trigger installed")
     assert code == 0
+
+
+def test_several_database_hosts(tmp_path, monkeypatch, pg_url):
+    """libpq's multi-host form (a primary and its standbys, docs/multi-instance.md): the
+    doctor connects to whichever accepts writes and names every host; a password is masked."""
+    monkeypatch.chdir(tmp_path)
+    ensure_schema(pg_url)
+    db = pg_url.rsplit("/", 1)[1]
+    down = free_port()
+    both = (f"postgresql://postgres:s3cret@127.0.0.1:{down},127.0.0.1:5432/{db}"
+            "?target_session_attrs=read-write")
+    code, lines = doctor(tmp_path, DATABASE_URL=both)
+    assert lines["database"].startswith("ok PostgreSQL"), lines
+    assert f"127.0.0.1:{down},127.0.0.1:5432/{db}" in lines["database"]
+    gone = f"postgresql://postgres:s3cret@127.0.0.1:{down},127.0.0.1:{free_port()}/x"
+    code, lines = doctor(tmp_path, DATABASE_URL=gone)
+    assert code == 1 and "connection refused" in lines["database"], lines
+    assert "s3cret" not in str(lines)

@@ -66,18 +66,23 @@ def serve(
         typer.echo(generated, err=True)
     setup_logging(settings.LOG_LEVEL)
     typer.echo(f"Regulatory Intelligence Copilot on http://{host}:{port} ({workers} worker(s))")
-    uvicorn.run(
-        "regcopilot.web.factory:app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.LOG_LEVEL.lower(),
-        access_log=False,
-        proxy_headers=True,
-        http=GuardedHttpProtocol,
-        timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,  # type: ignore[arg-type]
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": settings.LOG_LEVEL.lower(),
+        "access_log": False,
+        "proxy_headers": True,
+        "http": GuardedHttpProtocol,
+        "timeout_keep_alive": settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,
+    }
+    if workers > 1:  # SIGTERM drains each worker (web/drain.py); the supervisor lets go first
+        from regcopilot.web.drain import run_workers
+
+        run_workers(uvicorn.Config("regcopilot.web.factory:app", **options))
+    else:
+        uvicorn.run("regcopilot.web.factory:app", **options)
 
 
 def _long_enough(password: str) -> None:

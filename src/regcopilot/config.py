@@ -80,6 +80,7 @@ class Settings(BaseSettings):
     HTTP_HEADER_TIMEOUT_SECONDS: float = 10.0
     HTTP_KEEPALIVE_TIMEOUT_SECONDS: float = 5.0
     HTTP_MAX_CONNECTIONS: int = 1000
+    SHUTDOWN_DRAIN_SECONDS: float = 5.0
     APP_ENV: Literal["development", "production"] = "development"
     DATA_DIR: str = "./data"
     LOG_LEVEL: str = "INFO"
@@ -169,7 +170,7 @@ class Settings(BaseSettings):
             raise ValueError("must be between 4 and 31 (bcrypt's cost range)")
         return v
 
-    @field_validator("PASSWORD_WORKERS", "TOKEN_CLOCK_LEEWAY_SECONDS")
+    @field_validator("PASSWORD_WORKERS", "TOKEN_CLOCK_LEEWAY_SECONDS", "SHUTDOWN_DRAIN_SECONDS")
     @classmethod
     def _not_negative(cls, v: int) -> int:
         if v < 0:

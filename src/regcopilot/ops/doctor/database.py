@@ -5,11 +5,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from regcopilot.names import AuthSchema
 from regcopilot.ops.doctor.report import OK, WARN, Problem, Result
-from regcopilot.users.problems import postgres_problem, postgres_where, sqlite_problem
+from regcopilot.users.problems import (
+    postgres_hosts,
+    postgres_problem,
+    postgres_where,
+    sqlite_problem,
+)
 from regcopilot.users.recognise import SchemaMismatch, describe, recognise
 
 SUPABASE_POOLER_PORT = 6543  # Supabase's transaction-mode pooler
@@ -55,7 +59,6 @@ def check_sqlite(url: str, timeout_s: float) -> list[Result]:
 async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> list[Result]:
     import asyncpg
 
-    parts = urlsplit(url)
     where = postgres_where(url)
     started = time.perf_counter()
     try:
@@ -90,7 +93,8 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
     whose = describe(schema or AuthSchema.OWN, "postgres")
     out.append(Result("schema", OK, f"{whose}; {feed}"))
     out.append(_users_result(users, admins))
-    if (parts.port or 5432) == SUPABASE_POOLER_PORT and statement_cache != 0:
+    pooled = any(port == SUPABASE_POOLER_PORT for _, port in postgres_hosts(url))
+    if pooled and statement_cache != 0:
         out.append(Result("pooler", WARN, f"port {SUPABASE_POOLER_PORT} is Supabase's "
                           "transaction pooler: set DATABASE_STATEMENT_CACHE_SIZE=0"))
     return out
