@@ -267,7 +267,7 @@ async def test_max_age_while_proved_ttl_once_the_feed_dropped(instance, pg_url):
         # The feed drops: completeness cannot be proved, entries older than the TTL go.
         await sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                   "datname = current_database() AND application_name = 'regcopilot-listener'")
-        await eventually(lambda: not app.services.cache.freshness.feed_complete, timeout=5)
+        await eventually(lambda: not app.services.feed.complete, timeout=5)
         assert (await report(app))["validationCache"]["freshness"] == "ttl"
         assert await me(app, cookie) == 200
         after = (await report(app))["authentication"]["validations"]["databaseQueries"]

@@ -31,3 +31,11 @@ class Source(StrEnum):
     CACHED = "cached"  # a tier of the cache
     COALESCED = "coalesced"  # another process's load, waited for
     DIRECTORY = "directory"  # the directory itself
+
+
+class FeedMode(StrEnum):
+    """How a process hears the directory's change log (users/feed.py)."""
+
+    LISTEN = "listen"  # LISTEN/NOTIFY on DATABASE_URL, checked against the log's head
+    LISTEN_DIRECT = "listen-direct"  # the same on DATABASE_DIRECT_URL (behind a pooler)
+    POLL = "poll"  # the log read every CHANGE_FEED_POLL_SECONDS (SQLite; a pooler, no direct URL)

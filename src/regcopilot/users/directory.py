@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from regcopilot.feed import FeedState
 from regcopilot.names import Reason
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.schema import SESSION_EVENT
@@ -123,7 +124,6 @@ def judge(
 
 
 ChangeCallback = Callable[[Change], Awaitable[None] | None]
-StateCallback = Callable[[bool], None]
 # A session revoked by anyone (this app, the CLI, plain SQL): its id and expiry (Unix s).
 RevokedCallback = Callable[[str, int], Awaitable[None] | None]
 
@@ -204,14 +204,14 @@ class UserDirectory(Protocol):
         self,
         cursor: FeedCursor,
         on_change: ChangeCallback,
-        on_state: StateCallback,
+        state: FeedState,
         on_revoked: RevokedCallback | None = None,
     ) -> None:
         """Run until cancelled, calling on_change(change) for every change to a user's
         validity and on_revoked(session_id, expires) for every session revoked, made by anyone
         (this app, the CLI, plain SQL), in the log's order where it matters: after a reconnect
-        or a gap the log is replayed from `cursor.position` before on_state(True).
-        on_state(False) while changes may be missed."""
+        or a gap the log is replayed from `cursor.position` before `state` is proved. `state`
+        says how the log is heard, and is complete only while that is shown (feed.py)."""
         ...
 
 
@@ -222,6 +222,8 @@ def open_directory(
     pool_size: int = 10,
     statement_cache_size: int = 100,
     log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
+    direct_url: str | None = None,
+    poll_seconds: float = 1.0,
 ) -> UserDirectory:
     if url.startswith("sqlite:"):
         from regcopilot.users.sqlite import SqliteDirectory
@@ -233,7 +235,7 @@ def open_directory(
 
     return PostgresDirectory(
         url, timeout=timeout, pool_size=pool_size, statement_cache_size=statement_cache_size,
-        log_keep_seconds=log_keep_seconds,
+        log_keep_seconds=log_keep_seconds, direct_url=direct_url, poll_seconds=poll_seconds,
     )
 
 

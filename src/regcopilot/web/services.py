@@ -27,6 +27,7 @@ from regcopilot.factories import (
     build_store,
     build_validator,
 )
+from regcopilot.feed import FeedState
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
@@ -53,9 +54,13 @@ class Services:
     passwords: PasswordPool
     bus: EventBus | None = None
     security: SecurityLog = field(default_factory=SecurityLog)
-    feed_connected: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: SessionService = field(init=False)
+
+    @property
+    def feed(self) -> FeedState:
+        """The directory's change feed: one state, written by its listener (feed.py)."""
+        return self.cache.freshness.feed
 
     def __post_init__(self) -> None:
         self.sessions = SessionService(
@@ -92,13 +97,8 @@ class Services:
                 log.warning("Change log unreadable (%s) - retrying", exc)
                 await asyncio.sleep(FEED_RETRY_SECONDS)
         await self.directory.watch(
-            freshness.cursor, self.validator.changed, self._feed_state, self.sessions.on_revoked
+            freshness.cursor, self.validator.changed, freshness.feed, self.sessions.on_revoked
         )
-
-    def _feed_state(self, connected: bool) -> None:
-        self.feed_connected = connected
-        self.cache.set_feed_connected(connected)
-        self.sessions.feed_state(connected)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -136,7 +136,8 @@ def build_services(settings: Settings) -> Services:
         cache=cache,
         tokens=tokens,
         revocations=RevocationList(
-            prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY
+            prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY,
+            feed=cache.freshness.feed,
         ),
         validator=build_validator(settings, cache, directory, metrics),
         metrics=metrics,

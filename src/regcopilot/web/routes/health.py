@@ -41,7 +41,7 @@ async def ready(request: Request) -> JSONResponse:
         "directory": directory,
         "cache": {"backend": svc.cache.backend, "lastError": svc.cache.breaker.last_error
                   if svc.cache.shared is not None and svc.cache.breaker.open else None},
-        "invalidationFeed": "connected" if svc.feed_connected else "disconnected",
+        "invalidationFeed": "connected" if svc.feed.complete else "disconnected",
     }
     headers = {} if directory == "ok" else retry_after()
     return JSONResponse(body, status_code=200 if directory == "ok" else 503, headers=headers)
