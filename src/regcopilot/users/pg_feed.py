@@ -89,6 +89,7 @@ class PostgresFeed:
         self.on_revoked = on_revoked
         self.state = state
         self.listener: asyncpg.Connection | None = None  # tests make it deaf on purpose
+        self.attempts = 0  # connections tried: retries during an outage show here, not in the log
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._probes: dict[str, asyncio.Event] = {}
         self._next_prune = 0.0
@@ -125,6 +126,7 @@ class PostgresFeed:
     async def _connect(self) -> asyncpg.Connection:
         d = self.directory
         direct = d.direct_url is not None
+        self.attempts += 1
         conn = await asyncpg.connect(
             d.direct_url or d.url, timeout=d.timeout,
             # Through a transaction pooler (DATABASE_URL) prepared statements must stay off.
