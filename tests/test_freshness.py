@@ -1,7 +1,9 @@
 """Freshness from events (issue 12): the change log is replayed after every fault, entries are
 trusted for the max age only while that can be proved, and nothing stale comes back — with the
 LISTEN connection killed, every PostgreSQL connection cut, Redis paused or restarted without
-persistence, and an announcement lost."""
+persistence, and an announcement lost. The change-feed faults run three ways (issue 19): on
+the database directly, and through a real PgBouncer in transaction mode (the feed polls) and in
+session mode (it listens)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from tests.support import COOKIE, RedisServer, eventually, hash_password, valida
 TOKEN = {"Authorization": "Bearer monitor-token"}
 # Enough for the listener to notice, reconnect (0.5 s) and replay, and for the 2 s bound.
 RECONNECT_AND_REPLAY_S = 6.0
+# tests/pgbouncer.py's routes the feed faults are run on.
+FAULT_ROUTES = ["direct", "transaction", "session"]
 
 
 async def sign_in(app, email: str) -> tuple[str, str]:
@@ -108,9 +112,11 @@ async def test_sqlite_feed_stays_complete_across_quiet_writes(instance):
 
 
 # --- faults on the change feed -----------------------------------------------------------
+@pytest.mark.parametrize("route", FAULT_ROUTES, indirect=True)
 async def test_ban_while_listeners_are_killed_reaches_every_instance_on_reconnect(
-        instance, pg_url):
-    async with instance("postgres", "redis") as a, instance("postgres", "redis") as b:
+        instance, pg_url, route):
+    async with instance("postgres", "redis", **route) as a, \
+            instance("postgres", "redis", **route) as b:
         user_id, cookie = await sign_in(a, "listener-cut@example.com")
         for app in (a, b):
             assert await me(app, cookie) == 200
@@ -130,8 +136,11 @@ async def test_ban_while_listeners_are_killed_reaches_every_instance_on_reconnec
             assert body["validationCache"]["freshness"] == "event-driven"
 
 
-async def test_delete_while_every_connection_is_cut_is_refused_after_recovery(instance, pg_url):
-    async with instance("postgres", "redis") as a, instance("postgres", "redis") as b:
+@pytest.mark.parametrize("route", FAULT_ROUTES, indirect=True)
+async def test_delete_while_every_connection_is_cut_is_refused_after_recovery(
+        instance, pg_url, route):
+    async with instance("postgres", "redis", **route) as a, \
+            instance("postgres", "redis", **route) as b:
         user_id, cookie = await sign_in(a, "all-cut@example.com")
         for app in (a, b):
             assert await me(app, cookie) == 200
@@ -185,8 +194,10 @@ async def _moved_off(current, team_id: str) -> bool:
     return now is not None and now != team_id
 
 
-async def test_a_lost_announcement_is_found_by_the_gap_behind_the_next(instance, pg_url):
-    async with instance("postgres", "redis") as app:
+@pytest.mark.parametrize("route", FAULT_ROUTES, indirect=True)
+async def test_a_lost_announcement_is_found_by_the_gap_behind_the_next(
+        instance, pg_url, route):
+    async with instance("postgres", "redis", **route) as app:
         lost_id, lost_cookie = await sign_in(app, "lost@example.com")
         other_id, _ = await sign_in(app, "other@example.com")
         assert await me(app, lost_cookie) == 200
