@@ -16,11 +16,12 @@ import logging
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from regcopilot.users.pg_feed import DEAF_GRACE_SECONDS, HEAD_CHECK_SECONDS
 from tests.pgbouncer import ROUTES
 from tests.support import COOKIE, TcpProxy, eventually
-from tests.test_freshness import me, refused_everywhere, report, sign_in, sql
+from tests.test_freshness import TOKEN, me, refused_everywhere, report, sign_in, sql
 
 BOUND_S = 2.0  # the lockout bound the product promises
 
@@ -32,6 +33,13 @@ async def both_proved(apps, mode: str) -> None:
         assert block["feed"] == "connected"
         assert block["changeFeed"]["mode"] == mode, block
         assert block["changeFeed"]["proved"] is True and block["changeFeed"]["modeReason"]
+        metrics = await app.client.get("/metrics", headers=TOKEN)
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(metrics.text) for s in f.samples}
+        assert samples[("regcopilot_change_feed_proved", ())] == 1
+        assert samples[("regcopilot_change_feed_mode", (("mode", mode),))] == 1
+        assert time.time() - samples[
+            ("regcopilot_change_feed_last_proof_timestamp_seconds", ())] < 5
 
 
 async def until_everywhere(apps, check, what: str) -> list[float]:
