@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -38,4 +39,29 @@ async def test_bus_drops_a_stalled_redis_and_rejoins(own_redis):
         await eventually(lambda: len(received) == 2, timeout=5)
     finally:
         own_redis.resume()
+        await bus.close()
+
+
+async def test_a_deaf_subscription_is_caught_said_once_and_rebuilt(own_redis, caplog):
+    """Socket up, subscription gone (what a proxy or a failover can leave behind): only the
+    bus's own heartbeat, missing from what it hears, can tell."""
+    caplog.set_level(logging.INFO, logger="regcopilot")
+    received: list[dict] = []
+    bus = EventBus(own_redis.url, "test-events", ping_seconds=0.2)
+    bus.subscribe(received.append)
+    bus.start()
+    try:
+        await eventually(lambda: bus.connected, timeout=5)
+        connects = bus.connects
+        await bus.pubsub.unsubscribe("test-events")
+        await eventually(lambda: not bus.connected, timeout=1.0)  # within two heartbeats
+        await eventually(lambda: bus.connected and bus.connects == connects + 1, timeout=5)
+        text = caplog.text
+        assert text.count("Event bus not proved") == 1 and "subscription is deaf" in text
+        assert text.count("Event bus proves itself again") == 1
+        assert bus.state.lost_count == 1
+        assert await bus.publish({"type": "revoke", "jti": "c", "exp": 1})
+        await eventually(lambda: any(e.get("jti") == "c" for e in received), timeout=5)
+        assert all(e.get("type") != "heartbeat" for e in received)  # never handed out
+    finally:
         await bus.close()
