@@ -18,8 +18,12 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from regcopilot.users.pg_feed import DEAF_GRACE_SECONDS, HEAD_CHECK_SECONDS
-from tests.pgbouncer import ROUTES
+from regcopilot.users.pg_feed import (
+    DEAF_GRACE_SECONDS,
+    DIRECT_RETRY_SECONDS,
+    HEAD_CHECK_SECONDS,
+)
+from tests.pgbouncer import ROUTES, route_settings
 from tests.support import COOKIE, TcpProxy, eventually
 from tests.test_freshness import TOKEN, me, refused_everywhere, report, sign_in, sql
 
@@ -193,14 +197,13 @@ async def test_a_feed_outage_is_one_warning_and_one_info_whatever_the_retries(
         instance, pg_url, caplog):
     caplog.set_level(logging.INFO, logger="regcopilot")
     proxy = await TcpProxy(5432).start()
-    direct = pg_url.replace(":5432/", f":{proxy.port}/")
     try:
-        async with instance("postgres", "redis", DATABASE_DIRECT_URL=direct,
+        async with instance("postgres", "redis", DATABASE_URL=via(proxy, pg_url),
                             DATABASE_TIMEOUT_SECONDS=0.3) as app:
-            await both_proved((app,), "listen-direct")
+            await both_proved((app,), "listen")
             feed = app.services.directory.feed
             before = feed.attempts
-            proxy.frozen = True  # new connections hang: every retry times out
+            proxy.frozen = True  # the database hangs: every retry times out
             proxy.cut()
             await eventually(lambda: feed.attempts >= before + 4, timeout=15)
             body = (await report(app))["invalidation"]
@@ -213,3 +216,36 @@ async def test_a_feed_outage_is_one_warning_and_one_info_whatever_the_retries(
             assert text.count("User change feed proves itself again") == 1, text
     finally:
         await proxy.stop()
+
+
+async def test_an_unreachable_direct_url_polls_through_the_pooler_meanwhile(
+        instance, pg_url, pgbouncers, caplog):
+    caplog.set_level(logging.INFO, logger="regcopilot")
+    bouncer = pgbouncers("transaction")
+    proxy = await TcpProxy(5432).start()
+    proxy.frozen = True  # the direct connection cannot be had (Supabase's is IPv6-only)
+    try:
+        async with instance("postgres", "redis", DATABASE_URL=bouncer.url,
+                            DATABASE_STATEMENT_CACHE_SIZE=0, DATABASE_TIMEOUT_SECONDS=0.5,
+                            DATABASE_DIRECT_URL=via(proxy, pg_url)) as a, \
+                instance("postgres", "redis", **route_settings(
+                    "transaction+direct", pg_url, bouncer)) as b:
+            user_id, cookie = await sign_in(a, "fallback@example.com")
+            await both_proved((a,), "poll")
+            assert "DATABASE_DIRECT_URL unreachable" in (await report(a))[
+                "invalidation"]["changeFeed"]["modeReason"]
+            for app in (a, b):
+                assert await me(app, cookie) == 200
+            await sql(pg_url, "UPDATE auth.users SET banned_until = now() + interval '1 day' "
+                      "WHERE id = $1", user_id)
+            await refused_everywhere((a, b), cookie, BOUND_S)
+            proxy.frozen = False  # back: the next try listens on it again
+            await eventually(lambda: a.services.feed.mode == "listen-direct",
+                             timeout=DIRECT_RETRY_SECONDS + 5)
+            assert "not proved" not in caplog.text  # the feed never stopped proving itself
+    finally:
+        await proxy.stop()
+
+
+def via(proxy: TcpProxy, pg_url: str) -> str:
+    return pg_url.replace(":5432/", f":{proxy.port}/")

@@ -62,6 +62,9 @@ PROBE_SECONDS = 1.0
 # milliseconds, so the feed is proved complete again quickly.
 GAP_RECHECK_SECONDS = 0.05
 PRUNE_EVERY_SECONDS = 60.0
+# DATABASE_DIRECT_URL unreachable (Supabase's direct connection is IPv6-only without an add-on):
+# the log is polled through DATABASE_URL meanwhile, and the direct connection tried this often.
+DIRECT_RETRY_SECONDS = 5.0
 # How the listening connection shows in pg_stat_activity (operators and tests find it by it).
 LISTENER_NAME = "regcopilot-listener"
 LOST = ""  # queued by the termination listener: never a user id
@@ -101,7 +104,13 @@ class PostgresFeed:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await self._connect()
+                try:
+                    conn = await self._connect()
+                except UNAVAILABLE as exc:
+                    if self.directory.direct_url is None or cancelling():
+                        raise
+                    await self._poll_through_pool(exc)
+                    continue
                 mode = await self._choose_mode(conn)
                 # Listening first, then replaying: a change committed in between is both
                 # replayed and announced, and the cursor applies it once.
@@ -234,6 +243,21 @@ class PostgresFeed:
                     raise ConnectionResetError("feed connection closed")
             await self._fill(conn)
             await self._prune_now_and_then()
+
+    async def _poll_through_pool(self, exc: BaseException) -> None:
+        """The direct connection cannot be had: poll the log through the directory's pool (the
+        pooler is fine for that) until it is time to try the direct connection again."""
+        period = self.directory.poll_seconds
+        self.state.use(FeedMode.POLL, (
+            f"DATABASE_DIRECT_URL unreachable ({type(exc).__name__}): reading the change log "
+            f"through DATABASE_URL every {period:g} s, trying the direct connection again every "
+            f"{DIRECT_RETRY_SECONDS:g} s"), warn=True)
+        until = time.monotonic() + DIRECT_RETRY_SECONDS
+        while time.monotonic() < until:
+            async with self.directory.connection() as conn:
+                await self._fill(conn)
+            await self._prune_now_and_then()
+            await asyncio.sleep(period)
 
     # --- the log ---------------------------------------------------------------------------
     async def _deliver(self, change: Change) -> None:

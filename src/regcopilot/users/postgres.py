@@ -100,6 +100,10 @@ class PostgresDirectory:
         except UNAVAILABLE as exc:
             raise DirectoryUnavailable(f"PostgreSQL: {exc or type(exc).__name__}") from exc
 
+    def connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+        """A pooled connection for the change feed's poll (pg_feed.py)."""
+        return self._conn()
+
     async def _one(self, sql: str, *args: Any) -> User | None:
         try:
             async with self._conn() as conn:
