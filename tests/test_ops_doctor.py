@@ -18,7 +18,7 @@ from tests.support import RedisServer, free_port
 VARS = ("NEXTAUTH_SECRET", "NEXTAUTH_URL", "DATABASE_URL", "REDIS_URL", "APP_ENV", "DATA_DIR",
         "OBSERVABILITY_TOKEN", "CACHE_TTL_SECONDS", "SESSION_VALIDATION_INTERVAL_SECONDS",
         "NEXT_PUBLIC_SUPABASE_URL", "NEXT_PUBLIC_SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY",
-        "REDIS_KEY_PREFIX")
+        "REDIS_KEY_PREFIX", "DATABASE_DIRECT_URL", "DATABASE_STATEMENT_CACHE_SIZE")
 
 
 @pytest.fixture
@@ -149,3 +149,38 @@ def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
     assert lines["database"].startswith("ok PostgreSQL")
     assert lines["schema"] == "ok auth.users present; change trigger installed"
     assert code == 0
+
+
+def test_a_transaction_pooler_is_recognised_and_the_fix_named(tmp_path, monkeypatch, pg_url,
+                                                              pgbouncers):
+    """A real PgBouncer in front of the test database: in transaction mode its admin console
+    and the LISTEN round trip both give it away; in session mode LISTEN works."""
+    monkeypatch.chdir(tmp_path)
+
+    async def ensure_schema() -> None:
+        directory = PostgresDirectory(pg_url)
+        await directory.open()
+        await directory.close()
+
+    asyncio.run(ensure_schema())
+    pooled = pgbouncers("transaction").url
+    code, lines = doctor(tmp_path, DATABASE_URL=pooled, DATABASE_STATEMENT_CACHE_SIZE="0")
+    assert code == 0, lines  # warnings, not failures: the app works, by polling
+    assert lines["database"].startswith("ok PostgreSQL")
+    pooler = lines["pooler"]
+    assert pooler.startswith("warn") and "transaction-mode pooler" in pooler, pooler
+    assert "pool_mode=transaction" in pooler and "round trip" in pooler, pooler
+    feed = lines["change feed"]
+    assert feed.startswith("warn poll:") and "set DATABASE_DIRECT_URL" in feed, feed
+    code, lines = doctor(tmp_path, DATABASE_URL=pooled, DATABASE_STATEMENT_CACHE_SIZE="0",
+                         DATABASE_DIRECT_URL=pg_url)
+    assert lines["change feed"].startswith("ok listen-direct:"), lines
+    # The direct URL pointed at the pooler by mistake is named too.
+    code, lines = doctor(tmp_path, DATABASE_URL=pooled, DATABASE_STATEMENT_CACHE_SIZE="0",
+                         DATABASE_DIRECT_URL=pooled)
+    assert lines["change feed"].startswith("warn poll: no LISTEN round trip"), lines
+    code, lines = doctor(tmp_path, DATABASE_URL=pgbouncers("session").url)
+    assert lines["pooler"].startswith("ok PgBouncer in session mode"), lines
+    assert lines["change feed"].startswith("ok listen:"), lines
+    code, lines = doctor(tmp_path, DATABASE_URL=pg_url)
+    assert lines["pooler"].startswith("ok LISTEN round trip"), lines

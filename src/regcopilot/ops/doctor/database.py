@@ -5,12 +5,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from regcopilot.ops.doctor.report import OK, WARN, Problem, Result
 from regcopilot.users.problems import postgres_problem, postgres_where, sqlite_problem
-
-SUPABASE_POOLER_PORT = 6543  # Supabase's transaction-mode pooler
 
 
 def _sqlite_path(url: str) -> Path:
@@ -53,11 +50,10 @@ def check_sqlite(url: str, timeout_s: float) -> list[Result]:
 async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> list[Result]:
     import asyncpg
 
-    parts = urlsplit(url)
     where = postgres_where(url)
     started = time.perf_counter()
     try:
-        conn = await asyncpg.connect(url, timeout=timeout_s)
+        conn = await asyncpg.connect(url, timeout=timeout_s, statement_cache_size=statement_cache)
     except Exception as exc:
         raise Problem(postgres_problem(url, exc, timeout_s)) from None
     ms = (time.perf_counter() - started) * 1000
@@ -83,9 +79,6 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
     feed = "change trigger installed" if trigger else "change trigger missing (installed at start)"
     out.append(Result("schema", OK, f"auth.users present; {feed}"))
     out.append(_users_result(users, admins))
-    if (parts.port or 5432) == SUPABASE_POOLER_PORT and statement_cache != 0:
-        out.append(Result("pooler", WARN, f"port {SUPABASE_POOLER_PORT} is Supabase's "
-                          "transaction pooler: set DATABASE_STATEMENT_CACHE_SIZE=0"))
     return out
 
 
