@@ -34,8 +34,18 @@ class Source(StrEnum):
 
 
 class FeedMode(StrEnum):
-    """How a process hears the directory's change log (users/feed.py)."""
+    """How a process hears the directory's change log (users/pg_feed.py, feed.py)."""
 
     LISTEN = "listen"  # LISTEN/NOTIFY on DATABASE_URL, checked against the log's head
     LISTEN_DIRECT = "listen-direct"  # the same on DATABASE_DIRECT_URL (behind a pooler)
     POLL = "poll"  # the log read every CHANGE_FEED_POLL_SECONDS (SQLite; a pooler, no direct URL)
+
+
+class Door(StrEnum):
+    """Which sign-in door a session was opened through (SignInContext.door)."""
+
+    API = "api"  # POST /api/auth/login with JSON
+    FORM = "form"  # the sign-in page's form
+    NEXTAUTH = "nextauth"  # NextAuth's credentials callback
+    GOTRUE = "gotrue"  # a GoTrue-compatible token endpoint
+    INVITATION = "invitation"  # accepting an invitation
