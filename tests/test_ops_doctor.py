@@ -52,6 +52,13 @@ def doctor(tmp_path: Path, *args: str, **values: str | None) -> tuple[int, dict[
     return result.exit_code, lines
 
 
+async def ensure_schema(pg_url: str) -> None:
+    """What the app creates at its first start (doctor itself never creates anything)."""
+    directory = PostgresDirectory(pg_url)
+    await directory.open()
+    await directory.close()
+
+
 def test_good_configuration_passes(tmp_path, sqlite_db):
     code, lines = doctor(tmp_path, DATABASE_URL=sqlite_db, REDIS_URL=REDIS_URL)
     assert code == 0, lines
@@ -139,12 +146,7 @@ def test_missing_database(tmp_path, monkeypatch, pg_url):
 def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
     monkeypatch.chdir(tmp_path)
 
-    async def ensure_schema() -> None:
-        directory = PostgresDirectory(pg_url)
-        await directory.open()
-        await directory.close()
-
-    asyncio.run(ensure_schema())
+    asyncio.run(ensure_schema(pg_url))
     code, lines = doctor(tmp_path, DATABASE_URL=pg_url)
     assert lines["database"].startswith("ok PostgreSQL")
     assert lines["schema"] == "ok auth.users present; change trigger installed"
@@ -157,12 +159,7 @@ def test_a_transaction_pooler_is_recognised_and_the_fix_named(tmp_path, monkeypa
     and the LISTEN round trip both give it away; in session mode LISTEN works."""
     monkeypatch.chdir(tmp_path)
 
-    async def ensure_schema() -> None:
-        directory = PostgresDirectory(pg_url)
-        await directory.open()
-        await directory.close()
-
-    asyncio.run(ensure_schema())
+    asyncio.run(ensure_schema(pg_url))
     pooled = pgbouncers("transaction").url
     code, lines = doctor(tmp_path, DATABASE_URL=pooled, DATABASE_STATEMENT_CACHE_SIZE="0")
     assert code == 0, lines  # warnings, not failures: the app works, by polling
