@@ -252,3 +252,24 @@ async def test_an_unreachable_direct_url_polls_through_the_pooler_meanwhile(
 
 def via(proxy: TcpProxy, pg_url: str) -> str:
     return pg_url.replace(":5432/", f":{proxy.port}/")
+
+
+async def test_a_bulk_change_is_not_taken_for_deafness(instance, pg_url, caplog):
+    """One UPDATE banning thousands announces them all at commit; applying them takes longer
+    than the grace. Heard but not yet applied is not deaf: no WARNING, no reconnect."""
+    caplog.set_level(logging.INFO, logger="regcopilot")
+    async with instance("postgres", "redis") as app:
+        await both_proved((app,), "listen")
+        await sql(pg_url, "INSERT INTO auth.users (email) SELECT 'bulk-' || i || '@example.com'"
+                  " FROM generate_series(1, 3000) i")
+        feed = app.services.directory.feed
+        attempts = feed.attempts
+        await sql(pg_url, "UPDATE auth.users SET banned_until = now() + interval '1 day' "
+                  "WHERE email LIKE 'bulk-%'")
+        head = (await app.services.directory.read_log()).head
+        cursor = app.services.cache.freshness.cursor
+        started = time.monotonic()
+        await eventually(lambda: cursor.position >= head, timeout=30)
+        print(f"\n3,000 changes applied in {time.monotonic() - started:.2f} s")
+        assert app.services.feed.lost_count == 0 and feed.attempts == attempts
+        assert "not proved" not in caplog.text

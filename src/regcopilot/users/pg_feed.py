@@ -12,11 +12,11 @@ Two modes, chosen on every (re)connect and reported through the FeedState:
 
 While listening, the keep-alive reads the log's head (`max(seq)`, one index probe) every
 HEAD_CHECK_SECONDS. A head this process has not applied, still unapplied DEAF_GRACE_SECONDS
-later, was never announced to it: the listener is deaf (a pooled LISTEN, a proxy or failover
-that kept the socket and dropped the session). The gap is replayed at once, the feed stops
-counting as complete (one WARNING), and the listener reconnects and proves itself again. A
-change is therefore applied within HEAD_CHECK_SECONDS + DEAF_GRACE_SECONDS + one replay even by
-a deaf listener: inside the 2 s lockout bound.
+later with nothing heard left to apply, was never announced to it: the listener is deaf (a
+pooled LISTEN, a proxy or failover that kept the socket and dropped the session). The gap is
+replayed at once, the feed stops counting as complete (one WARNING), and the listener
+reconnects and proves itself again. A change is therefore applied within HEAD_CHECK_SECONDS +
+DEAF_GRACE_SECONDS + one replay even by a deaf listener: inside the 2 s lockout bound.
 """
 
 from __future__ import annotations
@@ -221,8 +221,10 @@ class PostgresFeed:
                     self.state.proved()
                 else:
                     await self._fill(conn)
-            elif behind is None or cursor.seen(behind):
-                behind = int(head)  # maybe still on its way: look again after the grace
+            elif behind is None or cursor.seen(behind) or not queue.empty():
+                # Maybe still on its way, or heard and waiting its turn (a bulk change
+                # announces thousands at once): look again after the grace.
+                behind = int(head) if behind is None or cursor.seen(behind) else behind
                 next_check = time.monotonic() + DEAF_GRACE_SECONDS
             else:
                 await self._replay(conn, loud=False)
