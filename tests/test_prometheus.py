@@ -104,7 +104,7 @@ def test_deployed_rules_in_prometheus_fire_on_a_served_instance(tmp_path):
                        timeout=30, interval=0.2, what="first scrape")
             assert query(base, 'up{job="regcopilot"}')[0]["value"][1] == "1"
             loaded = rules(base)
-            assert len(loaded) == 12, sorted(loaded)  # promtool counts 12 as well
+            assert len(loaded) == 14, sorted(loaded)  # promtool counts 14 as well
             wait_until(lambda: all(r.get("lastEvaluation", "").startswith("2")
                                    and r["health"] == "ok" for r in rules(base).values()),
                        timeout=30, interval=0.2, what="every rule evaluated without error")
