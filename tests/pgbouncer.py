@@ -20,7 +20,7 @@ RUN_AS = "postgres"
 
 
 class PgBouncer:
-    def __init__(self, upstream_url: str, mode: str, pool_size: int = 5) -> None:
+    def __init__(self, upstream_url: str, mode: str, pool_size: int = 20) -> None:
         parts = urlsplit(upstream_url)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 5432)
         self.user = parts.username or "postgres"

@@ -12,14 +12,18 @@ still holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from regcopilot.users.pg_feed import DIRECT_RETRY_SECONDS
-from tests.pgbouncer import ROUTES, route_settings
+from tests.pgbouncer import ROUTES, PgBouncer, route_settings
 from tests.support import COOKIE, TcpProxy, eventually
 from tests.test_freshness import TOKEN, me, refused_everywhere, report, sign_in, sql
 
@@ -216,33 +220,62 @@ async def test_a_feed_outage_is_one_warning_and_one_info_whatever_the_retries(
         await proxy.stop()
 
 
+@contextlib.asynccontextmanager
+async def unreachable_direct(how: str, pg_url: str) -> AsyncIterator[tuple[str, Any]]:
+    """A DATABASE_DIRECT_URL that cannot be had, and the call that makes it answer again:
+    `hangs` (a proxy whose new connections hang), or `pooler-full` (a session-mode PgBouncer
+    whose only server connection another client holds: connecting works, LISTEN waits)."""
+    if how == "hangs":
+        proxy = await TcpProxy(5432).start()
+        proxy.frozen = True
+
+        def back() -> None:
+            proxy.frozen = False
+
+        try:
+            yield via(proxy, pg_url), back
+        finally:
+            await proxy.stop()
+        return
+    bouncer = PgBouncer(pg_url, "session", pool_size=1).start()
+    holder = await asyncpg.connect(bouncer.url)
+    await holder.execute("SELECT 1")  # session mode: the server connection is now its own
+
+    def release() -> None:
+        holder.terminate()
+
+    try:
+        yield bouncer.url, release
+    finally:
+        if not holder.is_closed():
+            holder.terminate()
+        bouncer.stop()
+
+
+@pytest.mark.parametrize("how", ["hangs", "pooler-full"])
 async def test_an_unreachable_direct_url_polls_through_the_pooler_meanwhile(
-        instance, pg_url, pgbouncers, caplog):
+        instance, pg_url, pgbouncers, caplog, how):
     caplog.set_level(logging.INFO, logger="regcopilot")
     bouncer = pgbouncers("transaction")
-    proxy = await TcpProxy(5432).start()
-    proxy.frozen = True  # the direct connection cannot be had (Supabase's is IPv6-only)
-    try:
-        async with instance("postgres", "redis", DATABASE_URL=bouncer.url,
-                            DATABASE_STATEMENT_CACHE_SIZE=0, DATABASE_TIMEOUT_SECONDS=0.5,
-                            DATABASE_DIRECT_URL=via(proxy, pg_url)) as a, \
-                instance("postgres", "redis", **route_settings(
-                    "transaction+direct", pg_url, bouncer)) as b:
-            user_id, cookie = await sign_in(a, "fallback@example.com")
-            await both_proved((a,), "poll")
-            assert "DATABASE_DIRECT_URL unreachable" in (await report(a))[
-                "invalidation"]["changeFeed"]["modeReason"]
-            for app in (a, b):
-                assert await me(app, cookie) == 200
-            await sql(pg_url, "UPDATE auth.users SET banned_until = now() + interval '1 day' "
-                      "WHERE id = $1", user_id)
-            await refused_everywhere((a, b), cookie, BOUND_S)
-            proxy.frozen = False  # back: the next try listens on it again
-            await eventually(lambda: a.services.feed.mode == "listen-direct",
-                             timeout=DIRECT_RETRY_SECONDS + 5)
-            assert "not proved" not in caplog.text  # the feed never stopped proving itself
-    finally:
-        await proxy.stop()
+    async with unreachable_direct(how, pg_url) as (direct, back), \
+            instance("postgres", "redis", DATABASE_URL=bouncer.url,
+                     DATABASE_STATEMENT_CACHE_SIZE=0, DATABASE_TIMEOUT_SECONDS=0.5,
+                     DATABASE_DIRECT_URL=direct) as a, \
+            instance("postgres", "redis", **route_settings(
+                "transaction+direct", pg_url, bouncer)) as b:
+        user_id, cookie = await sign_in(a, "fallback@example.com")
+        await both_proved((a,), "poll")
+        assert "DATABASE_DIRECT_URL unreachable" in (await report(a))[
+            "invalidation"]["changeFeed"]["modeReason"]
+        for app in (a, b):
+            assert await me(app, cookie) == 200
+        await sql(pg_url, "UPDATE auth.users SET banned_until = now() + interval '1 day' "
+                  "WHERE id = $1", user_id)
+        await refused_everywhere((a, b), cookie, BOUND_S)
+        back()  # the next try listens on it again
+        await eventually(lambda: a.services.feed.mode == "listen-direct",
+                         timeout=DIRECT_RETRY_SECONDS + 5)
+        assert "not proved" not in caplog.text  # the feed never stopped proving itself
 
 
 def via(proxy: TcpProxy, pg_url: str) -> str:

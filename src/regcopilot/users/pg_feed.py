@@ -106,12 +106,11 @@ class PostgresFeed:
             conn: asyncpg.Connection | None = None
             try:
                 try:
-                    conn = await self._connect()
+                    conn, mode = await self._open()
                 except UNAVAILABLE as exc:
                     if self.directory.direct_url is None or cancelling():
                         raise
-                    conn = await self._poll_until_direct(exc)
-                mode = await self._choose_mode(conn)
+                    conn, mode = await self._poll_until_direct(exc)
                 # Listening first, then replaying: a change committed in between is both
                 # replayed and announced, and the cursor applies it once.
                 await self._replay(conn, loud=True)
@@ -131,6 +130,18 @@ class PostgresFeed:
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
             await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _open(self) -> tuple[asyncpg.Connection, FeedMode]:
+        conn = await self._connect()
+        try:
+            # LISTEN waits for a server connection behind a pooler, and a hung server answers
+            # nothing: bounded, so a feed that cannot start is said (lost), not silently
+            # "starting" (seen: 13 s with a session pooler's connections all held).
+            async with asyncio.timeout(self.directory.timeout + PROBE_SECONDS):
+                return conn, await self._choose_mode(conn)
+        except BaseException:
+            conn.terminate()
+            raise
 
     async def _connect(self) -> asyncpg.Connection:
         d = self.directory
@@ -246,17 +257,18 @@ class PostgresFeed:
             await self._fill(conn)
             await self._prune_now_and_then()
 
-    async def _poll_until_direct(self, exc: BaseException) -> asyncpg.Connection:
+    async def _poll_until_direct(self, exc: BaseException
+                                 ) -> tuple[asyncpg.Connection, FeedMode]:
         """The direct connection cannot be had: poll the log through the directory's pool (the
         pooler is fine for that), trying the direct connection in the background every
         DIRECT_RETRY_SECONDS (a connect that hangs must not stop the polls); its connection
-        once it answers."""
+        and mode once it answers."""
         period = self.directory.poll_seconds
         self.state.use(FeedMode.POLL, (
             f"DATABASE_DIRECT_URL unreachable ({type(exc).__name__}): reading the change log "
             f"through DATABASE_URL every {period:g} s, trying the direct connection again every "
             f"{DIRECT_RETRY_SECONDS:g} s"), warn=True)
-        attempt: asyncio.Task[asyncpg.Connection] | None = None
+        attempt: asyncio.Task[tuple[asyncpg.Connection, FeedMode]] | None = None
         next_try = time.monotonic() + DIRECT_RETRY_SECONDS
         try:
             while True:
@@ -271,13 +283,13 @@ class PostgresFeed:
                         attempt.result()  # a bug, not an outage: raise it
                     attempt, next_try = None, time.monotonic() + DIRECT_RETRY_SECONDS
                 if attempt is None and time.monotonic() >= next_try:
-                    attempt = asyncio.create_task(self._connect(), name="feed-direct-connect")
+                    attempt = asyncio.create_task(self._open(), name="feed-direct-connect")
                 await asyncio.sleep(period)
         finally:
             if attempt is not None:
                 attempt.cancel()
                 with contextlib.suppress(BaseException):
-                    (await attempt).terminate()
+                    (await attempt)[0].terminate()
 
     # --- the log ---------------------------------------------------------------------------
     async def _deliver(self, change: Change) -> None:
