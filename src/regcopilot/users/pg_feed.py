@@ -69,7 +69,9 @@ DIRECT_RETRY_SECONDS = 5.0
 # How the listening connection shows in pg_stat_activity (operators and tests find it by it).
 LISTENER_NAME = "regcopilot-listener"
 LOST = ""  # queued by the termination listener: never a user id
-PROBE = "probe:"  # a round-trip payload: never a change (those start with a number)
+# A round-trip payload. Sequence 0 is never a change (the log's numbers start at 1), so a
+# listener of an older version, mid rolling upgrade, skips it as already applied, silently.
+PROBE = "0:probe:"
 HEAD = "SELECT max(seq) FROM public.regcopilot_user_changes"
 AFTER = "SELECT seq, user_id FROM public.regcopilot_user_changes WHERE seq > $1 ORDER BY seq"
 

@@ -16,6 +16,7 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 from regcopilot.ops.doctor.report import OK, WARN, Result
+from regcopilot.users.pg_feed import PROBE
 from regcopilot.users.problems import postgres_where
 from regcopilot.users.schema import NOTIFY_CHANNEL
 
@@ -54,7 +55,7 @@ async def listen_round_trip(url: str, statement_cache: int, timeout_s: float) ->
     it never does (or the database cannot be reached)."""
     import asyncpg
 
-    token = f"probe:{uuid.uuid4().hex}"
+    token = f"{PROBE}{uuid.uuid4().hex}"
     heard = asyncio.Event()
     listener = sender = None
     try:
