@@ -33,6 +33,7 @@ BOUND_S = 2.0  # the lockout bound the product promises
 async def both_proved(apps, mode: str) -> None:
     for app in apps:
         await eventually(lambda app=app: app.services.feed.complete, timeout=10)
+        await eventually(lambda app=app: app.services.bus.connected, timeout=10)
         block = (await report(app))["invalidation"]
         assert block["feed"] == "connected"
         assert block["changeFeed"]["mode"] == mode, block
@@ -41,6 +42,8 @@ async def both_proved(apps, mode: str) -> None:
         samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                    for f in text_string_to_metric_families(metrics.text) for s in f.samples}
         assert samples[("regcopilot_change_feed_proved", ())] == 1
+        assert samples[("regcopilot_event_bus_proved", ())] == 1  # its own heartbeat came back
+        assert block["eventBus"]["proved"] is True and block["events"] == "connected"
         assert samples[("regcopilot_change_feed_mode", (("mode", mode),))] == 1
         assert time.time() - samples[
             ("regcopilot_change_feed_last_proof_timestamp_seconds", ())] < 5
