@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.support import free_port, port_open, wait_until
+from tests.support import end_process, free_port, port_open, wait_until
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 # PgBouncer refuses to run as root; as root (CI containers) it drops to this user.
@@ -80,13 +80,7 @@ class PgBouncer:
 
     def stop(self) -> None:
         """By its own PID (SIGTERM: immediate shutdown), then its directory."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, grace=10)
         with contextlib.suppress(OSError):
             shutil.rmtree(self.dir)
 
