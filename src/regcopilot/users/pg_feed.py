@@ -240,8 +240,7 @@ class PostgresFeed:
                 behind = int(head) if behind is None or cursor.seen(behind) else behind
                 next_check = time.monotonic() + DEAF_GRACE_SECONDS
             else:
-                await self._replay(conn, loud=False)
-                self._settle()
+                await self._replay(conn, loud=False)  # the bound first, then the reconnect
                 raise Deaf(
                     f"change {behind} was in the log for {DEAF_GRACE_SECONDS:g} s and never "
                     "announced to this process (LISTEN on a pooled connection, or a proxy or "
