@@ -113,15 +113,14 @@ class EventBus:
         while True:
             deadline = sent_at + self.ping_seconds if waiting else next_beat
             message = await pubsub.get_message(timeout=max(0.0, deadline - loop.time()))
-            if message is not None and message.get("type") == "message":
-                event = _decode(message.get("data"))
-                if event is None:
-                    pass
-                elif event.get("type") != HEARTBEAT:
-                    self._dispatch(event)
-                elif waiting and event.get("from") == self._me and event.get("n") == beat:
-                    waiting = False
+            event = _decode(message.get("data")) \
+                if message is not None and message.get("type") == "message" else None
+            if event is not None and event.get("type") == HEARTBEAT:
+                if waiting and event.get("from") == self._me and event.get("n") == beat:
+                    waiting = False  # our own heartbeat, back through the subscription
                     self.state.proved()
+            elif event is not None:
+                self._dispatch(event)
             now = loop.time()
             if waiting and now - sent_at >= self.ping_seconds:
                 raise StoreError(f"own heartbeat not heard back through pub/sub within "
