@@ -45,6 +45,7 @@ class EventBus:
         self.channel = channel
         self.state = FeedState("Event bus", log)
         self.connects = 0  # subscriptions made; more than one means the line dropped
+        self.beats_heard = 0  # own heartbeats heard back: the line is alive and hears
         self.pubsub: Any = None  # the live subscription (tests make it deaf on purpose)
         self._me = uuid.uuid4().hex
         self._handlers: list[Handler] = []
@@ -118,6 +119,7 @@ class EventBus:
             if event is not None and event.get("type") == HEARTBEAT:
                 if waiting and event.get("from") == self._me and event.get("n") == beat:
                     waiting = False  # our own heartbeat, back through the subscription
+                    self.beats_heard += 1
                     self.state.proved()
             elif event is not None:
                 self._dispatch(event)

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -42,9 +42,6 @@ from regcopilot.users.directory import (
 )
 from regcopilot.users.pg_errors import UNAVAILABLE
 from regcopilot.users.schema import NOTIFY_CHANNEL
-
-if TYPE_CHECKING:
-    from regcopilot.users.postgres import PostgresDirectory
 
 log = logging.getLogger("regcopilot.users")
 
@@ -76,6 +73,20 @@ HEAD = "SELECT max(seq) FROM public.regcopilot_user_changes"
 AFTER = "SELECT seq, user_id FROM public.regcopilot_user_changes WHERE seq > $1 ORDER BY seq"
 
 
+class FeedSource(Protocol):
+    """What the feed needs of the PostgreSQL directory (users/postgres.py)."""
+
+    url: str
+    direct_url: str | None
+    timeout: float
+    statement_cache_size: int
+    poll_seconds: float
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]: ...
+    async def notify(self, channel: str, payload: str) -> None: ...
+    async def prune_log(self) -> int: ...
+
+
 class Deaf(Exception):
     """The listener's connection answers, but the announcements do not reach it."""
 
@@ -83,7 +94,7 @@ class Deaf(Exception):
 class PostgresFeed:
     def __init__(
         self,
-        directory: PostgresDirectory,
+        directory: FeedSource,
         cursor: FeedCursor,
         on_change: ChangeCallback,
         state: FeedState,

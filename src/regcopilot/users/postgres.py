@@ -13,7 +13,9 @@ from typing import Any
 import asyncpg
 
 from regcopilot.feed import FeedState
+from regcopilot.users import workspace_schema
 from regcopilot.users.changes import FeedCursor
+from regcopilot.users.dialect import SESSION, render, split_session
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
     NO_WORKSPACE,
@@ -31,8 +33,6 @@ from regcopilot.users.pg_errors import DROPPED, UNAVAILABLE
 from regcopilot.users.pg_feed import PostgresFeed
 from regcopilot.users.rows import COLUMNS, new_meta, to_user
 from regcopilot.users.schema import POSTGRES_DDL, POSTGRES_DDL_LOCK
-from regcopilot.workspaces import schema as workspace_schema
-from regcopilot.workspaces.sql import SESSION, render, split_session
 
 log = logging.getLogger("regcopilot.users")
 
