@@ -223,6 +223,16 @@ def delete_prefix(prefix: str, url: str = "redis://127.0.0.1:6379/0") -> None:
         client.close()
 
 
+async def status(app: Any, cookie: str, path: str = "/api/me") -> int:
+    """The status an in-process app answers `path` with, for this session cookie alone."""
+    app.client.cookies.clear()
+    app.client.cookies.set(COOKIE, cookie)
+    try:
+        return (await app.client.get(path)).status_code
+    finally:
+        app.client.cookies.clear()
+
+
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 

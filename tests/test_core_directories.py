@@ -14,14 +14,19 @@ from regcopilot.feed import FeedState
 from regcopilot.users.backends import open_directory
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import FOREVER, judge
+from tests.conftest import clean_users
 from tests.support import eventually, hash_password, verify_password
 
 HASH = hash_password("correct horse battery")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "gotrue"])
 async def directory(request, tmp_path, pg_url, pg_clean):
-    url = f"sqlite:///{tmp_path}/dir.db" if request.param == "sqlite" else pg_url
+    """Each directory: SQLite, PostgreSQL with our schema, with Supabase Auth's (GoTrue's)."""
+    url = {"sqlite": f"sqlite:///{tmp_path}/dir.db", "postgres": pg_url}.get(request.param)
+    if url is None:
+        url = request.getfixturevalue("gotrue_url")
+        await clean_users(url)
     d = open_directory(url, timeout=5)
     await d.open()
     try:

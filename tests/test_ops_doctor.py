@@ -67,7 +67,7 @@ def test_good_configuration_passes(tmp_path, sqlite_db):
     assert lines["redis reach"].startswith("ok")
     assert lines["redis auth+ping"].startswith("ok PING answered")
     assert lines["database"].startswith("ok SQLite")
-    assert lines["schema"].startswith("ok auth_users present")
+    assert lines["schema"].startswith("ok regcopilot's own schema (SQLite)")
     assert lines["users"] == "ok 1 user(s), 1 admin(s)"
     assert lines["cache backend"].startswith("ok redis:")
 
@@ -149,7 +149,8 @@ def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
     asyncio.run(ensure_schema(pg_url))
     code, lines = doctor(tmp_path, DATABASE_URL=pg_url)
     assert lines["database"].startswith("ok PostgreSQL")
-    assert lines["schema"] == "ok auth.users present; change trigger installed"
+    assert lines["schema"] == ("ok regcopilot's own schema: users in auth.users, sessions in "
+                               "public.regcopilot_sessions; change trigger installed")
     assert code == 0
 
 

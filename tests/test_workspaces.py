@@ -103,7 +103,7 @@ async def _team_with_member(a: Any, b: Any) -> dict[str, Any]:
             "bob_personal": bob_user["tenantId"], "alice_personal": alice_user["tenantId"]}
 
 
-@pytest.mark.parametrize(("directory", "cache"), BACKENDS)
+@pytest.mark.parametrize(("directory", "cache"), [*BACKENDS, ("gotrue", "redis")])
 async def test_journey_personal_team_member_switch_seen_on_another_instance(
         pair, directory, cache):
     async with pair(directory, cache) as (a, b):
@@ -316,7 +316,7 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
     security on, the owner foreign key - is used without changing them, and its members and
     current workspaces are honoured from the first sign-in."""
     from regcopilot.auth.passwords import hash_password
-    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
+    from regcopilot.users.schema import POSTGRES_DDL, POSTGRES_USERS_DDL
     from tests.conftest import PG_ADMIN
 
     name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
@@ -326,7 +326,7 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
     try:
         conn = await asyncpg.connect(url)
         try:
-            await conn.execute(USERS_DDL)
+            await conn.execute(POSTGRES_USERS_DDL + POSTGRES_DDL)
             await conn.execute("""
                 CREATE SCHEMA copilot_core;
                 CREATE TABLE copilot_core.tenants (

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     NEXT_PUBLIC_SUPABASE_ANON_KEY: str | None = None
     SUPABASE_SERVICE_ROLE_KEY: str | None = None
     SUPABASE_DEMO_TENANT_ID: str = "default"
+    # GoTrue's own setting, read the same way: true lets unconfirmed emails sign in (email
+    # confirmations off). Default false: confirmations required, as on hosted Supabase.
+    GOTRUE_MAILER_AUTOCONFIRM: bool = False
     REDIS_URL: str | None = None
     REDIS_TIMEOUT_MS: int = 50
     REDIS_KEY_PREFIX: str = "copilot:auth:"

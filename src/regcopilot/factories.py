@@ -19,7 +19,8 @@ from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.users.admin import UserAdmin
 from regcopilot.users.backends import open_directory
 from regcopilot.users.directory import UserDirectory
-from regcopilot.users.sessions import SessionRecords, session_records
+from regcopilot.users.session_stores import session_records
+from regcopilot.users.sessions import SessionRecords
 
 # Outside the request path (CLI, doctor) a command may wait longer than a request would.
 TOOL_REDIS_TIMEOUT_MS = 1000
@@ -83,6 +84,8 @@ class AdminGraph:
 
     async def open(self) -> None:
         await self.directory.open()
+        # The schema is known now: the session store for it (auth.sessions on GoTrue's).
+        self.records = session_records(self.directory)
 
     async def close(self) -> None:
         await self.directory.close()
@@ -95,7 +98,6 @@ def build_admin(settings: Settings, warn: Callable[[str], None]) -> AdminGraph:
     directory = build_directory(settings)
     store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
     keys = build_keys(settings)
-    records = session_records(directory)
 
     async def drop_shared(user_id: str) -> None:
         # Running instances hear the directory's trigger; Redis is cleared here too so an
@@ -107,7 +109,10 @@ def build_admin(settings: Settings, warn: Callable[[str], None]) -> AdminGraph:
                 warn(f"Redis not cleared ({exc})")
 
     async def end_sessions(user_id: str, reason: str) -> int:
-        # Written to the session records: the table's trigger tells every running instance.
-        return len(await records.revoke_all(user_id, reason))
+        # Written to the session records (picked at open): the table's trigger tells every
+        # running instance.
+        return len(await graph.records.revoke_all(user_id, reason))
 
-    return AdminGraph(directory, store, records, UserAdmin(directory, drop_shared, end_sessions))
+    graph = AdminGraph(directory, store, session_records(directory),
+                       UserAdmin(directory, drop_shared, end_sessions))
+    return graph

@@ -41,6 +41,13 @@ class FeedMode(StrEnum):
     POLL = "poll"  # the log read every CHANGE_FEED_POLL_SECONDS (SQLite; a pooler, no direct URL)
 
 
+class AuthSchema(StrEnum):
+    """Whose `auth` tables the user directory runs on (users/recognise.py)."""
+
+    GOTRUE = "supabase-auth"  # Supabase Auth's own (GoTrue's migrations)
+    OWN = "regcopilot"  # the tables this app creates on an empty database (and SQLite's)
+
+
 class Door(StrEnum):
     """Which sign-in door a session was opened through (SignInContext.door)."""
 

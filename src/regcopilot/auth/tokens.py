@@ -43,6 +43,10 @@ class Claims:
     # ms since the epoch when `tenant` was set by a sign-in or a switch: a cached validation
     # older than that, naming another workspace, is re-asked rather than believed.
     tenant_at: int = 0
+    # ms since the epoch when the user signed in (kept through moves and format upgrades): a
+    # password changed after it voids the session (User.sessions_after). Tokens without it
+    # count from iat.
+    auth_at: int = 0
 
 
 def now_ms() -> int:
@@ -64,10 +68,11 @@ class TokenFormat:
         self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
     ) -> tuple[str, Claims]:
         """A new session; `tenant_at` stamps when its workspace was set (issue 13)."""
-        now = int(time.time())
+        at = now_ms()
+        now = at // 1000
         claims = Claims(sub=sub, email=email, tenant=tenant, role=role, iat=now,
                         exp=now + self.max_age, jti=self._new_jti(), name=name,
-                        tenant_at=now_ms())
+                        tenant_at=at, auth_at=at)
         return self._encode(claims), claims
 
     def reissue(self, claims: Claims) -> tuple[str, Claims]:
@@ -83,7 +88,8 @@ class TokenFormat:
         return self._encode(replace(claims, tenant=tenant, tenant_at=now_ms()))
 
     def _new_jti(self) -> str:
-        return uuid.uuid4().hex
+        # A uuid in its usual spelling: on Supabase it is also the auth.sessions row's id.
+        return str(uuid.uuid4())
 
     def _encode(self, claims: Claims) -> str:
         raise NotImplementedError
@@ -112,6 +118,7 @@ class SessionTokens(TokenFormat):
             # the upstream's claim name for the session's workspace
             "currentTenantId": claims.tenant,
             "tenantAt": claims.tenant_at,
+            "authAt": claims.auth_at,
             "role": claims.role,
             "iat": claims.iat,
             "exp": claims.exp,
@@ -178,7 +185,7 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
     if exp - iat > max_age + leeway:
         raise InvalidToken("lifetime too long")
     email, tenant, role = body.get("email"), body.get("tenant"), body.get("role")
-    name, tenant_at = body.get("name"), body.get("tenantAt")
+    name, tenant_at, auth_at = body.get("name"), body.get("tenantAt"), body.get("authAt")
     if not isinstance(tenant, str):
         tenant = body.get("currentTenantId")  # the upstream's claim for the workspace
     return Claims(
@@ -191,4 +198,5 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
         jti=jti,
         name=name if isinstance(name, str) else None,
         tenant_at=tenant_at if type(tenant_at) is int else 0,
+        auth_at=auth_at if type(auth_at) is int else iat * 1000,
     )

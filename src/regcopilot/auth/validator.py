@@ -145,4 +145,5 @@ def _entry(verdict: Verdict, asked_at: int, seq: int | None = None) -> CacheEntr
         seq=seq,
         tenant_role=verdict.tenant_role,
         tenant_name=verdict.tenant_name,
+        sessions_after=verdict.sessions_after,
     )

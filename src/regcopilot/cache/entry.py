@@ -36,6 +36,8 @@ class CacheEntry:
     # in it and its name. A valid entry without them was not written by this version.
     tenant_role: str | None = None
     tenant_name: str | None = None
+    # ms since the epoch: sessions signed in before this are void (the password changed).
+    sessions_after: int | None = None
 
     def fresh(self, ttl_s: float, now: int) -> bool:
         """Written within the last TTL, and not from the future (allowing for clock skew
@@ -58,6 +60,8 @@ class CacheEntry:
             body["tenantRole"] = self.tenant_role
         if self.tenant_name is not None:
             body["tenantName"] = self.tenant_name
+        if self.sessions_after is not None:
+            body["sessionsAfter"] = self.sessions_after
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -90,7 +94,10 @@ class CacheEntry:
             return None
         if seq is not None and (type(seq) is not int or seq < 0):
             return None
-        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name)
+        after = body.get("sessionsAfter")
+        if after is not None and type(after) is not int:
+            return None
+        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name, after)
 
 
 def upstream_shaped(raw: str | bytes) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -13,7 +12,9 @@ from typing import Any
 import asyncpg
 
 from regcopilot.feed import FeedState
+from regcopilot.names import AuthSchema
 from regcopilot.users import workspace_schema
+from regcopilot.users.auth_tables import TABLES, AuthTables, OwnTables
 from regcopilot.users.changes import FeedCursor
 from regcopilot.users.dialect import SESSION, render, split_session
 from regcopilot.users.directory import (
@@ -31,8 +32,9 @@ from regcopilot.users.directory import (
 )
 from regcopilot.users.pg_errors import DROPPED, UNAVAILABLE
 from regcopilot.users.pg_feed import PostgresFeed
-from regcopilot.users.rows import COLUMNS, new_meta, to_user
-from regcopilot.users.schema import POSTGRES_DDL, POSTGRES_DDL_LOCK
+from regcopilot.users.recognise import recognise
+from regcopilot.users.rows import COLUMNS, new_meta, to_sign_in_user, to_user
+from regcopilot.users.schema import POSTGRES_DDL_LOCK
 
 log = logging.getLogger("regcopilot.users")
 
@@ -66,6 +68,11 @@ class PostgresDirectory:
         self.pool_size = pool_size
         self.statement_cache_size = statement_cache_size
         self._pool: asyncpg.Pool | None = None
+        self.tables: AuthTables = OwnTables()
+
+    @property
+    def schema(self) -> AuthSchema:
+        return self.tables.schema
 
     async def open(self) -> None:
         try:
@@ -82,7 +89,10 @@ class PostgresDirectory:
             raise DirectoryUnavailable(f"PostgreSQL unreachable: {exc}") from exc
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", POSTGRES_DDL_LOCK)
-            await conn.execute(POSTGRES_DDL)
+            # SchemaMismatch (neither GoTrue's nor ours) stops here, before anything is made.
+            found = await recognise(conn)
+            self.tables = TABLES[found or AuthSchema.OWN]()
+            await conn.execute(self.tables.ddl)
             await conn.execute(workspace_schema.POSTGRES_DDL)
 
     async def close(self) -> None:
@@ -104,15 +114,18 @@ class PostgresDirectory:
         """A pooled connection for the change feed's poll (pg_feed.py)."""
         return self._conn()
 
-    async def _one(self, sql: str, *args: Any) -> User | None:
+    async def _row(self, sql: str, *args: Any) -> Any:
         try:
             async with self._conn() as conn:
-                row = await conn.fetchrow(sql, *args)
+                return await conn.fetchrow(sql, *args)
         except DirectoryUnavailable as exc:
             if not isinstance(exc.__cause__, DROPPED):
                 raise
             async with self._conn() as conn:
-                row = await conn.fetchrow(sql, *args)
+                return await conn.fetchrow(sql, *args)
+
+    async def _one(self, sql: str, *args: Any) -> User | None:
+        row = await self._row(sql, *args)
         return to_user(row) if row else None
 
     async def ping(self) -> None:
@@ -125,9 +138,8 @@ class PostgresDirectory:
         return await self._one(f"SELECT {COLUMNS} FROM auth.users WHERE id = $1", user_id)
 
     async def find_by_email(self, email: str) -> User | None:
-        return await self._one(
-            f"SELECT {COLUMNS} FROM auth.users WHERE email = $1", normalize_email(email)
-        )
+        row = await self._row(self.tables.find_by_email, normalize_email(email))
+        return to_sign_in_user(row) if row else None
 
     async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
         if not is_uuid(user_id):
@@ -166,18 +178,13 @@ class PostgresDirectory:
         admin: bool = False,
         tenant_id: str | None = None,
         full_name: str | None = None,
+        confirmed: bool = True,
     ) -> User:
         app_meta, user_meta = new_meta(admin, tenant_id, full_name)
         async with self._conn() as conn:
             try:
-                row = await conn.fetchrow(
-                    "INSERT INTO auth.users (email, encrypted_password, raw_app_meta_data,"
-                    " raw_user_meta_data) VALUES ($1, $2, $3::jsonb, $4::jsonb)"
-                    f" RETURNING {COLUMNS}",
-                    normalize_email(email),
-                    password_hash,
-                    json.dumps(app_meta),
-                    json.dumps(user_meta),
+                row = await self.tables.insert(
+                    conn, normalize_email(email), password_hash, app_meta, user_meta, confirmed
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise ValueError(f"a user with email {normalize_email(email)} exists") from exc
@@ -221,6 +228,11 @@ class PostgresDirectory:
             until,
             user_id,
         )
+
+    async def set_password(self, user_id: str, password_hash: str) -> bool:
+        if not is_uuid(user_id):
+            return False
+        return await self._write(self.tables.set_password, password_hash, user_id)
 
     async def delete(self, user_id: str, *, soft: bool = False) -> bool:
         if not is_uuid(user_id):

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.users.recognise import SchemaMismatch
 
 
 def mask(url: str) -> str:
@@ -77,6 +78,8 @@ def open_problem(url: str, exc: BaseException, timeout: float) -> str:
     """`DATABASE_URL=<url, password masked>: <why>` for a directory that would not open."""
     if isinstance(exc, DirectoryUnavailable) and exc.__cause__ is not None:
         exc = exc.__cause__
+    if isinstance(exc, SchemaMismatch):
+        return f"DATABASE_URL={mask(url)}: {exc}"
     why = (sqlite_problem(url, exc) if url.startswith("sqlite:")
            else postgres_problem(url, exc, timeout))
     return f"DATABASE_URL={mask(url)}: {why}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from regcopilot.users.directory import UserDirectory, is_uuid
+from regcopilot.users.directory import is_uuid
 from regcopilot.users.rows import as_datetime
 
 MAX_TEXT = 512  # user agents are attacker-chosen: a row stays small whatever they send
@@ -286,8 +286,3 @@ class PostgresSessionRecords:
         )
         return int(rows[0][0]) if rows else 0
 
-
-def session_records(directory: UserDirectory) -> SessionRecords:
-    if directory.kind == "sqlite":
-        return SqliteSessionRecords(directory)
-    return PostgresSessionRecords(directory)

@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 
 from regcopilot.feed import FeedState
-from regcopilot.names import FeedMode
+from regcopilot.names import AuthSchema, FeedMode
 from regcopilot.users import workspace_schema
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.dialect import SESSION, render, split_session
@@ -25,6 +25,7 @@ from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
     NO_WORKSPACE,
     PRUNE_BATCH,
+    UNCONFIRMED_NEEDS_GOTRUE,
     ChangeCallback,
     CurrentWorkspace,
     DirectoryUnavailable,
@@ -34,7 +35,7 @@ from regcopilot.users.directory import (
     dispatch,
     normalize_email,
 )
-from regcopilot.users.rows import COLUMNS, new_meta, to_user
+from regcopilot.users.rows import COLUMNS, new_meta, to_sign_in_user, to_user
 from regcopilot.users.schema import SQLITE_DDL
 
 log = logging.getLogger("regcopilot.users")
@@ -49,6 +50,7 @@ def _now() -> str:
 
 class SqliteDirectory:
     kind = "sqlite"
+    schema = AuthSchema.OWN
 
     def __init__(
         self, path: str, *, timeout: float = 2.0,
@@ -96,9 +98,13 @@ class SqliteDirectory:
         return await self._one(f"SELECT {COLUMNS} FROM auth_users WHERE id = ?", (user_id,))
 
     async def find_by_email(self, email: str) -> User | None:
-        return await self._one(
-            f"SELECT {COLUMNS} FROM auth_users WHERE email = ?", (normalize_email(email),)
-        )
+        # Every user here is an email user of the default audience, confirmed when created.
+        async with self._conn() as db, db.execute(
+            f"SELECT {COLUMNS}, 'authenticated', created_at, 0, 0 FROM auth_users"
+            " WHERE email = ?", (normalize_email(email),),
+        ) as cur:
+            row = await cur.fetchone()
+        return to_sign_in_user(row) if row else None
 
     async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
         found = await self.rows(render(self.kind, SESSION), user_id)
@@ -136,7 +142,10 @@ class SqliteDirectory:
         admin: bool = False,
         tenant_id: str | None = None,
         full_name: str | None = None,
+        confirmed: bool = True,
     ) -> User:
+        if not confirmed:
+            raise ValueError(UNCONFIRMED_NEEDS_GOTRUE)
         app_meta, user_meta = new_meta(admin, tenant_id, full_name)
         user_id = str(uuid.uuid4())
         duplicate = False
@@ -200,6 +209,12 @@ class SqliteDirectory:
         return await self._write(
             "UPDATE auth_users SET banned_until = ?, updated_at = ? WHERE id = ?",
             (until.isoformat() if until else None, _now(), user_id),
+        )
+
+    async def set_password(self, user_id: str, password_hash: str) -> bool:
+        return await self._write(
+            "UPDATE auth_users SET encrypted_password = ?, updated_at = ? WHERE id = ?",
+            (password_hash, _now(), user_id),
         )
 
     async def delete(self, user_id: str, *, soft: bool = False) -> bool:

@@ -36,8 +36,10 @@ from regcopilot.feed import FeedState
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
+from regcopilot.users.audit import AuditTrail, NoAuditTrail, audit_trail
 from regcopilot.users.directory import DirectoryUnavailable, UserDirectory
-from regcopilot.users.sessions import session_records
+from regcopilot.users.recognise import describe
+from regcopilot.users.session_stores import session_records
 from regcopilot.web.migration import ForeignSessions
 from regcopilot.workspaces.store import WorkspaceStore
 
@@ -63,6 +65,7 @@ class Services:
     authenticator: Authenticator
     signer: SignIn
     bus: EventBus | None = None
+    audit: AuditTrail = field(default_factory=NoAuditTrail)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -82,6 +85,10 @@ class Services:
 
     async def start(self) -> None:
         await self.directory.open()
+        # The schema is known now: the session store and the audit trail are picked for it.
+        self.sessions.records = session_records(self.directory)
+        self.audit = self.signer.audit = audit_trail(self.directory)
+        log.info("User directory: %s", describe(self.directory.schema, self.directory.kind))
         # Before the first request: an entry in Redis can only be checked against the log.
         with contextlib.suppress(DirectoryUnavailable):
             self.cache.freshness.load(await self.directory.read_log())
@@ -89,6 +96,7 @@ class Services:
         await self.cache.start()
         if self.bus is not None:
             self.bus.start()
+        self.audit.start()
         self.metrics.start(lambda: self.cache.backend)
         self._tasks.append(asyncio.create_task(self._follow_changes(), name="user-changes"))
         with contextlib.suppress(DirectoryUnavailable):
@@ -117,6 +125,7 @@ class Services:
         for task in self._tasks:
             await stop(task)
         await self.sessions.close()
+        await self.audit.close()
         await self.metrics.close()
         if self.bus is not None:
             await self.bus.close()
@@ -193,6 +202,7 @@ def build_services(
             limiter=limiter, passwords=passwords, cache=cache, validator=validator,
             sessions=sessions, metrics=metrics, security=security,
             default_tenant=settings.SUPABASE_DEMO_TENANT_ID,
+            autoconfirm=settings.GOTRUE_MAILER_AUTOCONFIRM,
         ),
         bus=bus,
     )

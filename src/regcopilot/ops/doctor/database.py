@@ -6,8 +6,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from regcopilot.names import AuthSchema
 from regcopilot.ops.doctor.report import OK, WARN, Problem, Result
 from regcopilot.users.problems import postgres_problem, postgres_where, sqlite_problem
+from regcopilot.users.recognise import SchemaMismatch, describe, recognise
 
 
 def _sqlite_path(url: str) -> Path:
@@ -42,7 +44,7 @@ def check_sqlite(url: str, timeout_s: float) -> list[Result]:
         "change log missing (created at start)"
     return [
         Result("database", OK, f"SQLite {where} readable"),
-        Result("schema", OK, f"auth_users present; {feed}"),
+        Result("schema", OK, f"{describe(AuthSchema.OWN, 'sqlite')}; {feed}"),
         _users_result(users or 0, admins or 0),
     ]
 
@@ -63,6 +65,10 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
         if not table:
             raise Problem(f"no auth.users table in {where}: not Supabase's database, or the "
                           "app has never started on it (it would create an empty one)")
+        try:
+            schema = await recognise(conn)
+        except SchemaMismatch as exc:
+            raise Problem(f"{where}: {exc}") from None
         users, admins = await conn.fetchrow(
             "SELECT count(*), count(*) FILTER (WHERE raw_app_meta_data->>'role' = 'admin') "
             "FROM auth.users WHERE deleted_at IS NULL"
@@ -77,7 +83,8 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
     out = [Result("database", OK, f"PostgreSQL {version.major}.{version.minor} at {where}, "
                   f"connected in {ms:.0f} ms")]
     feed = "change trigger installed" if trigger else "change trigger missing (installed at start)"
-    out.append(Result("schema", OK, f"auth.users present; {feed}"))
+    whose = describe(schema or AuthSchema.OWN, "postgres")
+    out.append(Result("schema", OK, f"{whose}; {feed}"))
     out.append(_users_result(users, admins))
     return out
 

@@ -166,6 +166,7 @@ async def logout(request: Request) -> Response:
             claims = None
         if claims is not None:
             await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
+            svc.audit.logout(claims.sub, claims.email, claims.name, client_ip(request))
     foreign = await svc.foreign.end(request.scope, read_cookie, svc.sessions)
     ctype = request.headers.get("content-type", "")
     response: Response

@@ -1,7 +1,7 @@
-"""`GET /admin`: the admin console — users (search by email, paging, status, last sign-in) and,
-per user, ban, unban, delete, invalidate and their sessions. Server-rendered; the buttons call
-the admin JSON API (same origin, the admin's cookie), so the console can do nothing the API
-cannot, and needs no front-end build."""
+"""`GET /admin`: the admin console — users (search by email, paging, status, last sign-in), a
+new user, and per user, ban, unban, delete, invalidate and their sessions. Server-rendered; the
+buttons call the admin JSON API (same origin, the admin's cookie), so the console can do nothing
+the API cannot, and needs no front-end build."""
 
 from __future__ import annotations
 
