@@ -266,3 +266,31 @@ def servers(pg_url: str, tmp_path_factory: Any) -> Any:
             yield procs
     finally:
         delete_prefix(prefix, REDIS_URL)
+
+
+@pytest.fixture(scope="session")
+def pgbouncers(pg_url: str) -> Any:
+    """`pgbouncers("transaction")`: a PgBouncer of this run's own in front of its database,
+    started on first use, stopped by PID at the end (tests/pgbouncer.py)."""
+    from tests.pgbouncer import PgBouncer
+
+    started: dict[str, PgBouncer] = {}
+
+    def get(mode: str) -> PgBouncer:
+        if mode not in started:
+            started[mode] = PgBouncer(pg_url, mode).start()
+        return started[mode]
+
+    yield get
+    for bouncer in started.values():
+        bouncer.stop()
+
+
+@pytest.fixture
+def route(request: pytest.FixtureRequest, pg_url: str, pgbouncers: Any) -> dict[str, Any]:
+    """Parametrize indirectly with a name from tests/pgbouncer.py's ROUTES: the settings that
+    put an instance's DATABASE_URL on that route."""
+    from tests.pgbouncer import ROUTES, route_settings
+
+    mode = ROUTES[request.param][0]
+    return route_settings(request.param, pg_url, pgbouncers(mode) if mode else None)

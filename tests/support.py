@@ -86,12 +86,19 @@ def answering(proc: subprocess.Popen[bytes], url: str, log: Path, what: str
         wait_until(ready, timeout=30, interval=0.1, what=what)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        end_process(proc)
+
+
+def end_process(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+    """Stop a process the test started, by its own PID: SIGTERM, then SIGKILL after `grace`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from regcopilot.feed import FeedState
 from regcopilot.users.backends import open_directory
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import FOREVER, judge
@@ -124,9 +126,9 @@ async def test_changes_are_announced(directory):
     user = await directory.add("alice@example.com", HASH)
     other = await directory.add("bob@example.com", HASH)
     changes: list[Change] = []
-    states: list[bool] = []
+    state = FeedState("test feed", logging.getLogger("test"))
     cursor = FeedCursor((await directory.read_log()).head)
-    task = asyncio.create_task(directory.watch(cursor, changes.append, states.append))
+    task = asyncio.create_task(directory.watch(cursor, changes.append, state))
 
     class Seen:
         def __contains__(self, user_id: str) -> bool:
@@ -137,7 +139,7 @@ async def test_changes_are_announced(directory):
 
     seen = Seen()
     try:
-        await eventually(lambda: states and states[-1], timeout=5)
+        await eventually(lambda: state.complete, timeout=5)
         await directory.set_banned_until(user.id, FOREVER)
         await eventually(lambda: user.id in seen, timeout=5)
         await directory.record_sign_in(other.id)  # not a validity change: may stay silent

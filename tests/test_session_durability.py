@@ -143,7 +143,7 @@ async def test_warm_path_asks_neither_the_directory_nor_redis(instance, own_redi
     async with instance(directory, own_redis.url) as app:
         await app.add_user("warm@example.com")
         cookie, _ = await two_sessions(app, "warm@example.com")
-        await eventually(lambda: app.services.bus.connected and app.services.feed_connected,
+        await eventually(lambda: app.services.bus.connected and app.services.feed.complete,
                          timeout=5)
         assert await status(app, cookie) == 200  # fills the tiers
         directory = app.services.directory
@@ -207,10 +207,10 @@ async def test_revocation_made_while_the_feed_was_down_is_read_on_reconnect(inst
             await app.add_user("gap@example.com")
             ended, alive = await two_sessions(app, "gap@example.com")
             assert await status(app, ended) == 200
-            await eventually(lambda: app.services.feed_connected, timeout=5)
+            await eventually(lambda: app.services.feed.complete, timeout=5)
             proxy.frozen = True
             proxy.cut()
-            await eventually(lambda: not app.services.feed_connected, timeout=10)
+            await eventually(lambda: not app.services.feed.complete, timeout=10)
             conn = await asyncpg.connect(pg_url)  # straight to the server, not through the proxy
             try:
                 await conn.execute("UPDATE public.regcopilot_sessions SET revoked_at = now() "
@@ -220,7 +220,7 @@ async def test_revocation_made_while_the_feed_was_down_is_read_on_reconnect(inst
             assert not app.services.revocations.local.get_now(
                 app.services.tokens.decode(ended).jti), "nothing could have told it yet"
             proxy.frozen = False
-            await eventually(lambda: app.services.feed_connected, timeout=10)
+            await eventually(lambda: app.services.feed.complete, timeout=10)
             await eventually(lambda: _is(status(app, ended), 401), timeout=5)
             assert await status(app, alive) == 200
     finally:

@@ -513,7 +513,7 @@ async def test_made_while_every_listener_is_cut_reaches_every_instance(settings_
         jti = a.services.tokens.decode(cookie).jti
         for app in (a, b):
             assert await status(app, cookie) == 200
-            await eventually(lambda app=app: app.services.feed_connected, timeout=5)
+            await eventually(lambda app=app: app.services.feed.complete, timeout=5)
         change = (f"DELETE FROM auth.sessions WHERE id = '{jti}'" if what == "session-deleted"
                   else "UPDATE auth.users SET encrypted_password = "
                        f"'{hash_password('changed while cut')}' WHERE id = '{user_id}'")

@@ -277,7 +277,7 @@ async def test_stampede_on_a_switched_session_is_one_directory_query(instance):
     async with instance("postgres", "redis") as app:
         await app.add_user("herd@example.com")
         cookie, _ = await sign_in(app, "herd@example.com")
-        await eventually(lambda: app.services.feed_connected, timeout=5)
+        await eventually(lambda: app.services.feed.complete, timeout=5)
         assert (await me(app, cookie)).status_code == 200
         await app.services.validator.user_changed((await me(app, cookie)).json()["id"])
         before = app.counters()["databaseQueries"]

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     DATABASE_POOL_SIZE: int = 10
     # Supabase's transaction-mode pooler rejects prepared statements; 0 turns asyncpg's cache off.
     DATABASE_STATEMENT_CACHE_SIZE: int = 100
+    # The change feed's own connection when DATABASE_URL goes through a transaction-mode
+    # pooler, which hands LISTEN's server connection to other clients (users/feed.py). Unset:
+    # LISTEN on DATABASE_URL if a round trip is heard there, else read the log on a period.
+    DATABASE_DIRECT_URL: str | None = None
+    # That period (poll mode); 1 s keeps the 2 s lockout bound with room for a slow query.
+    CHANGE_FEED_POLL_SECONDS: float = 1.0
     NEXT_PUBLIC_SUPABASE_URL: str | None = None
     NEXT_PUBLIC_SUPABASE_ANON_KEY: str | None = None
     SUPABASE_SERVICE_ROLE_KEY: str | None = None
@@ -92,6 +98,23 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
+
+    @field_validator("DATABASE_DIRECT_URL")
+    @classmethod
+    def _direct_url(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        parts = urlsplit(v)
+        if parts.scheme in ("postgres", "postgresql") and parts.hostname:
+            return v
+        raise ValueError("must be postgresql://user@host:5432/db (the direct connection)")
+
+    @field_validator("CHANGE_FEED_POLL_SECONDS")
+    @classmethod
+    def _poll_period(cls, v: float) -> float:
+        if not 0.05 <= v <= 1.0:
+            raise ValueError("must be between 0.05 and 1 (the lockout bound is 2 s)")
+        return v
 
     @field_validator("DATABASE_URL")
     @classmethod

@@ -33,6 +33,8 @@ def build_directory(settings: Settings, *, pool_size: int | None = None) -> User
         pool_size=settings.DATABASE_POOL_SIZE if pool_size is None else pool_size,
         statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
         log_keep_seconds=settings.change_log_keep_seconds,
+        direct_url=settings.DATABASE_DIRECT_URL,
+        poll_seconds=settings.CHANGE_FEED_POLL_SECONDS,
     )
 
 

@@ -46,7 +46,8 @@ class SessionService:
         self.revocations = revocations
         self.metrics = metrics
         self.touch_seconds = touch_seconds
-        self.feed_connected = False
+        self.feed = revocations.feed
+        self.feed.watch(self.feed_state)
         self._seen: set[str] = set()
         # On every request: set.add itself, bound once (no Python frame of ours per request).
         self.seen = self._seen.add
@@ -76,16 +77,14 @@ class SessionService:
             self.revocations.remember(item.id, item.expires)
         return len(revoked)
 
-    def feed_state(self, connected: bool) -> None:
-        """The directory's change feed (re)connected or dropped. On every connect, re-read the
-        revoked set: whatever was revoked while nobody listened is in the table."""
-        self.feed_connected = connected
-        self.revocations.durable_feed_connected = connected
-        if connected and (self._reload is None or self._reload.done()):
+    def feed_state(self, complete: bool) -> None:
+        """The directory's change feed proves itself again, or stopped. On every return, re-read
+        the revoked set: whatever was revoked while nobody listened is in the table."""
+        if complete and (self._reload is None or self._reload.done()):
             self._reload = asyncio.create_task(self._reload_until_done(), name="session-reload")
 
     async def _reload_until_done(self) -> None:
-        while self.feed_connected:
+        while self.feed.complete:
             try:
                 await self.load()
                 return

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from regcopilot.feed import FeedState
 from regcopilot.names import AuthSchema, Reason
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.schema import SESSION_EVENT
@@ -141,7 +142,6 @@ def judge(
 
 
 ChangeCallback = Callable[[Change], Awaitable[None] | None]
-StateCallback = Callable[[bool], None]
 # A session revoked by anyone (this app, the CLI, plain SQL): its id and expiry (Unix s).
 RevokedCallback = Callable[[str, int], Awaitable[None] | None]
 
@@ -244,14 +244,14 @@ class ChangeFeed(Protocol):
         self,
         cursor: FeedCursor,
         on_change: ChangeCallback,
-        on_state: StateCallback,
+        state: FeedState,
         on_revoked: RevokedCallback | None = None,
     ) -> None:
         """Run until cancelled, calling on_change(change) for every change to a user's
         validity and on_revoked(session_id, expires) for every session revoked, made by anyone
         (this app, the CLI, plain SQL), in the log's order where it matters: after a reconnect
-        or a gap the log is replayed from `cursor.position` before on_state(True).
-        on_state(False) while changes may be missed."""
+        or a gap the log is replayed from `cursor.position` before `state` is proved. `state`
+        says how the log is heard, and is complete only while that is shown (feed.py)."""
         ...
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import aiosqlite
 
-from regcopilot.names import AuthSchema
+from regcopilot.feed import FeedState
+from regcopilot.names import AuthSchema, FeedMode
 from regcopilot.users import workspace_schema
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.dialect import SESSION, render, split_session
@@ -30,7 +31,6 @@ from regcopilot.users.directory import (
     DirectoryUnavailable,
     LogSnapshot,
     RevokedCallback,
-    StateCallback,
     User,
     dispatch,
     normalize_email,
@@ -260,12 +260,14 @@ class SqliteDirectory:
         self,
         cursor: FeedCursor,
         on_change: ChangeCallback,
-        on_state: StateCallback,
+        state: FeedState,
         on_revoked: RevokedCallback | None = None,
     ) -> None:
         """Poll the change log the triggers fill; SQLite has no NOTIFY. Writers are serialised,
-        so the log has no gaps, and a stalled poll simply resumes from the cursor."""
-        healthy: bool | None = None
+        so the log has no gaps, and a stalled poll simply resumes from the cursor. Every poll
+        that reads the log proves the feed complete."""
+        state.use(FeedMode.POLL, f"SQLite has no NOTIFY: the change log is read every "
+                  f"{POLL_SECONDS:g} s")
         next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         while True:
             try:
@@ -277,10 +279,8 @@ class SqliteDirectory:
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                     await self.prune_log()
-            except DirectoryUnavailable:
-                if healthy is not False:
-                    on_state(False)
-                    healthy = False
+            except DirectoryUnavailable as exc:
+                state.lost(f"change log unreadable ({exc})")
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             for seq, user_id in rows:
@@ -290,9 +290,7 @@ class SqliteDirectory:
                         await result
             if rows:
                 cursor.read_through(int(rows[-1][0]))
-            if healthy is not True:
-                on_state(True)  # only once what was missed has been applied
-                healthy = True
+            state.proved()  # only once what was missed has been applied
             await asyncio.sleep(POLL_SECONDS)
 
     async def prune_log(self) -> int:

@@ -32,6 +32,7 @@ from regcopilot.factories import (
     build_store,
     build_validator,
 )
+from regcopilot.feed import FeedState
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
@@ -64,9 +65,13 @@ class Services:
     authenticator: Authenticator
     signer: SignIn
     bus: EventBus | None = None
-    feed_connected: bool = False
     audit: AuditTrail = field(default_factory=NoAuditTrail)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def feed(self) -> FeedState:
+        """The directory's change feed: one state, written by its listener (feed.py)."""
+        return self.cache.freshness.feed
 
     async def authenticate(self, credentials: Credentials) -> SessionUser | Refusal:
         """The use case every request's session goes through (auth/authenticate.py)."""
@@ -113,13 +118,8 @@ class Services:
                 log.warning("Change log unreadable (%s) - retrying", exc)
                 await asyncio.sleep(FEED_RETRY_SECONDS)
         await self.directory.watch(
-            freshness.cursor, self.validator.changed, self._feed_state, self.sessions.on_revoked
+            freshness.cursor, self.validator.changed, freshness.feed, self.sessions.on_revoked
         )
-
-    def _feed_state(self, connected: bool) -> None:
-        self.feed_connected = connected
-        self.cache.set_feed_connected(connected)
-        self.sessions.feed_state(connected)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -162,7 +162,8 @@ def build_services(
     ours = SessionTokens(secret, max_age, **clock)
     nextauth = NextAuthTokens(secret, max_age, **clock)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
-    revocations = RevocationList(prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY)
+    revocations = RevocationList(prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY,
+                                 feed=cache.freshness.feed)
     validator = build_validator(settings, cache, directory, metrics, validator_kind)
     limiter = LoginLimiter(
         prefix,

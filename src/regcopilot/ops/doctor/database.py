@@ -9,14 +9,11 @@ from pathlib import Path
 from regcopilot.names import AuthSchema
 from regcopilot.ops.doctor.report import OK, WARN, Problem, Result
 from regcopilot.users.problems import (
-    postgres_hosts,
     postgres_problem,
     postgres_where,
     sqlite_problem,
 )
 from regcopilot.users.recognise import SchemaMismatch, describe, recognise
-
-SUPABASE_POOLER_PORT = 6543  # Supabase's transaction-mode pooler
 
 
 def _sqlite_path(url: str) -> Path:
@@ -62,7 +59,7 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
     where = postgres_where(url)
     started = time.perf_counter()
     try:
-        conn = await asyncpg.connect(url, timeout=timeout_s)
+        conn = await asyncpg.connect(url, timeout=timeout_s, statement_cache_size=statement_cache)
     except Exception as exc:
         raise Problem(postgres_problem(url, exc, timeout_s)) from None
     ms = (time.perf_counter() - started) * 1000
@@ -93,10 +90,6 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
     whose = describe(schema or AuthSchema.OWN, "postgres")
     out.append(Result("schema", OK, f"{whose}; {feed}"))
     out.append(_users_result(users, admins))
-    pooled = any(port == SUPABASE_POOLER_PORT for _, port in postgres_hosts(url))
-    if pooled and statement_cache != 0:
-        out.append(Result("pooler", WARN, f"port {SUPABASE_POOLER_PORT} is Supabase's "
-                          "transaction pooler: set DATABASE_STATEMENT_CACHE_SIZE=0"))
     return out
 
 

@@ -43,7 +43,7 @@ async def ready(request: Request) -> JSONResponse:
         "directory": directory,
         "cache": {"backend": svc.cache.backend, "lastError": svc.cache.breaker.last_error
                   if svc.cache.shared is not None and svc.cache.breaker.open else None},
-        "invalidationFeed": "connected" if svc.feed_connected else "disconnected",
+        "invalidationFeed": "connected" if svc.feed.complete else "disconnected",
     }
     # Draining (SIGTERM): a balancer or orchestrator that probes this stops sending new
     # requests here before the port closes.
