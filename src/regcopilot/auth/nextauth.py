@@ -58,7 +58,7 @@ class NextAuthTokens(TokenFormat):
         now = int(time.time())
         again = Claims(claims.sub, claims.email, claims.tenant, claims.role, now,
                        min(claims.exp, now + self.max_age), claims.jti, claims.name,
-                       claims.tenant_at)
+                       claims.tenant_at, claims.auth_time)
         return self._encode(again), again
 
     def move(self, claims: Claims, tenant: str) -> str:
@@ -79,6 +79,7 @@ class NextAuthTokens(TokenFormat):
             "iat": claims.iat,
             "exp": claims.exp,
             "jti": claims.jti,
+            "auth_time": claims.auth_time or None,  # ours: when the user signed in
         }
         body = {k: v for k, v in payload.items() if v is not None}
         plaintext = json.dumps(body, separators=(",", ":")).encode()
@@ -100,6 +101,7 @@ class NextAuthTokens(TokenFormat):
             raise InvalidToken("malformed: payload is not JSON") from None
         if not isinstance(body, dict):
             raise InvalidToken("malformed: payload is not an object")
-        return claims_from(body, max_age=self.max_age, leeway=self.leeway, cap_lifetime=True)
+        return claims_from(body, max_age=self.max_age, leeway=self.leeway, cap_lifetime=True,
+                           absolute=self.absolute)
 
 

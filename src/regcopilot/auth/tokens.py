@@ -40,6 +40,9 @@ class Claims:
     # ms since the epoch when `tenant` was set by a sign-in or a switch: a cached validation
     # older than that, naming another workspace, is re-asked rather than believed.
     tenant_at: int = 0
+    # When the user signed in (OIDC's `auth_time`, seconds): a slid session carries it along,
+    # and the absolute lifetime is counted from it. 0 in a token issued without it: its iat.
+    auth_time: int = 0
 
 
 class TokenFormat:
@@ -48,9 +51,10 @@ class TokenFormat:
     kept until its own expiry, after which the next use fails verification as expired."""
 
     def __init__(self, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
-                 cache_size: int = DECODED_CACHE_SIZE) -> None:
+                 cache_size: int = DECODED_CACHE_SIZE, absolute: int = 0) -> None:
         self.max_age = max_age
         self.leeway = leeway
+        self.absolute = absolute  # the absolute lifetime from sign-in; 0: none
         self._decoded = MemoryStore(cache_size)
 
     def issue(
@@ -58,9 +62,23 @@ class TokenFormat:
     ) -> tuple[str, Claims]:
         """A new session; `tenant_at` stamps when its workspace was set (issue 13)."""
         now = int(time.time())
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, self._new_jti(),
-                        name, tenant_at=int(time.time() * 1000))
+        claims = Claims(sub, email, tenant, role, now, self._capped(now, now + self.max_age),
+                        self._new_jti(), name, tenant_at=int(time.time() * 1000), auth_time=now)
         return self._encode(claims), claims
+
+    def renewed(self, claims: Claims) -> Claims:
+        """The same session (same jti) with a fresh expiry, for a sliding session's re-issue:
+        SESSION_MAX_AGE_SECONDS from now, never past the absolute lifetime from sign-in."""
+        now = int(time.time())
+        signed_in = claims.auth_time or claims.iat
+        return replace(claims, iat=now, exp=self._capped(signed_in, now + self.max_age),
+                       auth_time=signed_in)
+
+    def encode(self, claims: Claims) -> str:
+        return self._encode(claims)
+
+    def _capped(self, signed_in: int, exp: int) -> int:
+        return min(exp, signed_in + self.absolute) if self.absolute else exp
 
     def _new_jti(self) -> str:
         return uuid.uuid4().hex
@@ -112,6 +130,8 @@ class SessionTokens(TokenFormat):
         }
         if claims.name is not None:
             payload["name"] = claims.name
+        if claims.auth_time:
+            payload["auth_time"] = claims.auth_time
         return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
 
     def _verify(self, token: str) -> Claims:
@@ -140,10 +160,12 @@ class SessionTokens(TokenFormat):
             raise InvalidToken("algorithm not allowed") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"malformed: {type(exc).__name__}") from None
-        return claims_from(body, max_age=self.max_age, leeway=self.leeway)
+        return claims_from(body, max_age=self.max_age, leeway=self.leeway,
+                           absolute=self.absolute)
 
 
-def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool = False) -> Claims:
+def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool = False,
+                absolute: int = 0) -> Claims:
     """The checks every session format shares, on a verified token's payload.
 
     Another host's clock may run ahead of ours by up to `leeway`: `iat`/`nbf` that far in the
@@ -151,6 +173,8 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
     past `max_age` (+ leeway) is refused — or, with `cap_lifetime` (NextAuth's own tokens live
     30 days by default), cut to `max_age` after `iat`, so that an upgraded cookie and a
     sign-out's revocation of the shared jti cover the whole time the token is accepted here.
+    With `absolute`, no token outlives its sign-in (`auth_time`, else `iat`) by more than that,
+    whatever its `exp` says (e.g. the setting was lowered after it was issued).
     """
     sub, jti = body.get("sub"), body.get("jti")
     if not isinstance(sub, str) or not is_uuid(sub):
@@ -162,8 +186,13 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
     if not all(type(t) is int for t in (iat, exp, nbf)):
         raise InvalidToken("bad timestamps")
     now = time.time()
+    auth_time = body.get("auth_time")
+    if type(auth_time) is not int or auth_time <= 0:
+        auth_time = iat
     if cap_lifetime:
         exp = min(exp, iat + max_age)
+    if absolute:
+        exp = min(exp, auth_time + absolute)
     if exp <= now:
         raise InvalidToken("expired")
     if max(iat, nbf) > now + leeway:
@@ -184,4 +213,5 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
         jti=jti,
         name=name if isinstance(name, str) else None,
         tenant_at=tenant_at if type(tenant_at) is int else 0,
+        auth_time=auth_time,
     )

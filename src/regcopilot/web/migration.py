@@ -127,7 +127,8 @@ class ForeignSessions:
     def upgrade(self, found: Found, claims: Claims, user: SessionUser) -> list[tuple[bytes, bytes]]:
         """Set-Cookie headers moving a validated foreign session to the configured format."""
         validated = Claims(user.id, user.email or claims.email, user.tenant_id, user.role,
-                           claims.iat, claims.exp, claims.jti, claims.name)
+                           claims.iat, claims.exp, claims.jti, claims.name,
+                           auth_time=claims.auth_time)
         token, fresh = self.primary.reissue(validated)
         max_age = fresh.exp - int(time.time())
         if max_age <= 0:

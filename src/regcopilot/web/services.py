@@ -12,6 +12,7 @@ from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.password_pool import PasswordPool, default_workers
 from regcopilot.auth.passwords import Hasher
 from regcopilot.auth.rate_limit import LoginLimiter
+from regcopilot.auth.renewal import SessionRenewal
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.sessions import SessionService
 from regcopilot.auth.tokens import SessionTokens
@@ -56,10 +57,14 @@ class Services:
     feed_connected: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     sessions: SessionService = field(init=False)
+    renewal: SessionRenewal = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = SessionService(
             session_records(self.directory), self.revocations, self.metrics
+        )
+        self.renewal = SessionRenewal(
+            self.tokens, self.sessions, self.settings.SESSION_UPDATE_AGE_SECONDS
         )
 
     async def start(self) -> None:
@@ -126,7 +131,8 @@ def build_services(settings: Settings) -> Services:
     secret, max_age = settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS
     # Both formats judge clocks alike and share the decoded-token budget (issue 9).
     clock = {"leeway": settings.TOKEN_CLOCK_LEEWAY_SECONDS,
-             "cache_size": settings.DECODED_TOKEN_CACHE_SIZE}
+             "cache_size": settings.DECODED_TOKEN_CACHE_SIZE,
+             "absolute": settings.SESSION_ABSOLUTE_MAX_AGE_SECONDS}
     ours = SessionTokens(secret, max_age, **clock)
     nextauth = NextAuthTokens(secret, max_age, **clock)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours

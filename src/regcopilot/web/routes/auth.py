@@ -18,11 +18,11 @@ from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable, judge
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
-from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
+from regcopilot.web.middleware import read_cookie
 from regcopilot.web.migration import end_foreign_session
-from regcopilot.web.next_path import safe_next
+from regcopilot.web.next_path import destination
 from regcopilot.web.pages import render
-from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
+from regcopilot.web.refusals import DIRECTORY_DOWN, refusal, retry_after
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 from regcopilot.workspaces.store import WorkspaceStore
 
@@ -185,27 +185,30 @@ async def login(request: Request) -> Response:
     except LoginFailed as failure:
         if is_form:
             return render(
-                request, "login.html", _form_again(fields, failure.message),
+                request, "login.html",
+                _form_again(fields, failure.message, services(request).settings.NEXTAUTH_URL),
                 status_code=failure.status,
             )
         return refusal(failure.status, failure.message, failure.headers)
     settings = services(request).settings
     cookie = set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
     if is_form:
-        response: Response = RedirectResponse(safe_next(fields.get("next")), status_code=303)
+        response: Response = RedirectResponse(
+            destination(fields, settings.NEXTAUTH_URL), status_code=303
+        )
     else:
         response = JSONResponse(body)
     response.headers.append("set-cookie", cookie)
     return response
 
 
-def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
+def _form_again(fields: dict[str, Any], error: str, base_url: str) -> dict[str, Any]:
     """The sign-in form once more: the message, the email as typed, the same destination."""
     email = fields.get("email")
     return {
         "error": error,
         "email": email[:MAX_EMAIL] if isinstance(email, str) else "",
-        "next": safe_next(fields.get("next")),
+        "next": destination(fields, base_url),
     }
 
 
@@ -214,6 +217,20 @@ def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
 )
 @access(Access.PUBLIC)
 async def logout(request: Request) -> Response:
+    ctype = request.headers.get("content-type", "")
+    response: Response
+    if "form" in ctype:
+        response = RedirectResponse("/login", status_code=303)
+    else:
+        response = JSONResponse({"ok": True})
+    for header in await end_session(request):
+        response.headers.append("set-cookie", header)
+    return response
+
+
+async def end_session(request: Request) -> list[str]:
+    """Sign-out, whichever door it came through: the session revoked (durably, on every
+    instance), and the Set-Cookie headers clearing its cookies in either format."""
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))
     if token:
@@ -224,45 +241,4 @@ async def logout(request: Request) -> Response:
         if claims is not None:
             await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
     foreign = await end_foreign_session(svc, request.scope, read_cookie)
-    ctype = request.headers.get("content-type", "")
-    response: Response
-    if "form" in ctype:
-        response = RedirectResponse("/login", status_code=303)
-    else:
-        response = JSONResponse({"ok": True})
-    response.headers.append("set-cookie", clear_cookie_header(svc.settings))
-    for header in foreign:
-        response.headers.append("set-cookie", header)
-    return response
-
-
-@router.get("/api/auth/session")
-@access(Access.OPTIONAL)
-async def session(request: Request) -> Response:
-    user = signed_in(request.scope)
-    if user is None:
-        refused = refusal_of(request.scope)
-        if refused is not None and refused.status == 503:
-            return directory_down()
-        response = JSONResponse({})
-        svc = services(request)
-        if read_cookie(request.scope, cookie_name(svc.settings)) is not None:
-            # A session that no longer validates is ended here too, as on protected routes.
-            response.headers.append("set-cookie", clear_cookie_header(svc.settings))
-        return response
-    return JSONResponse(
-        {
-            "user": {
-                "id": user.id,
-                "email": user.email,
-                "tenantId": user.tenant_id,
-                "tenantRole": user.tenant_role,
-                "tenantName": user.tenant_name,
-                "role": user.role,
-                # What next-auth/react's useSession reads (the upstream's session callback).
-                "name": user.name,
-                "currentTenantId": user.tenant_id,
-            },
-            "expires": datetime.fromtimestamp(user.exp, UTC).isoformat(),
-        }
-    )
+    return [clear_cookie_header(svc.settings), *foreign]

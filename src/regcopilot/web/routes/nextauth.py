@@ -1,0 +1,307 @@
+"""NextAuth v4's REST surface under /api/auth, so pages written against `next-auth/react`
+(`getProviders`, `getCsrfToken`, `signIn('credentials')`, `useSession`, `getSession`,
+`signOut`) work unchanged against this tier (docs/migration.md, "Your React pages").
+
+Paths, methods, form fields, status codes and cookies are next-auth 4.24's (`core/index.js`,
+`core/routes/*`, `next/index.js`). A POST whose form says `json=true` (or that carries
+`X-Auth-Return-Redirect: 1`, as Auth.js v5 sends) gets `{"url": …}`; any other gets a 302 to
+that URL. Where our rules are stricter they stay, mapped onto NextAuth's error codes:
+a missing or wrong CSRF token is refused with 403 `MissingCSRF` (NextAuth answers 200 and a
+redirect), a lockout keeps its 429 (`RateLimited`), an unavailable directory its 503
+(`ServiceUnavailable`), both with their Retry-After.
+
+Sign-in is the one sign-in use case `/api/auth/login` runs: the same rate limits, timing
+equalisation, session record and metrics; only the answer's shape differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from regcopilot.auth.tokens import Claims, InvalidToken
+from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.access import Access, access
+from regcopilot.web.deps import errors, services
+from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
+from regcopilot.web.migration import UPGRADE
+from regcopilot.web.next_path import absolute, callback_path, destination
+from regcopilot.web.nextauth_csrf import CsrfTokens
+from regcopilot.web.pages import render
+from regcopilot.web.refusals import directory_down
+from regcopilot.web.routes.auth import (
+    BAD_CREDENTIALS,
+    LoginFailed,
+    _login,
+    _read_login,
+    end_session,
+)
+from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name, set_cookie_header
+
+log = logging.getLogger("regcopilot.auth")
+
+router = APIRouter(tags=["NextAuth"], responses=errors(400, 401, 403, 413, 415, 429, 503))
+
+BASE = "/api/auth"
+PROVIDER = "credentials"
+PROVIDER_NAME = "Credentials"  # next-auth's default name for a credentials provider
+NO_STORE = {"Cache-Control": "private, no-cache, no-store", "Pragma": "no-cache", "Expires": "0"}
+
+# Our refusals as NextAuth error codes (`signIn(…, {redirect: false})` returns it as `error`).
+CREDENTIALS_SIGNIN = "CredentialsSignin"
+ERROR_CODES = {401: CREDENTIALS_SIGNIN, 403: "AccessDenied", 429: "RateLimited",
+               503: "ServiceUnavailable"}
+MISSING_CSRF = "MissingCSRF"  # Auth.js v5's name for it; NextAuth 4 has none
+# The codes NextAuth's error page sends back to its sign-in page, message and all.
+SIGN_IN_ERRORS = frozenset({"Signin", "Callback", "CredentialsSignin", "SessionRequired"})
+MESSAGES = {
+    CREDENTIALS_SIGNIN: BAD_CREDENTIALS,
+    "SessionRequired": "Please sign in to see this page.",
+    "AccessDenied": "This account may not sign in.",
+    "RateLimited": "Too many failed sign-in attempts, try again later.",
+    "ServiceUnavailable": "Signing in is unavailable for a moment, try again shortly.",
+    MISSING_CSRF: "The form had expired. Please try again.",
+}
+ERROR_STATUS = {"AccessDenied": 403, MISSING_CSRF: 403, "RateLimited": 429,
+                "ServiceUnavailable": 503}
+DEFAULT_MESSAGE = "Unable to sign in."
+
+
+def _base_url(request: Request) -> str:
+    return services(request).settings.NEXTAUTH_URL
+
+
+def _csrf(request: Request) -> CsrfTokens:
+    return CsrfTokens(services(request).settings)
+
+
+def _wants_json(request: Request, fields: dict[str, Any]) -> bool:
+    return (str(fields.get("json", "")).lower() == "true"
+            or request.headers.get("x-auth-return-redirect") == "1")
+
+
+def _answer(request: Request, fields: dict[str, Any], path: str, status: int = 200,
+            headers: dict[str, str] | None = None) -> Response:
+    """NextAuth's redirect answer: `{"url": …}` with `status` for its client, else a 302."""
+    url = absolute(_base_url(request), path)
+    if _wants_json(request, fields):
+        return JSONResponse({"url": url}, status_code=status, headers=headers)
+    return RedirectResponse(url, status_code=302, headers=headers)
+
+
+def _error_path(code: str) -> str:
+    query = {"error": code, **({"provider": PROVIDER} if code == CREDENTIALS_SIGNIN else {})}
+    return f"{BASE}/error?{urlencode(query)}"
+
+
+async def _fields(request: Request) -> dict[str, Any]:
+    """The form (or JSON object) of a POST; {} when it is not one (then no CSRF token)."""
+    try:
+        fields, _ = await _read_login(request)
+    except LoginFailed:
+        return {}
+    return fields
+
+
+@router.get(f"{BASE}/providers")
+@access(Access.PUBLIC)
+async def providers(request: Request) -> dict[str, Any]:
+    base = absolute(_base_url(request), BASE)
+    return {PROVIDER: {"id": PROVIDER, "name": PROVIDER_NAME, "type": PROVIDER,
+                       "signinUrl": f"{base}/signin/{PROVIDER}",
+                       "callbackUrl": f"{base}/callback/{PROVIDER}"}}
+
+
+@router.get(f"{BASE}/csrf")
+@access(Access.PUBLIC)
+async def csrf(request: Request) -> Response:
+    token, cookie = _csrf(request).token_for(request.scope)
+    response = JSONResponse({"csrfToken": token}, headers=NO_STORE)
+    if cookie is not None:
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
+@router.post(f"{BASE}/callback/{PROVIDER}")
+@access(Access.PUBLIC)
+async def callback_credentials(request: Request) -> Response:
+    """`signIn('credentials', {email, password, redirect, callbackUrl})` posts here."""
+    try:
+        fields, _ = await _read_login(request)
+    except LoginFailed as failure:
+        return _answer(request, {}, _error_path(CREDENTIALS_SIGNIN), failure.status)
+    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+        return _answer(request, fields, _error_path(MISSING_CSRF), 403)
+    target = callback_path(fields.get("callbackUrl"), _base_url(request))
+    try:
+        token, _body = await _login(request, fields)  # the one sign-in use case
+    except LoginFailed as failure:
+        code = ERROR_CODES.get(failure.status, CREDENTIALS_SIGNIN)
+        return _answer(request, fields, _error_path(code), failure.status, failure.headers)
+    settings = services(request).settings
+    response = _answer(request, fields, target)
+    response.headers.append(
+        "set-cookie", set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
+    )
+    return response
+
+
+@router.post(f"{BASE}/signin/{PROVIDER}")
+@access(Access.PUBLIC)
+async def signin_credentials(request: Request) -> Response:
+    """As NextAuth answers it for a credentials provider: back to the sign-in page (the
+    credentials go to the callback). Changes nothing, token or not."""
+    fields = await _fields(request)
+    ok = _csrf(request).verified(request.scope, fields.get("csrfToken"))
+    return _answer(request, fields, f"{BASE}/signin" + ("" if ok else "?csrf=true"))
+
+
+@router.post(f"{BASE}/signout")
+@access(Access.PUBLIC)
+async def signout(request: Request) -> Response:
+    """`signOut()`: exactly /api/auth/logout's sign-out, behind NextAuth's CSRF token."""
+    fields = await _fields(request)
+    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+        return _answer(request, fields, _error_path(MISSING_CSRF), 403)
+    response = _answer(request, fields, callback_path(fields.get("callbackUrl"),
+                                                      _base_url(request)))
+    for header in await end_session(request):
+        response.headers.append("set-cookie", header)
+    return response
+
+
+@router.post(f"{BASE}/_log")
+@access(Access.PUBLIC)
+async def client_log(_request: Request) -> dict[str, Any]:
+    """next-auth/react's logger posts client-side errors here; not recorded (what a browser
+    says about itself is not evidence, and would be a free way to fill the logs)."""
+    return {}
+
+
+@router.get(f"{BASE}/signin", response_class=HTMLResponse)
+@access(Access.PUBLIC)
+async def signin_page(request: Request) -> Response:
+    """Where NextAuth sends a browser to sign in: our sign-in form, coming back to
+    `callbackUrl`, with the message for `error` (or for `csrf=true`)."""
+    query = request.query_params
+    code = query.get("error") or (MISSING_CSRF if query.get("csrf") else None)
+    context = {"next": destination(query, _base_url(request)),
+               "error": MESSAGES.get(code, DEFAULT_MESSAGE) if code else None}
+    return render(request, "login.html", context)
+
+
+@router.get(f"{BASE}/signout", response_class=HTMLResponse)
+@access(Access.PUBLIC)
+async def signout_page(request: Request) -> Response:
+    token, cookie = _csrf(request).token_for(request.scope)
+    context = {"csrf_token": token,
+               "callback": callback_path(request.query_params.get("callbackUrl"),
+                                         _base_url(request))}
+    response = render(request, "nextauth_signout.html", context)
+    if cookie is not None:
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
+@router.get(f"{BASE}/error", response_class=HTMLResponse)
+@access(Access.PUBLIC)
+async def error_page(request: Request) -> Response:
+    code = request.query_params.get("error") or ""
+    if code in SIGN_IN_ERRORS:  # as NextAuth does: the sign-in page says it
+        return RedirectResponse(f"{BASE}/signin?{urlencode({'error': code})}", status_code=302)
+    return render(request, "nextauth_error.html",
+                  {"message": MESSAGES.get(code, DEFAULT_MESSAGE)},
+                  status_code=ERROR_STATUS.get(code, 200))
+
+
+# --- the session: useSession / getSession (GET), update(data) (POST) ----------------------
+
+
+@router.get(f"{BASE}/session")
+@access(Access.OPTIONAL)
+async def session(request: Request) -> Response:
+    return await _session(request)
+
+
+@router.post(f"{BASE}/session")
+@access(Access.OPTIONAL)
+async def update_session(request: Request) -> Response:
+    """The client's `update(data)`: answers the session as a read does (sliding it when due).
+    `data` changes nothing: what a session holds (user, role, workspace) comes from the
+    directory, and a workspace switch has its own checked route (POST /api/workspaces/switch).
+    Without a valid CSRF token: 400 and `{}`, as NextAuth answers."""
+    fields = await _fields(request)
+    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+        return JSONResponse({}, status_code=400)
+    return await _session(request)
+
+
+async def _session(request: Request) -> Response:
+    user = signed_in(request.scope)
+    svc = services(request)
+    if user is None:
+        refused = refusal_of(request.scope)
+        if refused is not None and refused.status == 503:
+            return directory_down()
+        response = JSONResponse({}, headers=NO_STORE)
+        if read_cookie(request.scope, cookie_name(svc.settings)) is not None:
+            # A session that no longer validates is ended here too, as on protected routes.
+            response.headers.append("set-cookie", clear_cookie_header(svc.settings))
+        return response
+    renewed = await _slide(request, user)
+    exp = user.exp if renewed is None else renewed[1].exp
+    response = JSONResponse(session_body(user, exp), headers=NO_STORE)
+    if renewed is not None:
+        token, fresh = renewed
+        response.headers.append(
+            "set-cookie", set_cookie_header(svc.settings, token, fresh.exp - fresh.iat)
+        )
+    return response
+
+
+def session_body(user: SessionUser, exp: int) -> dict[str, Any]:
+    """A superset of NextAuth's `{user: {name, email, image}, expires}` and the upstream's
+    session callback (`id`, `currentTenantId`)."""
+    return {
+        "user": {
+            "id": user.id,
+            "email": user.email,
+            "tenantId": user.tenant_id,
+            "tenantRole": user.tenant_role,
+            "tenantName": user.tenant_name,
+            "role": user.role,
+            # What next-auth/react's useSession reads; the upstream shows the email when a
+            # user has no name.
+            "name": user.name or user.email,
+            "image": None,
+            "currentTenantId": user.tenant_id,
+        },
+        "expires": datetime.fromtimestamp(exp, UTC).isoformat(),
+    }
+
+
+async def _slide(request: Request, user: SessionUser) -> tuple[str, Claims] | None:
+    """The re-issued session when due (auth/renewal.py), else None."""
+    state = request.scope.get("state", {})
+    if UPGRADE in state or "reissue" in state:
+        return None  # this answer already carries a new cookie (an upgrade, a workspace move)
+    svc = services(request)
+    token = read_cookie(request.scope, cookie_name(svc.settings))
+    if token is None:
+        return None
+    try:
+        claims = svc.tokens.decode(token)  # a hit in the decoded-token cache
+    except InvalidToken:
+        return None
+    if claims.jti != user.jti or not svc.renewal.due(claims):
+        return None
+    try:
+        return await svc.renewal.renew(claims)
+    except DirectoryUnavailable as exc:
+        log.warning("Session not slid (directory unavailable): %s", exc)
+        return None
