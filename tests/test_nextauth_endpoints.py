@@ -206,7 +206,11 @@ async def test_pages_a_browser_lands_on_are_html(instance):
         r = await c.post("/api/auth/signin/credentials", data={"csrfToken": token, "json": "true"})
         assert r.json() == {"url": f"{BASE}/api/auth/signin"}
         r = await c.post("/api/auth/signin/credentials", data={"json": "true"})
+        assert r.status_code == 403
         assert r.json() == {"url": f"{BASE}/api/auth/signin?csrf=true"}
+        # A refusal to a plain form post keeps its status, as a page.
+        r = await c.post("/api/auth/signout", data={"csrfToken": "x"})
+        assert r.status_code == 403 and "form had expired" in r.text
 
 
 # --- sliding sessions and the absolute lifetime ------------------------------------------

@@ -45,7 +45,8 @@ from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name
 
 log = logging.getLogger("regcopilot.auth")
 
-router = APIRouter(tags=["NextAuth"], responses=errors(400, 401, 403, 413, 415, 429, 503))
+router = APIRouter(tags=["NextAuth"],
+                   responses=errors(400, 401, 403, 413, 415, 429, 503, html=True))
 
 BASE = "/api/auth"
 PROVIDER = "credentials"
@@ -72,6 +73,20 @@ ERROR_STATUS = {"AccessDenied": 403, MISSING_CSRF: 403, "RateLimited": 429,
 DEFAULT_MESSAGE = "Unable to sign in."
 
 
+def _form(*fields: str) -> dict[str, Any]:
+    """OpenAPI: the form next-auth/react posts (a JSON object with the same fields is read
+    alike)."""
+    schema = {"type": "object", "properties": {f: {"type": "string"} for f in fields}}
+    return {"requestBody": {"required": True, "content": {
+        "application/x-www-form-urlencoded": {"schema": schema},
+        "application/json": {"schema": schema}}}}
+
+
+REDIRECT = {200: {"description": "`json=true`: `{\"url\": …}` (the same `url` with the "
+                                 "refusals' statuses)"},
+            302: {"description": "Without `json=true`: to that url"}}
+
+
 def _base_url(request: Request) -> str:
     return services(request).settings.NEXTAUTH_URL
 
@@ -85,13 +100,25 @@ def _wants_json(request: Request, fields: dict[str, Any]) -> bool:
             or request.headers.get("x-auth-return-redirect") == "1")
 
 
-def _answer(request: Request, fields: dict[str, Any], path: str, status: int = 200,
-            headers: dict[str, str] | None = None) -> Response:
-    """NextAuth's redirect answer: `{"url": …}` with `status` for its client, else a 302."""
+def _answer(request: Request, fields: dict[str, Any], path: str) -> Response:
+    """NextAuth's redirect answer: `{"url": …}` for its client, else a 302 there."""
     url = absolute(_base_url(request), path)
     if _wants_json(request, fields):
+        return JSONResponse({"url": url})
+    return RedirectResponse(url, status_code=302)
+
+
+def _refuse(request: Request, fields: dict[str, Any], code: str, status: int,
+            headers: dict[str, str] | None = None, path: str | None = None) -> Response:
+    """A refusal keeps its status: `{"url": <NextAuth's error page for code>}` for its
+    client; for a plain form post, that page itself (NextAuth would send a 302 there, but a
+    refusal that answers 302 reads as a success to anything but a browser)."""
+    if _wants_json(request, fields):
+        url = absolute(_base_url(request), path or _error_path(code))
         return JSONResponse({"url": url}, status_code=status, headers=headers)
-    return RedirectResponse(url, status_code=302, headers=headers)
+    return render(request, "nextauth_error.html",
+                  {"message": MESSAGES.get(code, DEFAULT_MESSAGE)}, status_code=status,
+                  headers=headers)
 
 
 def _error_path(code: str) -> str:
@@ -127,22 +154,23 @@ async def csrf(request: Request) -> Response:
     return response
 
 
-@router.post(f"{BASE}/callback/{PROVIDER}")
+@router.post(f"{BASE}/callback/{PROVIDER}", responses=REDIRECT,
+             openapi_extra=_form("email", "password", "csrfToken", "callbackUrl", "json"))
 @access(Access.PUBLIC)
 async def callback_credentials(request: Request) -> Response:
     """`signIn('credentials', {email, password, redirect, callbackUrl})` posts here."""
     try:
         fields, _ = await _read_login(request)
     except LoginFailed as failure:
-        return _answer(request, {}, _error_path(CREDENTIALS_SIGNIN), failure.status)
+        return _refuse(request, {}, CREDENTIALS_SIGNIN, failure.status)
     if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
-        return _answer(request, fields, _error_path(MISSING_CSRF), 403)
+        return _refuse(request, fields, MISSING_CSRF, 403)
     target = callback_path(fields.get("callbackUrl"), _base_url(request))
     try:
         token, _body = await _login(request, fields)  # the one sign-in use case
     except LoginFailed as failure:
         code = ERROR_CODES.get(failure.status, CREDENTIALS_SIGNIN)
-        return _answer(request, fields, _error_path(code), failure.status, failure.headers)
+        return _refuse(request, fields, code, failure.status, failure.headers)
     settings = services(request).settings
     response = _answer(request, fields, target)
     response.headers.append(
@@ -151,23 +179,27 @@ async def callback_credentials(request: Request) -> Response:
     return response
 
 
-@router.post(f"{BASE}/signin/{PROVIDER}")
+@router.post(f"{BASE}/signin/{PROVIDER}", responses=REDIRECT,
+             openapi_extra=_form("csrfToken", "callbackUrl", "json"))
 @access(Access.PUBLIC)
 async def signin_credentials(request: Request) -> Response:
     """As NextAuth answers it for a credentials provider: back to the sign-in page (the
-    credentials go to the callback). Changes nothing, token or not."""
+    credentials go to the callback); without the token, NextAuth's `?csrf=true` url with 403.
+    Changes nothing either way."""
     fields = await _fields(request)
-    ok = _csrf(request).verified(request.scope, fields.get("csrfToken"))
-    return _answer(request, fields, f"{BASE}/signin" + ("" if ok else "?csrf=true"))
+    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+        return _refuse(request, fields, MISSING_CSRF, 403, path=f"{BASE}/signin?csrf=true")
+    return _answer(request, fields, f"{BASE}/signin")
 
 
-@router.post(f"{BASE}/signout")
+@router.post(f"{BASE}/signout", responses=REDIRECT,
+             openapi_extra=_form("csrfToken", "callbackUrl", "json"))
 @access(Access.PUBLIC)
 async def signout(request: Request) -> Response:
     """`signOut()`: exactly /api/auth/logout's sign-out, behind NextAuth's CSRF token."""
     fields = await _fields(request)
     if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
-        return _answer(request, fields, _error_path(MISSING_CSRF), 403)
+        return _refuse(request, fields, MISSING_CSRF, 403)
     response = _answer(request, fields, callback_path(fields.get("callbackUrl"),
                                                       _base_url(request)))
     for header in await end_session(request):
@@ -208,7 +240,8 @@ async def signout_page(request: Request) -> Response:
     return response
 
 
-@router.get(f"{BASE}/error", response_class=HTMLResponse)
+@router.get(f"{BASE}/error", response_class=HTMLResponse,
+            responses={302: {"description": "A sign-in error: to the sign-in page"}})
 @access(Access.PUBLIC)
 async def error_page(request: Request) -> Response:
     code = request.query_params.get("error") or ""
@@ -228,7 +261,7 @@ async def session(request: Request) -> Response:
     return await _session(request)
 
 
-@router.post(f"{BASE}/session")
+@router.post(f"{BASE}/session", openapi_extra=_form("csrfToken"))
 @access(Access.OPTIONAL)
 async def update_session(request: Request) -> Response:
     """The client's `update(data)`: answers the session as a read does (sliding it when due).
