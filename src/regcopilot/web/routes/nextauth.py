@@ -24,24 +24,26 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from regcopilot.auth.identity import SessionUser
+from regcopilot.auth.sign_in import BAD_CREDENTIALS
 from regcopilot.auth.tokens import Claims, InvalidToken
+from regcopilot.names import Door
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import Access, access
+from regcopilot.web.auth_state import AuthState, refusal_of, signed_in
 from regcopilot.web.deps import errors, services
-from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
-from regcopilot.web.migration import UPGRADE
+from regcopilot.web.middleware import read_cookie
 from regcopilot.web.next_path import absolute, callback_path, destination
 from regcopilot.web.nextauth_csrf import CsrfTokens
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import directory_down
 from regcopilot.web.routes.auth import (
-    BAD_CREDENTIALS,
     LoginFailed,
     _login,
     _read_login,
     end_session,
 )
-from regcopilot.web.session import SessionUser, clear_cookie_header, cookie_name, set_cookie_header
+from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
 log = logging.getLogger("regcopilot.auth")
 
@@ -167,14 +169,13 @@ async def callback_credentials(request: Request) -> Response:
         return _refuse(request, fields, MISSING_CSRF, 403)
     target = callback_path(fields.get("callbackUrl"), _base_url(request))
     try:
-        token, _body = await _login(request, fields)  # the one sign-in use case
+        signed = await _login(request, fields, Door.NEXTAUTH)  # the one sign-in use case
     except LoginFailed as failure:
         code = ERROR_CODES.get(failure.status, CREDENTIALS_SIGNIN)
         return _refuse(request, fields, code, failure.status, failure.headers)
-    settings = services(request).settings
     response = _answer(request, fields, target)
     response.headers.append(
-        "set-cookie", set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
+        "set-cookie", set_cookie_header(services(request).settings, signed.token, signed.max_age)
     )
     return response
 
@@ -320,8 +321,7 @@ def session_body(user: SessionUser, exp: int) -> dict[str, Any]:
 
 async def _slide(request: Request, user: SessionUser) -> tuple[str, Claims] | None:
     """The re-issued session when due (auth/renewal.py), else None."""
-    state = request.scope.get("state", {})
-    if UPGRADE in state or "reissue" in state:
+    if AuthState.of(request.scope).renewal is not None:
         return None  # this answer already carries a new cookie (an upgrade, a workspace move)
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))
