@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import PASSWORD
 from tests.live import CHROMIUM, LiveServer, launch_chromium, watched_page
 from tests.nextauth_node import NODE_DIR, install
+from tests.support import TEST_HASH_ROUNDS
 
 pytestmark = pytest.mark.xdist_group("ops-live")  # Chromium runs on one worker at a time
 
@@ -71,7 +72,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path, pg_url: str, redis_pr
     if backend != "embedded":
         s.env["DATABASE_URL"] = pg_url
     # The server's own origin: next-auth answers absolute URLs the client parses.
-    s.env.update(NEXTAUTH_URL=s.base, SESSION_COOKIE_FORMAT=cookie_format)
+    s.env.update(NEXTAUTH_URL=s.base, SESSION_COOKIE_FORMAT=cookie_format,
+                 PASSWORD_HASH_ROUNDS=str(TEST_HASH_ROUNDS))
     s.email = f"ada-{cookie_format}@example.com"  # type: ignore[attr-defined]
     s.add_user(s.email)  # type: ignore[attr-defined]
     s.start()

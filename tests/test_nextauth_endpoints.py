@@ -367,3 +367,56 @@ async def test_a_directory_that_does_not_answer_keeps_its_503(instance, pg_url):
             assert COOKIE not in app.client.cookies
     finally:
         await proxy.stop()
+
+
+@pytest.mark.parametrize("backends", [("sqlite", "memory"), ("postgres", "redis")])
+async def test_signing_out_with_an_older_copy_revokes_the_slid_session_for_its_whole_life(
+    instance, backends
+):
+    """A tab still holding the cookie from before a slide signs out: the revocation must last
+    as long as the slid cookie, here, in Redis and in the record a restarted instance loads."""
+    directory, cache = backends
+    async with instance(directory, cache, **SLIDE) as app:
+        uid = await app.add_user("ada@example.com")
+        c = app.client
+        await sign_in(c, "ada@example.com")
+        old = await aged(app, c, 120)
+        older_copy = c.cookies[COOKIE]
+        await c.get("/api/auth/session")
+        slid = c.cookies[COOKIE]
+        new_exp = claims_of(c)["exp"]
+        assert new_exp > old.exp + 100
+
+        put(c, older_copy)
+        assert (await c.post("/api/auth/logout")).status_code == 200
+        left = app.services.revocations.local.remaining(old.jti)
+        assert left >= new_exp - time.time() - 2, "revoked until the slid cookie's end"
+        [revoked] = [r for r in await app.services.sessions.records.revoked() if r.id == old.jti]
+        assert revoked.expires == new_exp
+        put(c, slid)
+        assert (await c.get("/api/auth/session")).json() == {}
+        assert await record_expiry_or_none(app, uid) is None
+
+    # A new process on the same database: the revocation comes back from the record.
+    async with instance(directory, cache, **SLIDE) as again:
+        assert again.services.revocations.local.remaining(old.jti) >= new_exp - time.time() - 2
+        again.client.cookies.set(COOKIE, slid, domain="testserver.local")
+        assert (await again.client.get("/api/me")).status_code == 401
+        assert (await again.client.get("/api/auth/session")).json() == {}
+
+
+async def test_a_deleted_users_due_session_is_not_revived(instance):
+    async with instance(**SLIDE) as app:
+        uid = await app.add_user("ada@example.com")
+        c = app.client
+        await sign_in(c, "ada@example.com")
+        await aged(app, c, 120)
+        cookie = c.cookies[COOKIE]
+        # Deleted in the directory alone (sessions not revoked): the validation refuses.
+        await app.services.directory.delete(uid, soft=False)
+        await app.services.validator.user_changed(uid)
+        r = await c.get("/api/auth/session")
+        assert r.json() == {}
+        assert all("Max-Age=0" in h for h in r.headers.get_list("set-cookie"))
+        put(c, cookie)
+        assert (await c.get("/api/me")).status_code == 401
