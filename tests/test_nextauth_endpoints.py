@@ -131,6 +131,7 @@ async def test_a_post_without_the_matching_csrf_token_changes_nothing(instance):
         c.cookies.set(CSRF_COOKIE, f"{'a' * 64}|{'0' * 64}")
         assert (await sign_in(c, "ada@example.com", token="a" * 64)).status_code == 403
         c.cookies.delete(CSRF_COOKIE)
+        assert app.services.security.report()["csrfRefused"] == 4
 
         assert (await sign_in(c, "ada@example.com")).status_code == 200
         session = (await c.get("/api/auth/session")).json()

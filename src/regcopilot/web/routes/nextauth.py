@@ -97,6 +97,16 @@ def _csrf(request: Request) -> CsrfTokens:
     return CsrfTokens(services(request).settings)
 
 
+def _token_ok(request: Request, fields: dict[str, Any]) -> bool:
+    """The form's `csrfToken` matches this browser's cookie; a refusal is counted with the
+    cross-site ones (`security.csrfRefused`)."""
+    if _csrf(request).verified(request.scope, fields.get("csrfToken")):
+        return True
+    services(request).security.csrf_refused("NextAuth CSRF token missing or wrong",
+                                            request.scope)
+    return False
+
+
 def _wants_json(request: Request, fields: dict[str, Any]) -> bool:
     return (str(fields.get("json", "")).lower() == "true"
             or request.headers.get("x-auth-return-redirect") == "1")
@@ -165,7 +175,7 @@ async def callback_credentials(request: Request) -> Response:
         fields, _ = await _read_login(request)
     except LoginFailed as failure:
         return _refuse(request, {}, CREDENTIALS_SIGNIN, failure.status)
-    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+    if not _token_ok(request, fields):
         return _refuse(request, fields, MISSING_CSRF, 403)
     target = callback_path(fields.get("callbackUrl"), _base_url(request))
     try:
@@ -188,7 +198,7 @@ async def signin_credentials(request: Request) -> Response:
     credentials go to the callback); without the token, NextAuth's `?csrf=true` url with 403.
     Changes nothing either way."""
     fields = await _fields(request)
-    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+    if not _token_ok(request, fields):
         return _refuse(request, fields, MISSING_CSRF, 403, path=f"{BASE}/signin?csrf=true")
     return _answer(request, fields, f"{BASE}/signin")
 
@@ -199,7 +209,7 @@ async def signin_credentials(request: Request) -> Response:
 async def signout(request: Request) -> Response:
     """`signOut()`: exactly /api/auth/logout's sign-out, behind NextAuth's CSRF token."""
     fields = await _fields(request)
-    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+    if not _token_ok(request, fields):
         return _refuse(request, fields, MISSING_CSRF, 403)
     response = _answer(request, fields, callback_path(fields.get("callbackUrl"),
                                                       _base_url(request)))
@@ -270,7 +280,7 @@ async def update_session(request: Request) -> Response:
     directory, and a workspace switch has its own checked route (POST /api/workspaces/switch).
     Without a valid CSRF token: 400 and `{}`, as NextAuth answers."""
     fields = await _fields(request)
-    if not _csrf(request).verified(request.scope, fields.get("csrfToken")):
+    if not _token_ok(request, fields):
         return JSONResponse({}, status_code=400)
     return await _session(request)
 
