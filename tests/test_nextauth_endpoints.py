@@ -421,3 +421,18 @@ async def test_a_deleted_users_due_session_is_not_revived(instance):
         assert all("Max-Age=0" in h for h in r.headers.get_list("set-cookie"))
         put(c, cookie)
         assert (await c.get("/api/me")).status_code == 401
+
+
+async def test_over_https_the_csrf_cookie_is_host_prefixed_and_secure(instance):
+    async with instance(NEXTAUTH_URL="https://testserver") as app:
+        r = await app.client.get("/api/auth/csrf")
+        line = r.headers["set-cookie"]
+        token = r.json()["csrfToken"]
+        assert line.startswith(f"__Host-next-auth.csrf-token={token}|")
+        parts = [p.strip() for p in line.split(";")]
+        assert "Secure" in parts and "Path=/" in parts and "HttpOnly" in parts
+        assert not any(p.lower().startswith("domain") for p in parts), "__Host- forbids Domain"
+        # The plain name is not read over https: its token does not verify.
+        app.client.cookies.set(CSRF_COOKIE, line.split(";")[0].split("=", 1)[1])
+        r = await app.client.post("/api/auth/signout", data={"csrfToken": token, "json": "true"})
+        assert r.status_code == 403
