@@ -4,8 +4,9 @@
 
 Paths, methods, form fields, status codes and cookies are next-auth 4.24's (`core/index.js`,
 `core/routes/*`, `next/index.js`). A POST whose form says `json=true` (or that carries
-`X-Auth-Return-Redirect: 1`, as Auth.js v5 sends) gets `{"url": …}`; any other gets a 302 to
-that URL. Where our rules are stricter they stay, mapped onto NextAuth's error codes:
+`X-Auth-Return-Redirect: 1`, as Auth.js v5 sends) gets `{"url": …}`; any other a 302 to that
+URL when it succeeds, and the error page (with the refusal's status) when it does not. Where
+our rules are stricter they stay, mapped onto NextAuth's error codes:
 a missing or wrong CSRF token is refused with 403 `MissingCSRF` (NextAuth answers 200 and a
 redirect), a lockout keeps its 429 (`RateLimited`), an unavailable directory its 503
 (`ServiceUnavailable`), both with their Retry-After.
