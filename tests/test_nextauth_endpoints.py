@@ -33,12 +33,12 @@ async def csrf_token(client: httpx.AsyncClient) -> str:
 
 async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD,
                   callback: str = f"{BASE}/dashboard", token: str | None = None,
-                  **extra: str) -> httpx.Response:
+                  headers: dict[str, str] | None = None) -> httpx.Response:
     """What `signIn('credentials', {email, password, redirect: false})` posts."""
     token = await csrf_token(client) if token is None else token
     form = {"email": email, "password": password, "csrfToken": token,
-            "callbackUrl": callback, "json": "true", **extra}
-    return await client.post("/api/auth/callback/credentials", data=form)
+            "callbackUrl": callback, "json": "true"}
+    return await client.post("/api/auth/callback/credentials", data=form, headers=headers)
 
 
 def error_of(r: httpx.Response) -> dict[str, list[str]]:
@@ -146,6 +146,10 @@ async def test_a_post_without_the_matching_csrf_token_changes_nothing(instance):
         assert r.status_code == 400 and r.json() == {} and "set-cookie" not in r.headers
         # A cross-site page, token and all, is refused before any of this (web/csrf.py).
         token = await csrf_token(c)
+        stranger = httpx.AsyncClient(transport=c._transport, base_url=BASE)
+        r = await sign_in(stranger, "ada@example.com", token=await csrf_token(stranger),
+                          headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403 and COOKIE not in stranger.cookies
         r = await c.post("/api/auth/signout", data={"csrfToken": token, "json": "true"},
                          headers={"Origin": "https://evil.example"})
         assert r.status_code == 403
