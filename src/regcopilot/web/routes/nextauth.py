@@ -31,9 +31,8 @@ from regcopilot.auth.tokens import Claims, InvalidToken
 from regcopilot.names import Door
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import Access, access
-from regcopilot.web.auth_state import AuthState, refusal_of, signed_in
 from regcopilot.web.deps import errors, services
-from regcopilot.web.middleware import read_cookie
+from regcopilot.web.middleware import AuthState, read_cookie, refusal_of, signed_in
 from regcopilot.web.next_path import absolute, callback_path, destination
 from regcopilot.web.nextauth_csrf import CsrfTokens
 from regcopilot.web.pages import render
@@ -44,6 +43,7 @@ from regcopilot.web.routes.auth import (
     _read_login,
     end_session,
 )
+from regcopilot.web.routes.pages import user_json
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
 log = logging.getLogger("regcopilot.auth")
@@ -313,19 +313,10 @@ def session_body(user: SessionUser, exp: int) -> dict[str, Any]:
     """A superset of NextAuth's `{user: {name, email, image}, expires}` and the upstream's
     session callback (`id`, `currentTenantId`)."""
     return {
-        "user": {
-            "id": user.id,
-            "email": user.email,
-            "tenantId": user.tenant_id,
-            "tenantRole": user.tenant_role,
-            "tenantName": user.tenant_name,
-            "role": user.role,
-            # What next-auth/react's useSession reads; the upstream shows the email when a
-            # user has no name.
-            "name": user.name or user.email,
-            "image": None,
-            "currentTenantId": user.tenant_id,
-        },
+        # What next-auth/react's useSession reads on top of ours; the upstream shows the email
+        # when a user has no name.
+        "user": {**user_json(user), "name": user.name or user.email, "image": None,
+                 "currentTenantId": user.tenant_id},
         "expires": datetime.fromtimestamp(exp, UTC).isoformat(),
     }
 
