@@ -4,7 +4,7 @@ serve` — on the embedded default and on PostgreSQL + Redis, with both cookie f
 
 The page (tests/node/react_page.js) is served on the server's own origin by Playwright's
 `page.route`, so every call the client makes goes to the real server, same-origin, as it would
-from pages moved over from the Node tier."""
+from pages moved over from the Node tier. useSession()'s update(data) is called too."""
 
 from __future__ import annotations
 
@@ -123,6 +123,9 @@ def test_next_auth_react_signs_in_reads_the_session_and_signs_out(server, bundle
         assert session["user"]["email"] == email and session["user"]["name"] == email
         assert session["expires"]
         assert page.evaluate("async () => (await fetch('/api/me')).status") == 200
+        # update(data) posts the CSRF token and data; the answer is the session, data ignored.
+        updated = page.evaluate("() => nextAuthUpdate({name: 'Someone else'})")
+        assert updated["user"] == session["user"]
 
         out = page.evaluate("() => nextAuth.signOut({redirect: false})")
         assert out == {"url": s.base + PAGE}
