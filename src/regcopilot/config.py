@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     MAX_CACHE_SIZE: int = 10_000
     SESSION_VALIDATION_INTERVAL_SECONDS: int = 300
     SESSION_MAX_AGE_SECONDS: int = 86_400
+    # Sliding sessions (after NextAuth's `updateAge`): a session read (/api/auth/session) on a
+    # cookie older than this re-issues it with a fresh SESSION_MAX_AGE_SECONDS. Each slide signs
+    # one token and writes the session record's expiry (so a revocation covers the new expiry):
+    # 1 h bounds that to 24 per active session a day while an active user is never cut off.
+    SESSION_UPDATE_AGE_SECONDS: int = 3600
+    # However active, a session ends this long after its sign-in (OWASP ASVS V3.3): sign in again.
+    SESSION_ABSOLUTE_MAX_AGE_SECONDS: int = 30 * 86_400
     # The session cookie this tier issues: its own (default), or NextAuth v4's cookie and JWE
     # format so the upstream Node tier accepts it while both run behind one balancer
     # (docs/migration.md). Either way both formats are accepted.
@@ -169,6 +176,8 @@ class Settings(BaseSettings):
         "MAX_CACHE_SIZE",
         "SESSION_VALIDATION_INTERVAL_SECONDS",
         "SESSION_MAX_AGE_SECONDS",
+        "SESSION_UPDATE_AGE_SECONDS",
+        "SESSION_ABSOLUTE_MAX_AGE_SECONDS",
         "REDIS_TIMEOUT_MS",
         "DATABASE_POOL_SIZE",
         "LOGIN_MAX_FAILURES_PER_ACCOUNT",

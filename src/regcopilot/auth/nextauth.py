@@ -88,6 +88,7 @@ class NextAuthTokens(TokenFormat):
             raise InvalidToken("malformed: payload is not JSON") from None
         if not isinstance(body, dict):
             raise InvalidToken("malformed: payload is not an object")
-        return claims_from(body, max_age=self.max_age, leeway=self.leeway, cap_lifetime=True)
+        return claims_from(body, max_age=self.max_age, leeway=self.leeway, cap_lifetime=True,
+                           absolute=self.absolute)
 
 

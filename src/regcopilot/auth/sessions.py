@@ -114,9 +114,19 @@ class SessionService:
             log.warning("Logout kept in memory until the directory answers: %s", exc)
             self._undurable[session_id] = (user_id, expires, Revocation.LOGOUT)
             done = None
+        if done is not None:
+            # The record knows the latest expiry (a sliding session may have been re-issued
+            # after the copy of the cookie this sign-out came with).
+            expires = max(expires, done.expires)
         await self.revocations.revoke(session_id, expires)
         if done is not None:
             self.metrics.sessions_revoked(Revocation.LOGOUT)
+
+    async def extend(self, session_id: str, user_id: str, expires: int) -> bool:
+        """Before a sliding session's cookie is re-issued: its record's expiry moves first,
+        so every revocation from now on (which takes the record's expiry) outlives the new
+        cookie. False when the session was revoked meanwhile: then no cookie is issued."""
+        return await self.records.extend(session_id, user_id, expires)
 
     async def revoke(self, user_id: str, session_id: str, reason: str) -> bool:
         """Revoke one session of this user; False when it is not theirs or not active."""

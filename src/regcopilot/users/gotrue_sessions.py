@@ -90,6 +90,20 @@ class GoTrueSessionRecords(PostgresSessionRecords):
         # No live row: a session recorded before, or without a record at all.
         return await super().revoke(session_id, reason, user_id=user_id, expires=expires)
 
+    async def extend(self, session_id: str, user_id: str, expires: int) -> bool:
+        """A slide moves the live row's not_after. Without a live row the session is either
+        revoked (its delete left a revoked record, which the base refuses to extend) or one
+        recorded in our table (older, or upgraded from the Node tier's cookie)."""
+        if is_uuid(session_id) and is_uuid(user_id):
+            rows = await self._fetch(
+                "UPDATE auth.sessions SET not_after = greatest(not_after, $3)"
+                " WHERE id = $1 AND user_id = $2 RETURNING id",
+                session_id, user_id, _at(expires),
+            )
+            if rows:
+                return True
+        return await super().extend(session_id, user_id, expires)
+
     async def revoke_all(self, user_id: str, reason: str,
                          keep: str | None = None) -> list[Revoked]:
         """Every session of the user, GoTrue's own included (its global sign-out does the

@@ -15,6 +15,7 @@ from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.password_pool import PasswordPool, default_workers
 from regcopilot.auth.passwords import Hasher
 from regcopilot.auth.rate_limit import LoginLimiter
+from regcopilot.auth.renewal import SessionRenewal
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.sessions import SessionService
 from regcopilot.auth.sign_in import SignedIn, SignIn, SignInContext
@@ -64,6 +65,7 @@ class Services:
     security: SecurityLog
     authenticator: Authenticator
     signer: SignIn
+    renewal: SessionRenewal  # sliding sessions (auth/renewal.py)
     bus: EventBus | None = None
     audit: AuditTrail = field(default_factory=NoAuditTrail)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -158,7 +160,8 @@ def build_services(
     secret, max_age = settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS
     # Both formats judge clocks alike and share the decoded-token budget (issue 9).
     clock = {"leeway": settings.TOKEN_CLOCK_LEEWAY_SECONDS,
-             "cache_size": settings.DECODED_TOKEN_CACHE_SIZE}
+             "cache_size": settings.DECODED_TOKEN_CACHE_SIZE,
+             "absolute": settings.SESSION_ABSOLUTE_MAX_AGE_SECONDS}
     ours = SessionTokens(secret, max_age, **clock)
     nextauth = NextAuthTokens(secret, max_age, **clock)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
@@ -204,5 +207,6 @@ def build_services(
             default_tenant=settings.SUPABASE_DEMO_TENANT_ID,
             autoconfirm=settings.GOTRUE_MAILER_AUTOCONFIRM,
         ),
+        renewal=SessionRenewal(tokens, sessions, settings.SESSION_UPDATE_AGE_SECONDS),
         bus=bus,
     )
