@@ -12,73 +12,12 @@ import pytest
 
 from regcopilot.config import load_settings
 from tests.conftest import PASSWORD, TEST_SECRET, serve
-from tests.support import COOKIE, eventually
+from tests.support import eventually
+from tests.tenancy import call, cookie_of, me, sign_in, sql
 
 BEARER = {"Authorization": "Bearer monitor-token"}
 BACKENDS = [("sqlite", "memory"), ("sqlite", "redis"), ("postgres", "memory"),
             ("postgres", "redis")]
-
-
-def cookie_of(response: Any) -> str:
-    return response.cookies[COOKIE]
-
-
-async def me(app: Any, cookie: str) -> Any:
-    return await app.client.get("/api/me", headers={"Cookie": f"{COOKIE}={cookie}"})
-
-
-async def call(app: Any, method: str, path: str, cookie: str, **kw: Any) -> Any:
-    return await app.client.request(method, path, headers={"Cookie": f"{COOKIE}={cookie}"},
-                                    **kw)
-
-
-async def sign_in(app: Any, email: str) -> tuple[str, dict]:
-    r = await app.client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    app.client.cookies.clear()  # each test names the cookie it sends
-    return cookie_of(r), r.json()["user"]
-
-
-async def sql(directory: str, app: Any, pg_url: str, statement: str, *args: Any) -> None:
-    """Plain SQL on the workspace tables, from outside the app."""
-    if directory == "postgres":
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(statement.format(
-                tenants="copilot_core.tenants", members="copilot_core.tenant_memberships",
-                contexts="copilot_core.user_tenant_contexts", now="now()"),
-                *(uuid.UUID(a) for a in args))
-        finally:
-            await conn.close()
-        return
-    import sqlite3
-
-    path = app.services.settings.DATABASE_URL.removeprefix("sqlite:///")
-    text = statement.format(
-        tenants="copilot_core_tenants", members="copilot_core_tenant_memberships",
-        contexts="copilot_core_user_tenant_contexts",
-        now="strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
-    for n in range(len(args), 0, -1):
-        text = text.replace(f"${n}", "?")
-    with sqlite3.connect(path) as conn:
-        conn.execute(text, args)
-
-
-@pytest.fixture
-def pair(instance):
-    """Two instances on one directory and (for redis) one Redis."""
-
-    def make(directory: str, cache: str) -> Any:
-        import contextlib
-
-        @contextlib.asynccontextmanager
-        async def both():
-            async with instance(directory, cache) as a, instance(directory, cache) as b:
-                yield a, b
-
-        return both()
-
-    return make
 
 
 async def _team_with_member(a: Any, b: Any) -> dict[str, Any]:
