@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.users.directory import User
 from regcopilot.web.deps import current_user, errors, services
 from regcopilot.web.pages import render
 from regcopilot.web.routes.workspaces import store
-from regcopilot.web.session import SessionUser
 from regcopilot.workspaces.invitations import Invitations, Refused
 
 router = APIRouter(prefix="/api/invitations", responses=errors(400, 401, 403, 404, 409, 503))

@@ -8,11 +8,13 @@ import time
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
+from regcopilot.auth.identity import SessionUser
+from regcopilot.web.auth_state import AuthState
 from regcopilot.web.deps import current_user, errors, services
+from regcopilot.web.renewal import HEADER
 from regcopilot.web.routes.invitations import json_object, refusable
 from regcopilot.web.routes.workspaces import _token, store
-from regcopilot.web.session import SessionUser, set_cookie_header
-from regcopilot.web.workspace_cookie import HEADER
+from regcopilot.web.session import set_cookie_header
 from regcopilot.workspaces.lifecycle import Lifecycle
 
 router = APIRouter(prefix="/api/workspaces", responses=errors(400, 401, 403, 404, 409, 503))
@@ -39,6 +41,7 @@ async def delete_workspace(tenant_id: str, request: Request,
         if entry.is_valid and entry.tenant_id and entry.tenant_id != tenant_id:
             claims = svc.tokens.decode(_token(request))
             token = svc.tokens.move(claims, entry.tenant_id)
+            AuthState.of(request.scope).cookie_issued_by_route()  # this response carries it
             response.headers.append(HEADER.decode(), entry.tenant_id)
             response.headers.append("set-cookie", set_cookie_header(
                 svc.settings, token, max(0, claims.exp - int(time.time()))))
