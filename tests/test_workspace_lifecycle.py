@@ -451,3 +451,75 @@ async def test_sql_delete_while_listeners_are_killed_reaches_every_instance(pair
         for app in (a, b):
             await eventually(lambda app=app: _served_in(app, s["alice"], s["alice_personal"]),
                              timeout=6.0)
+
+
+async def test_upstream_database_invitations_and_preferences(settings_for):
+    """On a database shaped like the upstream's (pgcrypto installed, a user_preferences table
+    of its own with row-level security and preferences kept in it): the invitations table this
+    app creates gets the upstream's token default, so a row inserted the upstream's way (no
+    token) gets 32 random bytes in hex; the existing preferences row keeps its other columns
+    and follows the switches."""
+    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
+    from tests.conftest import PG_ADMIN, serve
+
+    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(USERS_DDL)
+            await conn.execute("""
+                CREATE SCHEMA extensions;
+                CREATE EXTENSION pgcrypto SCHEMA extensions;
+                CREATE SCHEMA copilot_core;
+                CREATE TABLE copilot_core.tenants (
+                    id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL,
+                    slug text UNIQUE, type text NOT NULL DEFAULT 'personal',
+                    owner_id uuid NOT NULL, deleted_at timestamptz, deleted_by uuid,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                CREATE TABLE copilot_core.user_preferences (
+                    user_id uuid PRIMARY KEY REFERENCES auth.users(id) ON DELETE CASCADE,
+                    current_tenant_id uuid REFERENCES copilot_core.tenants(id)
+                        ON DELETE SET NULL,
+                    preferences jsonb NOT NULL DEFAULT '{}'::jsonb,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                ALTER TABLE copilot_core.user_preferences ENABLE ROW LEVEL SECURITY;
+            """)
+        finally:
+            await conn.close()
+        async with serve(settings_for("postgres", "memory", DATABASE_URL=url)) as app:
+            owner_id = await app.add_user("owner@example.com")
+            bob_id = await app.add_user("bob@example.com")
+            owner, _ = await sign_in(app, "owner@example.com")
+            bob, bob_user = await sign_in(app, "bob@example.com")
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute("UPDATE copilot_core.user_preferences SET preferences ="
+                                   " '{\"theme\": \"dark\"}' WHERE user_id = $1",
+                                   uuid.UUID(bob_id))
+                team = (await call(app, "POST", "/api/workspaces", owner,
+                                   json={"name": "Team"})).json()["id"]
+                token = await conn.fetchval(
+                    "INSERT INTO copilot_core.workspace_invitations (tenant_id, email, role,"
+                    " invited_by) VALUES ($1, 'bob@example.com', 'member', $2)"
+                    " RETURNING token", uuid.UUID(team), uuid.UUID(owner_id))
+                assert re.fullmatch(r"[0-9a-f]{64}", token)
+                r = await call(app, "POST", f"/api/invitations/{token}/accept", bob)
+                assert r.json()["tenantId"] == team, r.text
+                r = await call(app, "POST", "/api/workspaces/switch", bob,
+                               json={"tenantId": team})
+                assert r.status_code == 200
+                stored = await conn.fetchrow("SELECT current_tenant_id, preferences"
+                                             " FROM copilot_core.user_preferences"
+                                             " WHERE user_id = $1", uuid.UUID(bob_id))
+            finally:
+                await conn.close()
+            assert (str(stored[0]), stored[1]) == (team, '{"theme": "dark"}')
+            assert bob_user["tenantId"] != team
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

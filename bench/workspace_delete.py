@@ -1,0 +1,99 @@
+"""Workspace deleted → its members moved out on every instance: time from the deletion
+(`DELETE /api/workspaces/{id}` on instance A returned, or the plain SQL `UPDATE
+copilot_core.tenants SET deleted_at = now()` committed) until all three instances serve a
+member's session in their personal workspace. Issue 22's bound is 1 s.
+
+    .venv/bin/python bench/workspace_delete.py [--trials 30]
+
+Each trial makes a team, invites the member (POST /api/invitations), the member accepts and
+switches into it on instance B, every instance serves that from its cache, then the team is
+deleted. Uses this machine's PostgreSQL and Redis (a database and key prefix of its own,
+removed afterwards) and three `regcopilot serve` processes on loopback ports. Bounded: each
+trial gives up after 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.fleet import three_instances
+from bench.lockout import login, pct
+from bench.workspaces import as_cookie, served_personal_after
+from tests.cluster import add_user
+from tests.support import COOKIE
+
+
+async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner: str,
+                member: dict[str, str], path: str) -> float:
+    a, b = clients[0], clients[1]
+    r = await a.post("/api/workspaces", headers=as_cookie(owner), json={"name": "Doomed"})
+    r.raise_for_status()
+    team = r.json()["id"]
+    r = await a.post("/api/workspaces/switch", headers=as_cookie(owner), json={"tenantId": team})
+    r.raise_for_status()
+    owner_in_team = r.cookies[COOKIE]
+    r = await a.post("/api/invitations", headers=as_cookie(owner_in_team),
+                     json={"email": member["email"], "role": "member"})
+    r.raise_for_status()
+    token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
+    r = await b.post(f"/api/invitations/{token}/accept", headers=as_cookie(member["cookie"]))
+    r.raise_for_status()
+    r = await b.post("/api/workspaces/switch", headers=as_cookie(member["cookie"]),
+                     json={"tenantId": team})
+    r.raise_for_status()
+    cookie = r.cookies[COOKIE]
+    for c in clients:  # every near cache holds the member in the team
+        for _ in range(2):
+            assert (await c.get("/api/me", headers=as_cookie(cookie))).json()["tenantId"] == team
+    if path == "api":
+        r = await a.delete(f"/api/workspaces/{team}", headers=as_cookie(owner_in_team))
+        r.raise_for_status()
+    else:
+        await pg.execute("UPDATE copilot_core.tenants SET deleted_at = now() WHERE id = $1",
+                         uuid.UUID(team))
+    t0 = time.perf_counter()
+    delays = await asyncio.gather(
+        *(served_personal_after(c, cookie, member["personal"], t0, t0 + 10) for c in clients)
+    )
+    return max(delays)
+
+
+async def main(trials: int) -> None:
+    async with three_instances("wsdelete") as (pg_url, clients):
+        await add_user(pg_url, "owner@bench.example")
+        owner = await login(clients[0], "owner@bench.example")
+        member_id = await add_user(pg_url, "member@bench.example")
+        r = await clients[1].post("/api/auth/login", json={
+            "email": "member@bench.example", "password": "cluster password 1"})
+        r.raise_for_status()
+        member = {"id": member_id, "email": "member@bench.example",
+                  "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
+        pg = await asyncpg.connect(pg_url)
+        results: dict[str, list[float]] = {"api": [], "sql": []}
+        for _ in range(trials):
+            for path in results:
+                results[path].append(await trial(clients, pg, owner, member, path))
+        await pg.close()
+    print(f"workspace deleted → member served in the personal workspace on all 3 instances, "
+          f"{trials} trials per path (ms):")
+    print("| path | p50 | p99 | max |")
+    print("|---|---|---|---|")
+    for path, values in results.items():
+        ms = [v * 1000 for v in values]
+        print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=30)
+    asyncio.run(main(parser.parse_args().trials))
