@@ -141,6 +141,18 @@ async def test_journey_invite_list_accept_switch_delete_restore(pair, pg_url, ca
             s["bob_personal"], s["bob_personal"])
         r = await call(b, "POST", "/api/workspaces/switch", bob, json={"tenantId": s["team"]})
         assert r.status_code == 403
+        # Its details say who may restore it, and until when.
+        seen = {}
+        for who, cookie in (("alice", s["alice"]), ("bob", bob)):
+            r = await call(b, "GET", f"/api/workspaces/{s['team']}", cookie)
+            assert r.status_code == 200, r.text
+            seen[who] = r.json()
+        assert seen["alice"]["workspace"]["canRestore"] is True
+        assert seen["alice"]["workspace"]["daysUntilPermanentDeletion"] == 30
+        assert seen["alice"]["workspace"]["deleted_by"] == s["ids"]["alice"]
+        assert seen["bob"]["workspace"]["canRestore"] is False
+        assert seen["bob"]["membership"]["role"] == "member"
+        assert seen["bob"]["membership"]["deleted_at"] is not None
 
         # Restored: the team is back in bob's lists everywhere, and he can go back in.
         r = await call(b, "PATCH", f"/api/workspaces/{s['team']}", s["alice"],
@@ -242,6 +254,8 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
             ("alice", "DELETE", f"/api/workspaces/{uuid.uuid4()}", None, 404,
              "no such workspace"),
             ("alice", "DELETE", "/api/workspaces/not-a-uuid", None, 404, "no such workspace"),
+            ("eve", "GET", f"/api/workspaces/{s['team']}", None, 403, "not a member"),
+            ("eve", "GET", f"/api/workspaces/{uuid.uuid4()}", None, 404, "not found"),
             ("alice", "PATCH", f"/api/workspaces/{s['team']}", {"action": "undelete"}, 400,
              "restore"),
             ("alice", "PATCH", f"/api/workspaces/{s['team']}", {"action": "restore"}, 400,

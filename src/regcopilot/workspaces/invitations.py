@@ -74,12 +74,12 @@ class Invitation:
         return {
             "id": self.id, "workspaceId": self.tenant_id, "workspaceName": self.workspace_name,
             "workspaceSlug": self.workspace_slug, "email": self.email, "role": self.role,
-            "invitedByEmail": self.inviter_email, "expiresAt": _iso(self.expires_at),
-            "createdAt": _iso(self.created_at), "status": self.status,
+            "invitedByEmail": self.inviter_email, "expiresAt": iso(self.expires_at),
+            "createdAt": iso(self.created_at), "status": self.status,
         }
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 

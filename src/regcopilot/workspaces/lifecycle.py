@@ -15,7 +15,7 @@ from typing import Any
 
 from regcopilot.users.directory import is_uuid
 from regcopilot.users.rows import as_datetime
-from regcopilot.workspaces.invitations import Refused
+from regcopilot.workspaces.invitations import Refused, iso
 from regcopilot.workspaces.store import WorkspaceStore, db_param, db_time
 
 GRACE_DAYS = 30
@@ -102,6 +102,43 @@ class Lifecycle:
         return {"success": True, "restored_at": datetime.now(UTC).isoformat(),
                 "workspace_name": name, "members_restored": restored,
                 "was_deleted_at": deleted_at.isoformat()}
+
+    async def details(self, tenant_id: str, user_id: str) -> dict[str, Any]:
+        """The upstream's GET /api/workspaces/{id}: the workspace, deleted or not, and the
+        caller's membership (any status: a restore page needs it after the delete)."""
+        rows = await self.store._rows(
+            "SELECT t.id, t.name, t.slug, t.type, t.plan, t.deleted_at, t.deleted_by,"
+            " t.created_at FROM {tenants} t WHERE t.id = ?", tenant_id) \
+            if is_uuid(tenant_id) else []
+        if not rows:
+            raise Refused(404, "workspace not found")
+        tenant, name, slug, kind, plan, deleted_raw, deleted_by, created = rows[0]
+        membership = await self.store._rows(
+            "SELECT role, status, joined_at, deleted_at FROM {members}"
+            " WHERE tenant_id = ? AND user_id = ?", tenant_id, user_id) \
+            if is_uuid(user_id) else []
+        if not membership:
+            raise Refused(403, "not a member of this workspace")
+        role, status, joined, member_deleted = membership[0]
+        deleted_at = as_datetime(deleted_raw)
+        can_restore, deadline, days_left = False, None, None
+        if deleted_at is not None:
+            days_left = GRACE_DAYS - (datetime.now(UTC) - deleted_at).days
+            until = deleted_at + timedelta(days=GRACE_DAYS)
+            can_restore = until > datetime.now(UTC) and (
+                str(deleted_by) == user_id or (role == "owner" and status == "active"))
+            deadline = until.isoformat() if can_restore else None
+        return {
+            "workspace": {"id": str(tenant), "name": name, "slug": slug, "type": kind,
+                          "plan": plan, "deleted_at": iso(deleted_at),
+                          "deleted_by": str(deleted_by) if deleted_by else None,
+                          "created_at": iso(as_datetime(created)), "canRestore": can_restore,
+                          "restoreDeadline": deadline,
+                          "daysUntilPermanentDeletion": days_left},
+            "membership": {"role": role, "status": status,
+                           "joined_at": iso(as_datetime(joined)),
+                           "deleted_at": iso(as_datetime(member_deleted))},
+        }
 
     async def deleted(self, limit: int = 200) -> list[dict[str, Any]]:
         """Deleted workspaces, newest first, with who deleted them and until when they can

@@ -1,5 +1,6 @@
-"""DELETE /api/workspaces/{id} (soft, owners only) and PATCH /api/workspaces/{id}
-{"action": "restore"} (within 30 days): the upstream's routes, answers and rules."""
+"""GET /api/workspaces/{id} (its details, deleted or not), DELETE /api/workspaces/{id} (soft,
+owners only) and PATCH /api/workspaces/{id} {"action": "restore"} (within 30 days): the
+upstream's routes, answers and rules."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ RESTORE_BODY = {
         "properties": {"action": {"type": "string", "enum": ["restore"]}},
     }}},
 }
+
+
+@router.get("/{tenant_id}")
+async def workspace_details(tenant_id: str, request: Request,
+                            user: SessionUser = Depends(current_user)) -> dict:
+    """The workspace, deleted or not, with canRestore and the restore deadline (the
+    upstream's answer), for anyone who is or was a member."""
+    return await refusable(Lifecycle(store(request)).details(tenant_id, user.id))
 
 
 @router.delete("/{tenant_id}")
