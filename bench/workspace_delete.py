@@ -27,9 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import three_instances
-from bench.lockout import login, pct
-from bench.workspaces import as_cookie, served_personal_after
-from tests.cluster import add_user
+from bench.workspaces import as_cookie, member_of_fleet, print_table, served_personal_after
 from tests.support import COOKIE
 
 
@@ -70,27 +68,15 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
 
 async def main(trials: int) -> None:
     async with three_instances("wsdelete") as (pg_url, clients):
-        await add_user(pg_url, "owner@bench.example")
-        owner = await login(clients[0], "owner@bench.example")
-        member_id = await add_user(pg_url, "member@bench.example")
-        r = await clients[1].post("/api/auth/login", json={
-            "email": "member@bench.example", "password": "cluster password 1"})
-        r.raise_for_status()
-        member = {"id": member_id, "email": "member@bench.example",
-                  "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
+        owner, member = await member_of_fleet(pg_url, clients)
         pg = await asyncpg.connect(pg_url)
         results: dict[str, list[float]] = {"api": [], "sql": []}
         for _ in range(trials):
             for path in results:
                 results[path].append(await trial(clients, pg, owner, member, path))
         await pg.close()
-    print(f"workspace deleted → member served in the personal workspace on all 3 instances, "
-          f"{trials} trials per path (ms):")
-    print("| path | p50 | p99 | max |")
-    print("|---|---|---|---|")
-    for path, values in results.items():
-        ms = [v * 1000 for v in values]
-        print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
+    print_table(f"workspace deleted → member served in the personal workspace on all 3"
+                f" instances, {trials} trials per path (ms):", results)
 
 
 if __name__ == "__main__":

@@ -69,33 +69,43 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
     return max(delays)
 
 
+async def member_of_fleet(pg_url: str, clients: list[httpx.AsyncClient]
+                          ) -> tuple[str, dict[str, str]]:
+    """The owner's session (instance A) and a member signed in on instance B."""
+    await add_user(pg_url, "owner@bench.example")
+    owner = await login(clients[0], "owner@bench.example")
+    member_id = await add_user(pg_url, "member@bench.example")
+    r = await clients[1].post("/api/auth/login", json={
+        "email": "member@bench.example", "password": "cluster password 1"})
+    r.raise_for_status()
+    return owner, {"id": member_id, "email": "member@bench.example",
+                   "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
+
+
+def print_table(title: str, results: dict[str, list[float]]) -> None:
+    print(title)
+    print("| path | p50 | p99 | max |")
+    print("|---|---|---|---|")
+    for path, values in results.items():
+        ms = [v * 1000 for v in values]
+        print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
+
+
 async def main(trials: int) -> None:
     async with three_instances("wsbench") as (pg_url, clients):
-        await add_user(pg_url, "owner@bench.example")
-        owner = await login(clients[0], "owner@bench.example")
+        owner, member = await member_of_fleet(pg_url, clients)
         r = await clients[0].post("/api/workspaces", headers=as_cookie(owner),
                                   json={"name": "Bench Team"})
         r.raise_for_status()
         team = r.json()["id"]
-        member_id = await add_user(pg_url, "member@bench.example")
-        r = await clients[1].post("/api/auth/login", json={
-            "email": "member@bench.example", "password": "cluster password 1"})
-        r.raise_for_status()
-        member = {"id": member_id, "email": "member@bench.example",
-                  "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
         pg = await asyncpg.connect(pg_url)
         results: dict[str, list[float]] = {"api": [], "sql": []}
         for _ in range(trials):
             for path in results:
                 results[path].append(await trial(clients, pg, owner, team, member, path))
         await pg.close()
-    print(f"access lost → served in the personal workspace on all 3 instances, "
-          f"{trials} trials per path (ms):")
-    print("| path | p50 | p99 | max |")
-    print("|---|---|---|---|")
-    for path, values in results.items():
-        ms = [v * 1000 for v in values]
-        print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
+    print_table(f"access lost → served in the personal workspace on all 3 instances, "
+                f"{trials} trials per path (ms):", results)
 
 
 if __name__ == "__main__":

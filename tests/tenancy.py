@@ -3,12 +3,14 @@ SQL on the workspace tables from outside the app, and two instances on one direc
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, PG_ADMIN
 from tests.support import COOKIE
 
 TABLES = {
@@ -69,3 +71,28 @@ def _is_uuid(value: Any) -> bool:
     except ValueError:
         return False
     return isinstance(value, str)
+
+
+@contextlib.asynccontextmanager
+async def upstream_database(schema: str) -> AsyncIterator[str]:
+    """A PostgreSQL database of its own, shaped like a team's existing one: auth.users, then
+    `schema` (their copilot_core tables as they made them). Its URL; dropped afterwards."""
+    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
+
+    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
+        try:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(USERS_DDL)
+                await conn.execute(schema)
+            finally:
+                await conn.close()
+            yield url
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from tests.support import COOKIE, eventually
-from tests.tenancy import call, cookie_of, me, sign_in, sql
+from tests.tenancy import call, cookie_of, me, sign_in, sql, upstream_database
 
 BACKENDS = [("sqlite", "memory"), ("postgres", "redis")]
 PUBLIC_URL = "http://127.0.0.1:8000"
@@ -46,6 +46,19 @@ async def _people(a: Any, b: Any) -> dict[str, Any]:
     return {"emails": emails, "ids": ids, "alice": cookie_of(r), "bob": bob, "eve": eve,
             "team": team, "alice_personal": alice_user["tenantId"],
             "bob_personal": bob_user["tenantId"]}
+
+
+def _token(r: Any) -> str:
+    """The token in an invitation's link."""
+    return r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
+
+
+async def _bob_joins(a: Any, b: Any, s: dict[str, Any], role: str) -> None:
+    """alice invites bob (instance a), bob accepts (instance b)."""
+    r = await call(a, "POST", "/api/invitations", s["alice"],
+                   json={"email": s["emails"]["bob"], "role": role})
+    r = await call(b, "POST", f"/api/invitations/{_token(r)}/accept", s["bob"])
+    assert r.status_code == 200, r.text
 
 
 async def _served_in(app: Any, cookie: str, tenant: str) -> Any:
@@ -194,7 +207,7 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
         s = await _people(a, b)
         r = await call(a, "POST", "/api/invitations", s["alice"],
                        json={"email": s["emails"]["bob"], "role": "viewer"})
-        token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
+        token = _token(r)
         invitation_id = r.json()["invitation"]["id"]
         # carol: a viewer, made through an accepted invitation.
         carol_email = f"carol-{uuid.uuid4().hex[:6]}@example.com"
@@ -202,7 +215,7 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
         r = await call(a, "POST", "/api/invitations", s["alice"],
                        json={"email": carol_email, "role": "viewer"})
         carol, _ = await sign_in(a, carol_email)
-        carol_token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
+        carol_token = _token(r)
         assert (await call(a, "POST", f"/api/invitations/{carol_token}/accept",
                            carol)).status_code == 200
         r = await call(a, "POST", "/api/workspaces/switch", carol, json={"tenantId": s["team"]})
@@ -210,7 +223,7 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
         # An expired invitation and one for a different email.
         r = await call(a, "POST", "/api/invitations", s["alice"],
                        json={"email": "late@example.com", "role": "member"})
-        late_token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
+        late_token = _token(r)
         past = "{now}" if directory == "sqlite" else "now() - interval '1 minute'"
         await sql(directory, a, pg_url,
                   "UPDATE {invitations} SET expires_at = " + past + " WHERE token = $1",
@@ -284,7 +297,7 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
         # nobody may.
         r = await call(a, "POST", "/api/invitations", s["alice"],
                        json={"email": s["emails"]["bob"], "role": "member"})
-        token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
+        token = _token(r)
         assert (await call(a, "DELETE", f"/api/workspaces/{s['team']}",
                            s["alice"])).status_code == 200
         r = await call(b, "POST", f"/api/invitations/{token}/accept", s["bob"])
@@ -310,11 +323,7 @@ async def test_plain_sql_delete_moves_members_out_on_both_instances_and_restore_
         pair, pg_url, directory, cache):
     async with pair(directory, cache) as (a, b):
         s = await _people(a, b)
-        r = await call(a, "POST", "/api/invitations", s["alice"],
-                       json={"email": s["emails"]["bob"], "role": "admin"})
-        token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
-        assert (await call(b, "POST", f"/api/invitations/{token}/accept",
-                           s["bob"])).status_code == 200
+        await _bob_joins(a, b, s, "admin")
         r = await call(b, "POST", "/api/workspaces/switch", s["bob"],
                        json={"tenantId": s["team"]})
         bob = cookie_of(r)
@@ -418,11 +427,7 @@ async def test_upstream_membership_change_events_trigger_still_fills_its_table(p
         try:
             await conn.execute(UPSTREAM_EVENTS)
             s = await _people(a, b)
-            r = await call(a, "POST", "/api/invitations", s["alice"],
-                           json={"email": s["emails"]["bob"], "role": "viewer"})
-            token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
-            assert (await call(b, "POST", f"/api/invitations/{token}/accept",
-                               s["bob"])).status_code == 200
+            await _bob_joins(a, b, s, "viewer")
             r = await call(a, "PATCH", f"/api/workspaces/{s['team']}/members/{s['ids']['bob']}",
                            s["alice"], json={"role": "member"})
             assert r.status_code == 200
@@ -473,18 +478,9 @@ async def test_upstream_database_invitations_and_preferences(settings_for):
     app creates gets the upstream's token default, so a row inserted the upstream's way (no
     token) gets 32 random bytes in hex; the existing preferences row keeps its other columns
     and follows the switches."""
-    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
-    from tests.conftest import PG_ADMIN, serve
+    from tests.conftest import serve
 
-    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(USERS_DDL)
-            await conn.execute("""
+    async with upstream_database("""
                 CREATE SCHEMA extensions;
                 CREATE EXTENSION pgcrypto SCHEMA extensions;
                 CREATE SCHEMA copilot_core;
@@ -502,9 +498,7 @@ async def test_upstream_database_invitations_and_preferences(settings_for):
                     created_at timestamptz NOT NULL DEFAULT now(),
                     updated_at timestamptz NOT NULL DEFAULT now());
                 ALTER TABLE copilot_core.user_preferences ENABLE ROW LEVEL SECURITY;
-            """)
-        finally:
-            await conn.close()
+            """) as url:
         async with serve(settings_for("postgres", "memory", DATABASE_URL=url)) as app:
             owner_id = await app.add_user("owner@example.com")
             bob_id = await app.add_user("bob@example.com")
@@ -534,6 +528,3 @@ async def test_upstream_database_invitations_and_preferences(settings_for):
                 await conn.close()
             assert (str(stored[0]), stored[1]) == (team, '{"theme": "dark"}')
             assert bob_user["tenantId"] != team
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

@@ -13,7 +13,7 @@ import pytest
 from regcopilot.config import load_settings
 from tests.conftest import PASSWORD, TEST_SECRET, serve
 from tests.support import eventually
-from tests.tenancy import call, cookie_of, me, sign_in, sql
+from tests.tenancy import call, cookie_of, me, sign_in, sql, upstream_database
 
 BEARER = {"Authorization": "Bearer monitor-token"}
 BACKENDS = [("sqlite", "memory"), ("sqlite", "redis"), ("postgres", "memory"),
@@ -255,18 +255,8 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
     security on, the owner foreign key - is used without changing them, and its members and
     current workspaces are honoured from the first sign-in."""
     from regcopilot.auth.passwords import hash_password
-    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
-    from tests.conftest import PG_ADMIN
 
-    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(USERS_DDL)
-            await conn.execute("""
+    async with upstream_database("""
                 CREATE SCHEMA copilot_core;
                 CREATE TABLE copilot_core.tenants (
                     id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL,
@@ -289,7 +279,9 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
                     updated_at timestamptz NOT NULL DEFAULT now());
                 ALTER TABLE copilot_core.tenants ENABLE ROW LEVEL SECURITY;
                 ALTER TABLE copilot_core.tenant_memberships ENABLE ROW LEVEL SECURITY;
-            """)
+            """) as url:
+        conn = await asyncpg.connect(url)
+        try:
             user = await conn.fetchval(
                 "INSERT INTO auth.users (email, encrypted_password) VALUES ($1, $2) RETURNING id",
                 "upstream@example.com", hash_password(PASSWORD))
@@ -325,6 +317,3 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
         finally:
             await conn.close()
         assert (note, region, anon_functions) == ("kept", "eu", 0)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
