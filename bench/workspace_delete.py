@@ -27,7 +27,13 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import three_instances
-from bench.workspaces import as_cookie, member_of_fleet, print_table, served_personal_after
+from bench.workspaces import (
+    as_cookie,
+    member_of_fleet,
+    print_table,
+    served_personal_after,
+    timed_paths,
+)
 from tests.support import COOKIE
 
 
@@ -69,12 +75,8 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
 async def main(trials: int) -> None:
     async with three_instances("wsdelete") as (pg_url, clients):
         owner, member = await member_of_fleet(pg_url, clients)
-        pg = await asyncpg.connect(pg_url)
-        results: dict[str, list[float]] = {"api": [], "sql": []}
-        for _ in range(trials):
-            for path in results:
-                results[path].append(await trial(clients, pg, owner, member, path))
-        await pg.close()
+        results = await timed_paths(
+            pg_url, trials, lambda pg, path: trial(clients, pg, owner, member, path))
     print_table(f"workspace deleted → member served in the personal workspace on all 3"
                 f" instances, {trials} trials per path (ms):", results)
 

@@ -16,6 +16,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -82,6 +83,21 @@ async def member_of_fleet(pg_url: str, clients: list[httpx.AsyncClient]
                    "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
 
 
+async def timed_paths(pg_url: str, trials: int,
+                      one: Callable[[asyncpg.Connection, str], Awaitable[float]],
+                      ) -> dict[str, list[float]]:
+    """`trials` rounds of `one(pg, path)` for the API path and the plain SQL path, in turn."""
+    pg = await asyncpg.connect(pg_url)
+    try:
+        results: dict[str, list[float]] = {"api": [], "sql": []}
+        for _ in range(trials):
+            for path in results:
+                results[path].append(await one(pg, path))
+    finally:
+        await pg.close()
+    return results
+
+
 def print_table(title: str, results: dict[str, list[float]]) -> None:
     print(title)
     print("| path | p50 | p99 | max |")
@@ -98,12 +114,8 @@ async def main(trials: int) -> None:
                                   json={"name": "Bench Team"})
         r.raise_for_status()
         team = r.json()["id"]
-        pg = await asyncpg.connect(pg_url)
-        results: dict[str, list[float]] = {"api": [], "sql": []}
-        for _ in range(trials):
-            for path in results:
-                results[path].append(await trial(clients, pg, owner, team, member, path))
-        await pg.close()
+        results = await timed_paths(
+            pg_url, trials, lambda pg, path: trial(clients, pg, owner, team, member, path))
     print_table(f"access lost → served in the personal workspace on all 3 instances, "
                 f"{trials} trials per path (ms):", results)
 
