@@ -22,7 +22,9 @@ from regcopilot.users.directory import User, is_uuid, normalize_email
 from regcopilot.users.rows import as_datetime
 from regcopilot.workspaces.schema import INVITE_ROLES
 from regcopilot.workspaces.sql import ACTIVE
-from regcopilot.workspaces.store import MANAGERS, WorkspaceStore, db_param, db_time
+from regcopilot.workspaces.store import MANAGERS, WorkspaceStore
+from regcopilot.workspaces.store import _param as db_param
+from regcopilot.workspaces.store import _time as db_time
 
 log = logging.getLogger("regcopilot.workspaces")
 

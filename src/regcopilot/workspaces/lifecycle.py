@@ -16,7 +16,9 @@ from typing import Any
 from regcopilot.users.directory import is_uuid
 from regcopilot.users.rows import as_datetime
 from regcopilot.workspaces.invitations import Refused, iso
-from regcopilot.workspaces.store import WorkspaceStore, db_param, db_time
+from regcopilot.workspaces.store import WorkspaceStore
+from regcopilot.workspaces.store import _param as db_param
+from regcopilot.workspaces.store import _time as db_time
 
 GRACE_DAYS = 30
 

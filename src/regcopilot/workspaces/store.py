@@ -133,17 +133,17 @@ class WorkspaceStore:
         return [
             (self._sql("INSERT INTO {tenants} (id, name, slug, type, owner_id)"
                        " VALUES (?, ?, ?, ?, ?)"),
-             (db_param(self, tenant_id), name, slug, kind, db_param(self, owner))),
+             (_param(self, tenant_id), name, slug, kind, _param(self, owner))),
             (self._sql("INSERT INTO {members} (id, tenant_id, user_id, role, status, joined_at)"
                        " VALUES (?, ?, ?, 'owner', 'active', {now})"),
-             (db_param(self, str(uuid.uuid4())), db_param(self, tenant_id), db_param(self, owner))),
+             (_param(self, str(uuid.uuid4())), _param(self, tenant_id), _param(self, owner))),
         ]
 
     def _set_current(self, user_id: str, tenant_id: str) -> list[tuple[str, tuple]]:
         """Both records of the current workspace, as the upstream's switch_tenant writes them:
         user_tenant_contexts (what sessions follow) and user_preferences.current_tenant_id
         (what the upstream's admin app reads as the user's primary workspace)."""
-        params = (db_param(self, user_id), db_param(self, tenant_id))
+        params = (_param(self, user_id), _param(self, tenant_id))
         return [(self._sql(f"INSERT INTO {{{table}}} (user_id, current_tenant_id, updated_at)"
                            " VALUES (?, ?, {now}) ON CONFLICT (user_id) DO UPDATE SET"
                            " current_tenant_id = excluded.current_tenant_id,"
@@ -190,7 +190,7 @@ class WorkspaceStore:
         """Make a workspace current, only while the user is an active member of it."""
         if not (is_uuid(user_id) and is_uuid(tenant_id)):
             return False
-        uid, tid = db_param(self, user_id), db_param(self, tenant_id)
+        uid, tid = _param(self, user_id), _param(self, tenant_id)
         (count, _) = await self.directory.batch(
             [(self._sql(SWITCH.format(table=table)), (uid, tid, uid, tid))
              for table in ("{contexts}", "{preferences}")])
@@ -235,8 +235,8 @@ class WorkspaceStore:
             " joined_at = excluded.joined_at, updated_at = {now}"
         )
         await self.directory.batch([(sql, (
-            db_param(self, str(uuid.uuid4())), db_param(self, tenant_id), db_param(self, user.id),
-            role, db_param(self, invited_by) if invited_by else None,
+            _param(self, str(uuid.uuid4())), _param(self, tenant_id), _param(self, user.id),
+            role, _param(self, invited_by) if invited_by else None,
         ))])
         await self._touched(user.id)
         return {"userId": user.id, "email": user.email, "role": role, "status": "active"}
@@ -261,7 +261,7 @@ class WorkspaceStore:
         sql = self._sql(f"UPDATE {{members}} SET {', '.join(sets)}, updated_at = {{now}}"
                         " WHERE tenant_id = ? AND user_id = ? AND deleted_at IS NULL")
         (count,) = await self.directory.batch(
-            [(sql, (*params, db_param(self, tenant_id), db_param(self, user_id)))]
+            [(sql, (*params, _param(self, tenant_id), _param(self, user_id)))]
         )
         if count:
             await self._touched(user_id)
@@ -275,7 +275,7 @@ class WorkspaceStore:
                         " updated_at = {now} WHERE tenant_id = ? AND user_id = ?"
                         " AND deleted_at IS NULL")
         (count,) = await self.directory.batch(
-            [(sql, (db_param(self, tenant_id), db_param(self, user_id)))]
+            [(sql, (_param(self, tenant_id), _param(self, user_id)))]
         )
         if count:
             await self._touched(user_id)
@@ -290,12 +290,12 @@ def _check_role(role: str) -> None:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
 
 
-def db_param(store: WorkspaceStore, value: str) -> Any:
+def _param(store: WorkspaceStore, value: str) -> Any:
     """asyncpg wants uuid.UUID for uuid columns in VALUES lists; SQLite stores text."""
     return uuid.UUID(value) if store.directory.kind == "postgres" else value
 
 
-def db_time(store: WorkspaceStore, value: datetime) -> Any:
+def _time(store: WorkspaceStore, value: datetime) -> Any:
     """A timestamptz for asyncpg; on SQLite the text `{now}` writes, so the two compare."""
     if store.directory.kind == "postgres":
         return value
