@@ -163,6 +163,9 @@ def invite(
         typer.echo(f"invited {invitation.email} to {invitation.workspace_name} as {role}"
                    f" (expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC)")
         typer.echo(made.url(invitation.token))
+        if await store.directory.find_by_email(invitation.email) is None:
+            typer.echo("note: no account has that email yet; create one with"
+                       " `regcopilot users add` before the invitee signs in", err=True)
 
     _act(act)
 
