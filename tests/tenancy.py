@@ -77,8 +77,10 @@ def _is_uuid(value: Any) -> bool:
 async def upstream_database(schema: str) -> AsyncIterator[str]:
     """A PostgreSQL database of its own, shaped like a team's existing one: auth.users, then
     `schema` (their copilot_core tables as they made them). Its URL; dropped afterwards."""
-    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
+    from regcopilot.users import schema as users_schema
 
+    # auth.users and this app's own tables (a branch in flight moves auth.users' DDL apart).
+    users_ddl = getattr(users_schema, "POSTGRES_USERS_DDL", "") + users_schema.POSTGRES_DDL
     name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(PG_ADMIN)
     try:
@@ -87,7 +89,7 @@ async def upstream_database(schema: str) -> AsyncIterator[str]:
         try:
             conn = await asyncpg.connect(url)
             try:
-                await conn.execute(USERS_DDL)
+                await conn.execute(users_ddl)
                 await conn.execute(schema)
             finally:
                 await conn.close()
