@@ -230,6 +230,14 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
                   late_token)
         late_id = await a.add_user("late@example.com")
         late, _ = await sign_in(a, "late@example.com")
+        # dan: a plain member, working in the team.
+        dan_email = f"dan-{uuid.uuid4().hex[:6]}@example.com"
+        await a.add_user(dan_email)
+        dan, _ = await sign_in(a, dan_email)
+        r = await call(a, "POST", f"/api/workspaces/{s['team']}/members", s["alice"],
+                       json={"email": dan_email, "role": "member"})
+        r = await call(a, "POST", "/api/workspaces/switch", dan, json={"tenantId": s["team"]})
+        dan = cookie_of(r)
         before = await _snapshot(directory, a, pg_url)
 
         refusals: list[tuple[str, str, str, Any, int, str]] = [
@@ -247,6 +255,11 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
              400, "email"),
             ("carol", "POST", "/api/invitations", {"email": "x@example.com", "role": "member"},
              403, "owners and admins"),
+            ("dan", "POST", "/api/invitations", {"email": "x@example.com", "role": "viewer"},
+             403, "owners and admins"),
+            ("dan", "DELETE", f"/api/invitations/{invitation_id}", None, 403,
+             "owners and admins"),
+            ("dan", "DELETE", f"/api/workspaces/{s['team']}", None, 403, "owners"),
             ("alice", "POST", "/api/invitations", {"email": s["emails"]["bob"],
                                                    "role": "member"}, 409, "pending"),
             ("alice", "POST", "/api/invitations", {"email": carol_email, "role": "member"},
@@ -276,7 +289,7 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
             ("carol", "PATCH", f"/api/workspaces/{s['team']}", "restore", 400, "JSON object"),
         ]
         cookies = {"alice": s["alice"], "bob": s["bob"], "eve": s["eve"], "carol": carol,
-                   "late": late}
+                   "late": late, "dan": dan}
         for who, method, path, payload, status, words in refusals:
             kw = {"json": payload} if payload is not None else {}
             r = await call(a, method, path, cookies[who], **kw)
@@ -302,7 +315,7 @@ async def test_every_refusal_is_a_clear_4xx_and_changes_nothing(pair, pg_url, di
                            s["alice"])).status_code == 200
         r = await call(b, "POST", f"/api/invitations/{token}/accept", s["bob"])
         assert r.status_code == 400 and "deleted" in r.json()["error"]
-        for who in ("eve", "carol", "late"):
+        for who in ("eve", "carol", "late", "dan"):
             r = await call(a, "PATCH", f"/api/workspaces/{s['team']}", cookies[who],
                            json={"action": "restore"})
             assert r.status_code == 403, (who, r.text)
