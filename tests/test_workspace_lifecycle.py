@@ -111,6 +111,8 @@ async def test_journey_invite_list_accept_switch_delete_restore(pair, pg_url, ca
                 pending["invitedByEmail"], pending["role"]) == (
             invitation["id"], s["team"], "Acme Compliance", s["emails"]["alice"], "member")
         assert (await call(b, "GET", "/api/invitations", s["eve"])).json() == {"invitations": []}
+        home = (await call(b, "GET", "/", s["bob"])).text
+        assert 'id="my-invitations"' in home and f'href="/invite/{token}"' in home
         r = await call(b, "POST", f"/api/invitations/{token}/accept", s["bob"])
         assert r.status_code == 200, r.text
         assert {k: r.json()[k] for k in ("success", "tenantId", "role", "alreadyMember")} == {
@@ -118,6 +120,7 @@ async def test_journey_invite_list_accept_switch_delete_restore(pair, pg_url, ca
         r = await call(a, "POST", f"/api/invitations/{token}/accept", s["bob"])
         assert r.status_code == 200 and r.json()["alreadyMember"] is True, r.text
         assert (await call(b, "GET", "/api/invitations", s["bob"])).json()["invitations"] == []
+        assert 'id="my-invitations"' not in (await call(b, "GET", "/", s["bob"])).text
         members = (await call(a, "GET", f"/api/workspaces/{s['team']}/members",
                               s["alice"])).json()["members"]
         assert {(m["email"], m["role"]) for m in members} == {

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.auth.identity import SessionUser
-from regcopilot.users.directory import User
+from regcopilot.users.directory import DirectoryUnavailable, User
 from regcopilot.web.deps import current_user, errors, services
 from regcopilot.web.pages import render
 from regcopilot.web.routes.workspaces import store
@@ -100,6 +100,16 @@ async def cancel(invitation_id: str, request: Request,
 async def accept(token: str, request: Request,
                  user: SessionUser = Depends(current_user)) -> dict:
     return await refusable(invitations(request).accept(token, await _account(request, user)))
+
+
+async def pending_links(request: Request, user: SessionUser) -> list[dict[str, Any]]:
+    """For the home page: the user's pending invitations and the page that accepts each; a
+    directory that cannot answer leaves the list empty."""
+    try:
+        found = await invitations(request).pending_for(user.email)
+    except DirectoryUnavailable:
+        return []
+    return [{"invitation": i, "path": f"/invite/{i.token}"} for i in found]
 
 
 @pages.get("/invite/{token}", response_class=HTMLResponse, include_in_schema=False)
