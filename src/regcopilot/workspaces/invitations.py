@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from regcopilot.users.dialect import ACTIVE
 from regcopilot.users.directory import User, is_uuid, normalize_email
 from regcopilot.users.rows import as_datetime
-from regcopilot.workspaces.schema import INVITE_ROLES
-from regcopilot.workspaces.sql import ACTIVE
+from regcopilot.users.workspace_schema import INVITE_ROLES
 from regcopilot.workspaces.store import MANAGERS, WorkspaceStore
 from regcopilot.workspaces.store import _param as db_param
 from regcopilot.workspaces.store import _time as db_time
@@ -138,7 +138,7 @@ class Invitations:
         """What the upstream's get_my_pending_invitations answers: unaccepted, unexpired,
         workspace not deleted, newest first."""
         return await self._find(
-            "i.email = ? AND i.accepted_at IS NULL AND i.expires_at > {now}"
+            "i.email = {p} AND i.accepted_at IS NULL AND i.expires_at > {now}"
             " AND t.deleted_at IS NULL ORDER BY i.created_at DESC",
             normalize_email(email),
         )
@@ -149,15 +149,15 @@ class Invitations:
         if tenant_id is not None:
             if not is_uuid(tenant_id):
                 return []
-            return await self._find("i.tenant_id = ? AND i.accepted_at IS NULL"
+            return await self._find("i.tenant_id = {p} AND i.accepted_at IS NULL"
                                     " ORDER BY i.created_at DESC", tenant_id)
         return await self._find(
-            "i.accepted_at IS NULL ORDER BY i.created_at DESC LIMIT ?", limit)
+            "i.accepted_at IS NULL ORDER BY i.created_at DESC LIMIT {p}", limit)
 
     async def by_token(self, token: str) -> Invitation | None:
         if not TOKEN_SHAPE.fullmatch(token):
             return None
-        found = await self._find("i.token = ?", token)
+        found = await self._find("i.token = {p}", token)
         return found[0] if found else None
 
     # --- writes ---------------------------------------------------------------------
@@ -176,7 +176,7 @@ class Invitations:
         member = await ws._rows(
             "SELECT 1 FROM {members} m JOIN {users} u ON u.id = m.user_id"
             " JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.tenant_id = ? AND u.email = ? AND {ACTIVE}", tenant_id, email)
+            f" WHERE m.tenant_id = {{p}} AND u.email = {{p}} AND {ACTIVE}", tenant_id, email)
         if member:
             raise Refused(409, "that user is already a member of this workspace")
         token = secrets.token_hex(TOKEN_BYTES)
@@ -187,11 +187,12 @@ class Invitations:
             await ws.directory.batch([
                 # An expired, never accepted invitation would hold the (workspace, email)
                 # unique index forever: it makes way for the new one.
-                (ws._sql("DELETE FROM {invitations} WHERE tenant_id = ? AND email = ?"
+                (ws._sql("DELETE FROM {invitations} WHERE tenant_id = {p} AND email = {p}"
                          " AND accepted_at IS NULL AND expires_at <= {now}"),
                  (db_param(ws, tenant_id), email)),
                 (ws._sql("INSERT INTO {invitations} (id, tenant_id, email, role, invited_by,"
-                         " token, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                         " token, expires_at, created_at)"
+                         " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})"),
                  (db_param(ws, invitation_id), db_param(ws, tenant_id), email, role,
                   db_param(ws, invited_by), token, db_time(ws, expires), db_time(ws, now))),
             ])
@@ -208,7 +209,7 @@ class Invitations:
     async def cancel(self, invitation_id: str, by_user_id: str | None) -> None:
         """Delete an unaccepted invitation (by an owner or admin of its workspace; None: the
         CLI's operator)."""
-        found = await self._find("i.id = ? AND i.accepted_at IS NULL", invitation_id) \
+        found = await self._find("i.id = {p} AND i.accepted_at IS NULL", invitation_id) \
             if is_uuid(invitation_id) else []
         if not found:
             raise Refused(404, "invitation not found or already accepted")
@@ -217,7 +218,7 @@ class Invitations:
                 await self.store.role_of(by_user_id, invitation.tenant_id) not in MANAGERS):
             raise Refused(403, "only workspace owners and admins can cancel invitations")
         await self.store.directory.batch([(
-            self.store._sql("DELETE FROM {invitations} WHERE id = ? AND accepted_at IS NULL"),
+            self.store._sql("DELETE FROM {invitations} WHERE id = {p} AND accepted_at IS NULL"),
             (db_param(self.store, invitation_id),))])
 
     async def accept(self, token: str, user: User) -> dict[str, Any]:
@@ -240,7 +241,7 @@ class Invitations:
             raise Refused(400, "this invitation has expired")
         tid, uid = db_param(ws, invitation.tenant_id), db_param(ws, user.id)
         mark = (ws._sql("UPDATE {invitations} SET accepted_at = {now}"
-                        " WHERE id = ? AND accepted_at IS NULL"),
+                        " WHERE id = {p} AND accepted_at IS NULL"),
                 (db_param(ws, invitation.id),))
         if member_role is not None:  # a member already (e.g. added directly): as upstream
             await ws.directory.batch([mark])
@@ -248,7 +249,7 @@ class Invitations:
         # A removed or suspended membership is made active again with the invited role.
         join = (ws._sql(
             "INSERT INTO {members} (id, tenant_id, user_id, role, status, invited_by,"
-            " joined_at) VALUES (?, ?, ?, ?, 'active', ?, {now})"
+            " joined_at) VALUES ({p}, {p}, {p}, {p}, 'active', {p}, {now})"
             " ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role,"
             " status = 'active', deleted_at = NULL, invited_by = excluded.invited_by,"
             " joined_at = excluded.joined_at, updated_at = {now}"),

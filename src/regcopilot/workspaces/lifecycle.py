@@ -29,7 +29,7 @@ class Lifecycle:
 
     async def _tenant(self, tenant_id: str) -> tuple[Any, ...]:
         rows = await self.store._rows(
-            "SELECT id, name, type, deleted_at, deleted_by FROM {tenants} WHERE id = ?",
+            "SELECT id, name, type, deleted_at, deleted_by FROM {tenants} WHERE id = {p}",
             tenant_id) if is_uuid(tenant_id) else []
         if not rows:
             raise Refused(404, "no such workspace")
@@ -37,7 +37,7 @@ class Lifecycle:
 
     async def _members(self, tenant_id: str) -> list[str]:
         rows = await self.store._rows(
-            "SELECT user_id FROM {members} WHERE tenant_id = ?", tenant_id)
+            "SELECT user_id FROM {members} WHERE tenant_id = {p}", tenant_id)
         return [str(r[0]) for r in rows]
 
     async def delete(self, tenant_id: str, by_user_id: str | None) -> dict[str, Any]:
@@ -55,17 +55,17 @@ class Lifecycle:
         stamp, tid = db_time(ws, now), db_param(ws, tenant_id)
         by = db_param(ws, by_user_id) if by_user_id is not None else None
         counted, _memberships = await ws.directory.batch([
-            (ws._sql("UPDATE {tenants} SET deleted_at = ?, deleted_by = ?, updated_at = {now}"
-                     " WHERE id = ? AND deleted_at IS NULL"), (stamp, by, tid)),
-            (ws._sql("UPDATE {members} SET deleted_at = ?, updated_at = {now}"
-                     " WHERE tenant_id = ? AND deleted_at IS NULL"), (stamp, tid)),
+            (ws._sql("UPDATE {tenants} SET deleted_at = {p}, deleted_by = {p}, updated_at = {now}"
+                     " WHERE id = {p} AND deleted_at IS NULL"), (stamp, by, tid)),
+            (ws._sql("UPDATE {members} SET deleted_at = {p}, updated_at = {now}"
+                     " WHERE tenant_id = {p} AND deleted_at IS NULL"), (stamp, tid)),
         ])
         if not counted:
             raise Refused(404, "no such workspace (it is deleted)")
         await ws._touched(*members)
         active = await ws._rows(
-            "SELECT count(*) FROM {members} WHERE tenant_id = ? AND status = 'active'"
-            " AND deleted_at = ?", tenant_id, stamp)
+            "SELECT count(*) FROM {members} WHERE tenant_id = {p} AND status = 'active'"
+            " AND deleted_at = {p}", tenant_id, stamp)
         # The upstream's delete_workspace answer.
         return {"success": True, "deleted_at": now.isoformat(), "workspace_name": name,
                 "members_affected": int(active[0][0]), "grace_period_days": GRACE_DAYS,
@@ -81,7 +81,7 @@ class Lifecycle:
             raise Refused(400, "workspace is not deleted")
         if by_user_id is not None and str(deleted_by) != by_user_id:
             owner = await ws._rows(
-                "SELECT 1 FROM {members} WHERE tenant_id = ? AND user_id = ?"
+                "SELECT 1 FROM {members} WHERE tenant_id = {p} AND user_id = {p}"
                 " AND role = 'owner' AND status = 'active'", tenant_id, by_user_id) \
                 if is_uuid(by_user_id) else []
             if not owner:
@@ -93,9 +93,10 @@ class Lifecycle:
         members = await self._members(tenant_id)
         counted, restored = await ws.directory.batch([
             (ws._sql("UPDATE {tenants} SET deleted_at = NULL, deleted_by = NULL,"
-                     " updated_at = {now} WHERE id = ? AND deleted_at = ?"), (tid, deleted_raw)),
+                     " updated_at = {now} WHERE id = {p} AND deleted_at = {p}"),
+             (tid, deleted_raw)),
             (ws._sql("UPDATE {members} SET deleted_at = NULL, updated_at = {now}"
-                     " WHERE tenant_id = ? AND deleted_at = ?"), (tid, deleted_raw)),
+                     " WHERE tenant_id = {p} AND deleted_at = {p}"), (tid, deleted_raw)),
         ])
         if not counted:
             raise Refused(409, "the workspace changed meanwhile; try again")
@@ -110,14 +111,14 @@ class Lifecycle:
         caller's membership (any status: a restore page needs it after the delete)."""
         rows = await self.store._rows(
             "SELECT t.id, t.name, t.slug, t.type, t.plan, t.deleted_at, t.deleted_by,"
-            " t.created_at FROM {tenants} t WHERE t.id = ?", tenant_id) \
+            " t.created_at FROM {tenants} t WHERE t.id = {p}", tenant_id) \
             if is_uuid(tenant_id) else []
         if not rows:
             raise Refused(404, "workspace not found")
         tenant, name, slug, kind, plan, deleted_raw, deleted_by, created = rows[0]
         membership = await self.store._rows(
             "SELECT role, status, joined_at, deleted_at FROM {members}"
-            " WHERE tenant_id = ? AND user_id = ?", tenant_id, user_id) \
+            " WHERE tenant_id = {p} AND user_id = {p}", tenant_id, user_id) \
             if is_uuid(user_id) else []
         if not membership:
             raise Refused(403, "not a member of this workspace")
@@ -150,7 +151,7 @@ class Lifecycle:
             " (SELECT count(*) FROM {members} m WHERE m.tenant_id = t.id"
             "  AND m.deleted_at = t.deleted_at)"
             " FROM {tenants} t LEFT JOIN {users} u ON u.id = t.deleted_by"
-            " WHERE t.deleted_at IS NOT NULL ORDER BY t.deleted_at DESC LIMIT ?", limit)
+            " WHERE t.deleted_at IS NOT NULL ORDER BY t.deleted_at DESC LIMIT {p}", limit)
         found = []
         for tenant, name, kind, raw, by_email, members in rows:
             when = as_datetime(raw)

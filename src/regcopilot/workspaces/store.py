@@ -13,27 +13,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from regcopilot.users.directory import CurrentWorkspace, User, UserDirectory, is_uuid
-from regcopilot.workspaces.schema import QUIET_SETTING, ROLES, STATUSES
-from regcopilot.workspaces.sql import ACTIVE, render
+from regcopilot.users.dialect import ACTIVE, render
+from regcopilot.users.directory import CurrentWorkspace, User, WorkspaceTables, is_uuid
+from regcopilot.users.workspace_schema import QUIET_SETTING, ROLES, STATUSES
 
 Invalidate = Callable[[str], Awaitable[None]]
 # A switch asked for: the row is written only while the membership is active (the same
 # statement, so a removal racing the switch cannot leave a current workspace without access).
 SWITCH = (
-    "INSERT INTO {table} (user_id, current_tenant_id, updated_at)"
-    " SELECT CAST(? AS {{uuid}}), CAST(? AS {{uuid}}), {{now}}"
-    " WHERE EXISTS (SELECT 1 FROM {{members}} m JOIN {{tenants}} t ON t.id = m.tenant_id"
-    f" WHERE m.user_id = ? AND m.tenant_id = ? AND {ACTIVE})"
+    "INSERT INTO {target} (user_id, current_tenant_id, updated_at)"
+    " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
+    " WHERE EXISTS (SELECT 1 FROM {members} m JOIN {tenants} t ON t.id = m.tenant_id"
+    f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE})"
     " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
     " updated_at = excluded.updated_at"
 )
 MANAGERS = ("owner", "admin")
 MAX_NAME = 200
-
-
-class NotAllowed(Exception):
-    """The caller may not do this to this workspace (HTTP 403)."""
 
 
 class NotFound(LookupError):
@@ -63,7 +59,7 @@ def _ws(row: tuple) -> Workspace:
 
 
 class WorkspaceStore:
-    def __init__(self, directory: UserDirectory, invalidate: Invalidate | None = None) -> None:
+    def __init__(self, directory: WorkspaceTables, invalidate: Invalidate | None = None) -> None:
         self.directory = directory
         self._invalidate = invalidate
 
@@ -86,7 +82,7 @@ class WorkspaceStore:
         rows = await self._rows(
             "SELECT t.id, t.name, t.slug, t.type, m.role FROM {members} m"
             " JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.user_id = ? AND {ACTIVE} ORDER BY t.type = 'personal' DESC, t.name",
+            f" WHERE m.user_id = {{p}} AND {ACTIVE} ORDER BY t.type = 'personal' DESC, t.name",
             user_id,
         )
         return [_ws(r) for r in rows]
@@ -97,7 +93,7 @@ class WorkspaceStore:
             return None
         rows = await self._rows(
             "SELECT id, name, slug, type, NULL, owner_id FROM {tenants}"
-            " WHERE id = ? AND deleted_at IS NULL",
+            " WHERE id = {p} AND deleted_at IS NULL",
             tenant_id,
         )
         return (_ws(rows[0]), str(rows[0][5])) if rows else None
@@ -108,7 +104,7 @@ class WorkspaceStore:
             return None
         rows = await self._rows(
             "SELECT m.role FROM {members} m JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.user_id = ? AND m.tenant_id = ? AND {ACTIVE}",
+            f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE}",
             user_id, tenant_id,
         )
         return rows[0][0] if rows else None
@@ -117,7 +113,7 @@ class WorkspaceStore:
         rows = await self._rows(
             "SELECT m.user_id, u.email, m.role, m.status, m.joined_at FROM {members} m"
             " JOIN {users} u ON u.id = m.user_id"
-            " WHERE m.tenant_id = ? AND m.deleted_at IS NULL ORDER BY m.joined_at, u.email",
+            " WHERE m.tenant_id = {p} AND m.deleted_at IS NULL ORDER BY m.joined_at, u.email",
             tenant_id,
         )
         return [{"userId": str(r[0]), "email": r[1], "role": r[2], "status": r[3],
@@ -132,10 +128,10 @@ class WorkspaceStore:
                     ) -> list[tuple[str, tuple]]:
         return [
             (self._sql("INSERT INTO {tenants} (id, name, slug, type, owner_id)"
-                       " VALUES (?, ?, ?, ?, ?)"),
+                       " VALUES ({p}, {p}, {p}, {p}, {p})"),
              (_param(self, tenant_id), name, slug, kind, _param(self, owner))),
             (self._sql("INSERT INTO {members} (id, tenant_id, user_id, role, status, joined_at)"
-                       " VALUES (?, ?, ?, 'owner', 'active', {now})"),
+                       " VALUES ({p}, {p}, {p}, 'owner', 'active', {now})"),
              (_param(self, str(uuid.uuid4())), _param(self, tenant_id), _param(self, owner))),
         ]
 
@@ -145,7 +141,7 @@ class WorkspaceStore:
         (what the upstream's admin app reads as the user's primary workspace)."""
         params = (_param(self, user_id), _param(self, tenant_id))
         return [(self._sql(f"INSERT INTO {{{table}}} (user_id, current_tenant_id, updated_at)"
-                           " VALUES (?, ?, {now}) ON CONFLICT (user_id) DO UPDATE SET"
+                           " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
                            " current_tenant_id = excluded.current_tenant_id,"
                            " updated_at = excluded.updated_at"), params)
                 for table in ("contexts", "preferences")]
@@ -159,7 +155,7 @@ class WorkspaceStore:
                 await self.set_current(user.id, workspace.tenant_id)
             return workspace
         owned = await self._rows(
-            "SELECT 1 FROM {tenants} WHERE owner_id = ? AND type = 'personal'", user.id
+            "SELECT 1 FROM {tenants} WHERE owner_id = {p} AND type = 'personal'", user.id
         )
         if owned:
             return workspace
@@ -192,7 +188,7 @@ class WorkspaceStore:
             return False
         uid, tid = _param(self, user_id), _param(self, tenant_id)
         (count, _) = await self.directory.batch(
-            [(self._sql(SWITCH.format(table=table)), (uid, tid, uid, tid))
+            [(self._sql(SWITCH.replace("{target}", table)), (uid, tid, uid, tid))
              for table in ("{contexts}", "{preferences}")])
         if count:
             await self._touched(user_id)
@@ -230,7 +226,8 @@ class WorkspaceStore:
             raise NotFound("no user with that email")
         sql = self._sql(
             "INSERT INTO {members} (id, tenant_id, user_id, role, status, invited_by, joined_at)"
-            " VALUES (?, ?, ?, ?, 'active', ?, {now}) ON CONFLICT (tenant_id, user_id) DO UPDATE"
+            " VALUES ({p}, {p}, {p}, {p}, 'active', {p}, {now})"
+            " ON CONFLICT (tenant_id, user_id) DO UPDATE"
             " SET role = excluded.role, status = 'active', deleted_at = NULL,"
             " joined_at = excluded.joined_at, updated_at = {now}"
         )
@@ -253,13 +250,13 @@ class WorkspaceStore:
             return False
         sets, params = [], []
         if role is not None:
-            sets.append("role = ?")
+            sets.append("role = {p}")
             params.append(role)
         if status is not None:
-            sets.append("status = ?")
+            sets.append("status = {p}")
             params.append(status)
         sql = self._sql(f"UPDATE {{members}} SET {', '.join(sets)}, updated_at = {{now}}"
-                        " WHERE tenant_id = ? AND user_id = ? AND deleted_at IS NULL")
+                        " WHERE tenant_id = {p} AND user_id = {p} AND deleted_at IS NULL")
         (count,) = await self.directory.batch(
             [(sql, (*params, _param(self, tenant_id), _param(self, user_id)))]
         )
@@ -272,7 +269,7 @@ class WorkspaceStore:
         if not is_uuid(user_id):
             return False
         sql = self._sql("UPDATE {members} SET status = 'removed', deleted_at = {now},"
-                        " updated_at = {now} WHERE tenant_id = ? AND user_id = ?"
+                        " updated_at = {now} WHERE tenant_id = {p} AND user_id = {p}"
                         " AND deleted_at IS NULL")
         (count,) = await self.directory.batch(
             [(sql, (_param(self, tenant_id), _param(self, user_id)))]

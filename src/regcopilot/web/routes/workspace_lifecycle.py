@@ -10,9 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from regcopilot.auth.identity import SessionUser
-from regcopilot.web.auth_state import AuthState
 from regcopilot.web.deps import current_user, errors, services
-from regcopilot.web.renewal import HEADER
+from regcopilot.web.middleware import HEADER, AuthState
 from regcopilot.web.routes.invitations import json_object, refusable
 from regcopilot.web.routes.workspaces import _token, store
 from regcopilot.web.session import set_cookie_header
