@@ -14,10 +14,7 @@ trial gives up after 10 s.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -30,8 +27,10 @@ from bench.fleet import three_instances
 from bench.workspaces import (
     as_cookie,
     member_of_fleet,
+    moved_out_everywhere,
     print_table,
-    served_personal_after,
+    run_trials,
+    switched_everywhere,
     timed_paths,
 )
 from tests.support import COOKIE
@@ -52,24 +51,14 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
     token = r.json()["invitation"]["inviteUrl"].rsplit("/", 1)[1]
     r = await b.post(f"/api/invitations/{token}/accept", headers=as_cookie(member["cookie"]))
     r.raise_for_status()
-    r = await b.post("/api/workspaces/switch", headers=as_cookie(member["cookie"]),
-                     json={"tenantId": team})
-    r.raise_for_status()
-    cookie = r.cookies[COOKIE]
-    for c in clients:  # every near cache holds the member in the team
-        for _ in range(2):
-            assert (await c.get("/api/me", headers=as_cookie(cookie))).json()["tenantId"] == team
+    cookie = await switched_everywhere(clients, member["cookie"], team)
     if path == "api":
         r = await a.delete(f"/api/workspaces/{team}", headers=as_cookie(owner_in_team))
         r.raise_for_status()
     else:
         await pg.execute("UPDATE copilot_core.tenants SET deleted_at = now() WHERE id = $1",
                          uuid.UUID(team))
-    t0 = time.perf_counter()
-    delays = await asyncio.gather(
-        *(served_personal_after(c, cookie, member["personal"], t0, t0 + 10) for c in clients)
-    )
-    return max(delays)
+    return await moved_out_everywhere(clients, cookie, member["personal"])
 
 
 async def main(trials: int) -> None:
@@ -82,6 +71,4 @@ async def main(trials: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=30)
-    asyncio.run(main(parser.parse_args().trials))
+    run_trials(main, __doc__)

@@ -48,13 +48,7 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
     r = await clients[0].post(f"/api/workspaces/{team}/members", headers=as_cookie(owner),
                               json={"email": member["email"]})
     r.raise_for_status()
-    r = await clients[1].post("/api/workspaces/switch", headers=as_cookie(member["cookie"]),
-                              json={"tenantId": team})
-    r.raise_for_status()
-    cookie = r.cookies[COOKIE]
-    for c in clients:  # every near cache holds the member in the team
-        for _ in range(2):
-            assert (await c.get("/api/me", headers=as_cookie(cookie))).json()["tenantId"] == team
+    cookie = await switched_everywhere(clients, member["cookie"], team)
     if path == "api":
         r = await clients[0].delete(f"/api/workspaces/{team}/members/{member['id']}",
                                     headers=as_cookie(owner))
@@ -63,10 +57,28 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
         await pg.execute(
             "UPDATE copilot_core.tenant_memberships SET status = 'removed', deleted_at = now()"
             " WHERE tenant_id = $1 AND user_id = $2", uuid.UUID(team), uuid.UUID(member["id"]))
+    return await moved_out_everywhere(clients, cookie, member["personal"])
+
+
+async def switched_everywhere(clients: list[httpx.AsyncClient], cookie: str, team: str) -> str:
+    """The member switches into the team on instance B, and every instance's near cache then
+    holds the member there; the re-issued cookie."""
+    r = await clients[1].post("/api/workspaces/switch", headers=as_cookie(cookie),
+                              json={"tenantId": team})
+    r.raise_for_status()
+    cookie = r.cookies[COOKIE]
+    for c in clients:
+        for _ in range(2):
+            assert (await c.get("/api/me", headers=as_cookie(cookie))).json()["tenantId"] == team
+    return cookie
+
+
+async def moved_out_everywhere(clients: list[httpx.AsyncClient], cookie: str,
+                               personal: str) -> float:
+    """Seconds from now until every instance serves the session in `personal`."""
     t0 = time.perf_counter()
     delays = await asyncio.gather(
-        *(served_personal_after(c, cookie, member["personal"], t0, t0 + 10) for c in clients)
-    )
+        *(served_personal_after(c, cookie, personal, t0, t0 + 10) for c in clients))
     return max(delays)
 
 
@@ -120,7 +132,12 @@ async def main(trials: int) -> None:
                 f"{trials} trials per path (ms):", results)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_trials(main: Callable[[int], Awaitable[None]], doc: str) -> None:
+    """The command line both workspace benches share: `--trials N` (default 30)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     asyncio.run(main(parser.parse_args().trials))
+
+
+if __name__ == "__main__":
+    run_trials(main, __doc__)
