@@ -219,6 +219,22 @@ def instance(settings_for: Callable[..., Any], pg_clean: None) -> Callable[..., 
 
 
 @pytest.fixture
+def pair(instance: Callable[..., Any]) -> Callable[..., Any]:
+    """`async with pair("postgres", "redis") as (a, b):` two instances on one directory and
+    (for redis) one Redis."""
+
+    def make(directory: str, cache: str) -> Any:
+        @contextlib.asynccontextmanager
+        async def both() -> AsyncIterator[tuple[Instance, Instance]]:
+            async with instance(directory, cache) as a, instance(directory, cache) as b:
+                yield a, b
+
+        return both()
+
+    return make
+
+
+@pytest.fixture
 async def shared_redis() -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(REDIS_URL, decode_responses=True)
     yield client

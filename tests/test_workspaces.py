@@ -12,73 +12,12 @@ import pytest
 
 from regcopilot.config import load_settings
 from tests.conftest import PASSWORD, TEST_SECRET, serve
-from tests.support import COOKIE, eventually
+from tests.support import eventually
+from tests.tenancy import call, cookie_of, me, sign_in, sql, upstream_database
 
 BEARER = {"Authorization": "Bearer monitor-token"}
 BACKENDS = [("sqlite", "memory"), ("sqlite", "redis"), ("postgres", "memory"),
             ("postgres", "redis")]
-
-
-def cookie_of(response: Any) -> str:
-    return response.cookies[COOKIE]
-
-
-async def me(app: Any, cookie: str) -> Any:
-    return await app.client.get("/api/me", headers={"Cookie": f"{COOKIE}={cookie}"})
-
-
-async def call(app: Any, method: str, path: str, cookie: str, **kw: Any) -> Any:
-    return await app.client.request(method, path, headers={"Cookie": f"{COOKIE}={cookie}"},
-                                    **kw)
-
-
-async def sign_in(app: Any, email: str) -> tuple[str, dict]:
-    r = await app.client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    app.client.cookies.clear()  # each test names the cookie it sends
-    return cookie_of(r), r.json()["user"]
-
-
-async def sql(directory: str, app: Any, pg_url: str, statement: str, *args: Any) -> None:
-    """Plain SQL on the workspace tables, from outside the app."""
-    if directory == "postgres":
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(statement.format(
-                tenants="copilot_core.tenants", members="copilot_core.tenant_memberships",
-                contexts="copilot_core.user_tenant_contexts", now="now()"),
-                *(uuid.UUID(a) for a in args))
-        finally:
-            await conn.close()
-        return
-    import sqlite3
-
-    path = app.services.settings.DATABASE_URL.removeprefix("sqlite:///")
-    text = statement.format(
-        tenants="copilot_core_tenants", members="copilot_core_tenant_memberships",
-        contexts="copilot_core_user_tenant_contexts",
-        now="strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
-    for n in range(len(args), 0, -1):
-        text = text.replace(f"${n}", "?")
-    with sqlite3.connect(path) as conn:
-        conn.execute(text, args)
-
-
-@pytest.fixture
-def pair(instance):
-    """Two instances on one directory and (for redis) one Redis."""
-
-    def make(directory: str, cache: str) -> Any:
-        import contextlib
-
-        @contextlib.asynccontextmanager
-        async def both():
-            async with instance(directory, cache) as a, instance(directory, cache) as b:
-                yield a, b
-
-        return both()
-
-    return make
 
 
 async def _team_with_member(a: Any, b: Any) -> dict[str, Any]:
@@ -316,18 +255,8 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
     security on, the owner foreign key - is used without changing them, and its members and
     current workspaces are honoured from the first sign-in."""
     from regcopilot.auth.passwords import hash_password
-    from regcopilot.users.schema import POSTGRES_DDL, POSTGRES_USERS_DDL
-    from tests.conftest import PG_ADMIN
 
-    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(POSTGRES_USERS_DDL + POSTGRES_DDL)
-            await conn.execute("""
+    async with upstream_database("""
                 CREATE SCHEMA copilot_core;
                 CREATE TABLE copilot_core.tenants (
                     id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL,
@@ -350,7 +279,9 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
                     updated_at timestamptz NOT NULL DEFAULT now());
                 ALTER TABLE copilot_core.tenants ENABLE ROW LEVEL SECURITY;
                 ALTER TABLE copilot_core.tenant_memberships ENABLE ROW LEVEL SECURITY;
-            """)
+            """) as url:
+        conn = await asyncpg.connect(url)
+        try:
             user = await conn.fetchval(
                 "INSERT INTO auth.users (email, encrypted_password) VALUES ($1, $2) RETURNING id",
                 "upstream@example.com", hash_password(PASSWORD))
@@ -386,6 +317,3 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
         finally:
             await conn.close()
         assert (note, region, anon_functions) == ("kept", "eu", 0)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

@@ -10,6 +10,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from regcopilot.users.dialect import ACTIVE, render
@@ -17,6 +18,16 @@ from regcopilot.users.directory import CurrentWorkspace, User, WorkspaceTables, 
 from regcopilot.users.workspace_schema import QUIET_SETTING, ROLES, STATUSES
 
 Invalidate = Callable[[str], Awaitable[None]]
+# A switch asked for: the row is written only while the membership is active (the same
+# statement, so a removal racing the switch cannot leave a current workspace without access).
+SWITCH = (
+    "INSERT INTO {target} (user_id, current_tenant_id, updated_at)"
+    " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
+    " WHERE EXISTS (SELECT 1 FROM {members} m JOIN {tenants} t ON t.id = m.tenant_id"
+    f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE})"
+    " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
+    " updated_at = excluded.updated_at"
+)
 MANAGERS = ("owner", "admin")
 MAX_NAME = 200
 
@@ -124,20 +135,24 @@ class WorkspaceStore:
              (_param(self, str(uuid.uuid4())), _param(self, tenant_id), _param(self, owner))),
         ]
 
-    def _set_current(self, user_id: str, tenant_id: str) -> tuple[str, tuple]:
-        return (
-            self._sql("INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
-                      " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
-                      " current_tenant_id = excluded.current_tenant_id,"
-                      " updated_at = excluded.updated_at"),
-            (_param(self, user_id), _param(self, tenant_id)),
-        )
+    def _set_current(self, user_id: str, tenant_id: str) -> list[tuple[str, tuple]]:
+        """Both records of the current workspace, as the upstream's switch_tenant writes them:
+        user_tenant_contexts (what sessions follow) and user_preferences.current_tenant_id
+        (what the upstream's admin app reads as the user's primary workspace)."""
+        params = (_param(self, user_id), _param(self, tenant_id))
+        return [(self._sql(f"INSERT INTO {{{table}}} (user_id, current_tenant_id, updated_at)"
+                           " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
+                           " current_tenant_id = excluded.current_tenant_id,"
+                           " updated_at = excluded.updated_at"), params)
+                for table in ("contexts", "preferences")]
 
     async def ensure_personal(self, user: User) -> CurrentWorkspace:
         """At sign-in: a user who never had a personal workspace and has no active one gets
         one, made current. A user whose workspaces were all taken away gets none back."""
         workspace = await self.current(user.id)
         if workspace.tenant_id is not None:
+            if workspace.moved:  # the stored one is gone: this sign-in switches, record it
+                await self.set_current(user.id, workspace.tenant_id)
             return workspace
         owned = await self._rows(
             "SELECT 1 FROM {tenants} WHERE owner_id = {p} AND type = 'personal'", user.id
@@ -152,7 +167,7 @@ class WorkspaceStore:
         await self.directory.batch(self._quietly(user.id, [
             *self._new_tenant(tenant_id, "Personal Workspace", slug_for(f"personal-{local}"),
                               "personal", user.id),
-            self._set_current(user.id, tenant_id),
+            *self._set_current(user.id, tenant_id),
         ]))
         await self._touched(user.id)
         return await self.current(user.id)
@@ -171,17 +186,10 @@ class WorkspaceStore:
         """Make a workspace current, only while the user is an active member of it."""
         if not (is_uuid(user_id) and is_uuid(tenant_id)):
             return False
-        sql = self._sql(
-            "INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
-            " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
-            " WHERE EXISTS (SELECT 1 FROM {members} m"
-            " JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE})"
-            " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
-            " updated_at = excluded.updated_at"
-        )
         uid, tid = _param(self, user_id), _param(self, tenant_id)
-        (count,) = await self.directory.batch([(sql, (uid, tid, uid, tid))])
+        (count, _) = await self.directory.batch(
+            [(self._sql(SWITCH.replace("{target}", table)), (uid, tid, uid, tid))
+             for table in ("{contexts}", "{preferences}")])
         if count:
             await self._touched(user_id)
         return count > 0
@@ -192,7 +200,7 @@ class WorkspaceStore:
         membership tables, whose own change was announced. (Measured: announcing it made
         every instance drop the answer its lock holder had just cached, and the waiters on
         that lock sat out their full 0.5 s: access-lost → effect p50 516 ms instead of ms.)"""
-        await self.directory.batch(self._quietly(user_id, [self._set_current(user_id, tenant_id)]))
+        await self.directory.batch(self._quietly(user_id, self._set_current(user_id, tenant_id)))
 
     def _quietly(self, user_id: str, writes: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
         """`writes` in one transaction whose workspace-table triggers announce nothing. Only
@@ -282,3 +290,10 @@ def _check_role(role: str) -> None:
 def _param(store: WorkspaceStore, value: str) -> Any:
     """asyncpg wants uuid.UUID for uuid columns in VALUES lists; SQLite stores text."""
     return uuid.UUID(value) if store.directory.kind == "postgres" else value
+
+
+def _time(store: WorkspaceStore, value: datetime) -> Any:
+    """A timestamptz for asyncpg; on SQLite the text `{now}` writes, so the two compare."""
+    if store.directory.kind == "postgres":
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -28,8 +28,11 @@ async def login_page(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, user: SessionUser = Depends(current_user)) -> Response:
+    from regcopilot.web.routes.invitations import pending_links
+
     return render(request, "home.html", {"user": user,
-                                         "workspaces": await workspace_choices(request, user)})
+                                         "workspaces": await workspace_choices(request, user),
+                                         "invitations": await pending_links(request, user)})
 
 
 def user_json(user: SessionUser) -> dict[str, Any]:
