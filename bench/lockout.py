@@ -3,6 +3,7 @@ auth.users) or a session revocation ("sign out everywhere" on one instance, or p
 session records) until every one of three instances refuses the session.
 
     .venv/bin/python bench/lockout.py [--trials 50] [--paths api,sql,revoke-all,session-sql]
+                                      [--pooler transaction|session]
 
 Uses this machine's PostgreSQL and Redis (a database and key prefix of its own, removed
 afterwards) and three `regcopilot serve` processes on loopback ports.
@@ -91,8 +92,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def main(trials: int, paths: list[str]) -> None:
-    async with three_instances("lockout") as (pg_url, clients):
+async def main(trials: int, paths: list[str], pooler: str | None) -> None:
+    async with three_instances("lockout", pooler) as (pg_url, clients):
         admin_email = f"admin-{uuid.uuid4().hex[:6]}@example.com"
         await add_user(pg_url, admin_email, admin=True)
         admin_cookie = await login(clients[0], admin_email)
@@ -102,7 +103,8 @@ async def main(trials: int, paths: list[str]) -> None:
             for path in results:
                 results[path].append(await trial(clients, pg, pg_url, admin_cookie, path))
         await pg.close()
-    print(f"refused on all 3 instances, {trials} trials per path (ms):")
+    via = f", DATABASE_URL through PgBouncer ({pooler} mode)" if pooler else ""
+    print(f"refused on all 3 instances, {trials} trials per path{via} (ms):")
     print("| path | p50 | p99 | max | mean |")
     print("|---|---|---|---|---|")
     for path, values in results.items():
@@ -116,5 +118,7 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--paths", default="api,sql,revoke-all,session-sql",
                         help="ban by API / SQL; revoke-all by API; session revoked by SQL")
+    parser.add_argument("--pooler", choices=["transaction", "session"],
+                        help="the instances reach PostgreSQL through a PgBouncer in this mode")
     args = parser.parse_args()
-    asyncio.run(main(args.trials, args.paths.split(",")))
+    asyncio.run(main(args.trials, args.paths.split(","), args.pooler))

@@ -16,6 +16,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -47,13 +48,7 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
     r = await clients[0].post(f"/api/workspaces/{team}/members", headers=as_cookie(owner),
                               json={"email": member["email"]})
     r.raise_for_status()
-    r = await clients[1].post("/api/workspaces/switch", headers=as_cookie(member["cookie"]),
-                              json={"tenantId": team})
-    r.raise_for_status()
-    cookie = r.cookies[COOKIE]
-    for c in clients:  # every near cache holds the member in the team
-        for _ in range(2):
-            assert (await c.get("/api/me", headers=as_cookie(cookie))).json()["tenantId"] == team
+    cookie = await switched_everywhere(clients, member["cookie"], team)
     if path == "api":
         r = await clients[0].delete(f"/api/workspaces/{team}/members/{member['id']}",
                                     headers=as_cookie(owner))
@@ -62,35 +57,61 @@ async def trial(clients: list[httpx.AsyncClient], pg: asyncpg.Connection, owner:
         await pg.execute(
             "UPDATE copilot_core.tenant_memberships SET status = 'removed', deleted_at = now()"
             " WHERE tenant_id = $1 AND user_id = $2", uuid.UUID(team), uuid.UUID(member["id"]))
+    return await moved_out_everywhere(clients, cookie, member["personal"])
+
+
+async def switched_everywhere(clients: list[httpx.AsyncClient], cookie: str, team: str) -> str:
+    """The member switches into the team on instance B, and every instance's near cache then
+    holds the member there; the re-issued cookie."""
+    r = await clients[1].post("/api/workspaces/switch", headers=as_cookie(cookie),
+                              json={"tenantId": team})
+    r.raise_for_status()
+    cookie = r.cookies[COOKIE]
+    for c in clients:
+        for _ in range(2):
+            assert (await c.get("/api/me", headers=as_cookie(cookie))).json()["tenantId"] == team
+    return cookie
+
+
+async def moved_out_everywhere(clients: list[httpx.AsyncClient], cookie: str,
+                               personal: str) -> float:
+    """Seconds from now until every instance serves the session in `personal`."""
     t0 = time.perf_counter()
     delays = await asyncio.gather(
-        *(served_personal_after(c, cookie, member["personal"], t0, t0 + 10) for c in clients)
-    )
+        *(served_personal_after(c, cookie, personal, t0, t0 + 10) for c in clients))
     return max(delays)
 
 
-async def main(trials: int) -> None:
-    async with three_instances("wsbench") as (pg_url, clients):
-        await add_user(pg_url, "owner@bench.example")
-        owner = await login(clients[0], "owner@bench.example")
-        r = await clients[0].post("/api/workspaces", headers=as_cookie(owner),
-                                  json={"name": "Bench Team"})
-        r.raise_for_status()
-        team = r.json()["id"]
-        member_id = await add_user(pg_url, "member@bench.example")
-        r = await clients[1].post("/api/auth/login", json={
-            "email": "member@bench.example", "password": "cluster password 1"})
-        r.raise_for_status()
-        member = {"id": member_id, "email": "member@bench.example",
-                  "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
-        pg = await asyncpg.connect(pg_url)
+async def member_of_fleet(pg_url: str, clients: list[httpx.AsyncClient]
+                          ) -> tuple[str, dict[str, str]]:
+    """The owner's session (instance A) and a member signed in on instance B."""
+    await add_user(pg_url, "owner@bench.example")
+    owner = await login(clients[0], "owner@bench.example")
+    member_id = await add_user(pg_url, "member@bench.example")
+    r = await clients[1].post("/api/auth/login", json={
+        "email": "member@bench.example", "password": "cluster password 1"})
+    r.raise_for_status()
+    return owner, {"id": member_id, "email": "member@bench.example",
+                   "cookie": r.cookies[COOKIE], "personal": r.json()["user"]["tenantId"]}
+
+
+async def timed_paths(pg_url: str, trials: int,
+                      one: Callable[[asyncpg.Connection, str], Awaitable[float]],
+                      ) -> dict[str, list[float]]:
+    """`trials` rounds of `one(pg, path)` for the API path and the plain SQL path, in turn."""
+    pg = await asyncpg.connect(pg_url)
+    try:
         results: dict[str, list[float]] = {"api": [], "sql": []}
         for _ in range(trials):
             for path in results:
-                results[path].append(await trial(clients, pg, owner, team, member, path))
+                results[path].append(await one(pg, path))
+    finally:
         await pg.close()
-    print(f"access lost → served in the personal workspace on all 3 instances, "
-          f"{trials} trials per path (ms):")
+    return results
+
+
+def print_table(title: str, results: dict[str, list[float]]) -> None:
+    print(title)
     print("| path | p50 | p99 | max |")
     print("|---|---|---|---|")
     for path, values in results.items():
@@ -98,7 +119,25 @@ async def main(trials: int) -> None:
         print(f"| {path} | {pct(ms, .5):.1f} | {pct(ms, .99):.1f} | {max(ms):.1f} |")
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def main(trials: int) -> None:
+    async with three_instances("wsbench") as (pg_url, clients):
+        owner, member = await member_of_fleet(pg_url, clients)
+        r = await clients[0].post("/api/workspaces", headers=as_cookie(owner),
+                                  json={"name": "Bench Team"})
+        r.raise_for_status()
+        team = r.json()["id"]
+        results = await timed_paths(
+            pg_url, trials, lambda pg, path: trial(clients, pg, owner, team, member, path))
+    print_table(f"access lost → served in the personal workspace on all 3 instances, "
+                f"{trials} trials per path (ms):", results)
+
+
+def run_trials(main: Callable[[int], Awaitable[None]], doc: str) -> None:
+    """The command line both workspace benches share: `--trials N` (default 30)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--trials", type=int, default=30)
     asyncio.run(main(parser.parse_args().trials))
+
+
+if __name__ == "__main__":
+    run_trials(main, __doc__)

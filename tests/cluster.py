@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class ServerProcess:
         self.workers = workers
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_from = 0
 
     @property
     def url(self) -> str:
@@ -36,6 +38,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         log = self.log_path.open("ab")
+        self._log_from = log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "regcopilot.cli", "serve", "--port", str(self.port),
              "--workers", str(self.workers)],
@@ -53,6 +56,12 @@ class ServerProcess:
             raise AssertionError(f"{self.name} exited:\n{self.log_path.read_text()[-3000:]}")
         if not port_open(self.port):
             return False
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_from)
+            # serve prints this once the port passed its check: before it, whoever answers
+            # is not ours (another run's server on a port that was free a moment ago).
+            if b"Regulatory Intelligence Copilot on" not in log.read():
+                return False
         with contextlib.suppress(httpx.HTTPError):
             return httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200
         return False
@@ -82,8 +91,9 @@ def running(
     """Start one server per name; stop them all afterwards, whatever happened."""
     procs = [ServerProcess(name, env, log_dir) for name in names]
     try:
-        for p in procs:
-            p.start()
+        # Side by side: each start is mostly waiting (imports, preflight, lifespan).
+        with ThreadPoolExecutor(max(1, len(procs))) as pool:
+            list(pool.map(ServerProcess.start, procs))
         yield procs
     finally:
         for p in procs:

@@ -51,6 +51,90 @@ def pg_url() -> Any:
     _run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def gotrue_url() -> Any:
+    """A fresh database holding Supabase Auth's real schema (the shared GoTrue dump), for this
+    test process; dropped at the end. Skips (fails in CI) without the file."""
+    from tests.gotrue import schema_or_skip, schema_sql
+
+    sql = schema_sql(schema_or_skip())
+    name = f"regcopilot_gotrue_{uuid.uuid4().hex[:12]}"
+    base = PG_ADMIN.rsplit("/", 1)[0]
+
+    async def create() -> None:
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(f"{base}/{name}")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    # In a thread: first asked for from inside a running test (settings_for("gotrue")).
+    try:
+        _run_in_thread(create())
+    except BaseException:
+        _run_in_thread(drop())
+        raise
+    yield f"{base}/{name}"
+    _run_in_thread(drop())
+
+
+async def clean_users(url: str) -> None:
+    """Empty the users and session records of a test database (its identities and
+    auth.sessions go with the users)."""
+    conn = await asyncpg.connect(url)
+    try:
+        if await conn.fetchval("SELECT to_regclass('auth.users') IS NOT NULL"):
+            await conn.execute("DELETE FROM auth.users")
+        if await conn.fetchval("SELECT to_regclass('public.regcopilot_sessions') IS NOT NULL"):
+            await conn.execute("DELETE FROM public.regcopilot_sessions")
+    finally:
+        await conn.close()
+
+
+def database_url(request: pytest.FixtureRequest, directory: str, tmp_path: Any,
+                 pg_url: str, cleaned: set[str]) -> str:
+    """DATABASE_URL for 'sqlite' | 'postgres' (our schema) | 'gotrue' (Supabase Auth's; its
+    users emptied on the test's first use, kept across the test's restarts)."""
+    if directory == "sqlite":
+        return f"sqlite:///{tmp_path}/users.db"
+    if directory == "gotrue":
+        url: str = request.getfixturevalue("gotrue_url")
+        if url not in cleaned:
+            _run_in_thread(clean_users(url))
+            cleaned.add(url)
+        return url
+    return pg_url
+
+
+def _run_in_thread(coro: Any) -> None:
+    """Run a coroutine to completion from sync code that may sit inside a running loop."""
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            asyncio.run(coro)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
 @pytest.fixture
 def redis_prefix() -> Any:
     """A key prefix of this test's own on the shared Redis, deleted afterwards."""
@@ -83,11 +167,15 @@ class Instance:
 
 
 @pytest.fixture
-def settings_for(tmp_path: Any, pg_url: str, redis_prefix: str) -> Callable[..., Any]:
-    """Settings for a directory ('sqlite'|'postgres') × cache ('memory'|'redis'|URL)."""
+def settings_for(request: pytest.FixtureRequest, tmp_path: Any, pg_url: str,
+                 redis_prefix: str) -> Callable[..., Any]:
+    """Settings for a directory ('sqlite'|'postgres'|'gotrue') × cache ('memory'|'redis'|URL);
+    'gotrue' is Supabase Auth's own schema, emptied of users when asked for."""
+
+    cleaned: set[str] = set()
 
     def make(directory: str = "sqlite", cache: str = "memory", **overrides: Any) -> Any:
-        db = f"sqlite:///{tmp_path}/users.db" if directory == "sqlite" else pg_url
+        db = database_url(request, directory, tmp_path, pg_url, cleaned)
         redis_url = {"memory": None, "redis": REDIS_URL}.get(cache, cache)
         values: dict[str, Any] = {
             "DATABASE_URL": db,
@@ -107,15 +195,7 @@ def settings_for(tmp_path: Any, pg_url: str, redis_prefix: str) -> Callable[...,
 @pytest.fixture
 async def pg_clean(pg_url: str) -> AsyncIterator[None]:
     """Postgres tests share one database per process: empty the users and sessions first."""
-    conn = await asyncpg.connect(pg_url)
-    try:
-        exists = await conn.fetchval("SELECT to_regclass('auth.users') IS NOT NULL")
-        if exists:
-            await conn.execute("DELETE FROM auth.users")
-        if await conn.fetchval("SELECT to_regclass('public.regcopilot_sessions') IS NOT NULL"):
-            await conn.execute("DELETE FROM public.regcopilot_sessions")
-    finally:
-        await conn.close()
+    await clean_users(pg_url)
     yield
 
 
@@ -134,6 +214,22 @@ def instance(settings_for: Callable[..., Any], pg_clean: None) -> Callable[..., 
 
     def make(directory: str = "sqlite", cache: str = "memory", **overrides: Any) -> Any:
         return serve(settings_for(directory, cache, **overrides))
+
+    return make
+
+
+@pytest.fixture
+def pair(instance: Callable[..., Any]) -> Callable[..., Any]:
+    """`async with pair("postgres", "redis") as (a, b):` two instances on one directory and
+    (for redis) one Redis."""
+
+    def make(directory: str, cache: str) -> Any:
+        @contextlib.asynccontextmanager
+        async def both() -> AsyncIterator[tuple[Instance, Instance]]:
+            async with instance(directory, cache) as a, instance(directory, cache) as b:
+                yield a, b
+
+        return both()
 
     return make
 
@@ -186,3 +282,31 @@ def servers(pg_url: str, tmp_path_factory: Any) -> Any:
             yield procs
     finally:
         delete_prefix(prefix, REDIS_URL)
+
+
+@pytest.fixture(scope="session")
+def pgbouncers(pg_url: str) -> Any:
+    """`pgbouncers("transaction")`: a PgBouncer of this run's own in front of its database,
+    started on first use, stopped by PID at the end (tests/pgbouncer.py)."""
+    from tests.pgbouncer import PgBouncer
+
+    started: dict[str, PgBouncer] = {}
+
+    def get(mode: str) -> PgBouncer:
+        if mode not in started:
+            started[mode] = PgBouncer(pg_url, mode).start()
+        return started[mode]
+
+    yield get
+    for bouncer in started.values():
+        bouncer.stop()
+
+
+@pytest.fixture
+def route(request: pytest.FixtureRequest, pg_url: str, pgbouncers: Any) -> dict[str, Any]:
+    """Parametrize indirectly with a name from tests/pgbouncer.py's ROUTES: the settings that
+    put an instance's DATABASE_URL on that route."""
+    from tests.pgbouncer import ROUTES, route_settings
+
+    mode = ROUTES[request.param][0]
+    return route_settings(request.param, pg_url, pgbouncers(mode) if mode else None)

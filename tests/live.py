@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import PASSWORD, REDIS_URL, TEST_SECRET
-from tests.support import free_port, wait_until
+from tests.support import end_process, free_port, wait_until
 
 TOKEN = "live-monitor-token"
 
@@ -94,13 +94,7 @@ class LiveServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc)
 
     @contextlib.contextmanager
     def session(self, email: str) -> Iterator[httpx.Client]:

@@ -86,12 +86,19 @@ def answering(proc: subprocess.Popen[bytes], url: str, log: Path, what: str
         wait_until(ready, timeout=30, interval=0.1, what=what)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        end_process(proc)
+
+
+def end_process(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+    """Stop a process the test started, by its own PID: SIGTERM, then SIGKILL after `grace`."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -214,6 +221,16 @@ def delete_prefix(prefix: str, url: str = "redis://127.0.0.1:6379/0") -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+async def status(app: Any, cookie: str, path: str = "/api/me") -> int:
+    """The status an in-process app answers `path` with, for this session cookie alone."""
+    app.client.cookies.clear()
+    app.client.cookies.set(COOKIE, cookie)
+    try:
+        return (await app.client.get(path)).status_code
+    finally:
+        app.client.cookies.clear()
 
 
 def repo_root() -> Path:

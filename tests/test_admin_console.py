@@ -108,6 +108,18 @@ def test_console_ban_and_sign_out_other_devices_in_chromium(server, tmp_path):
             r = victim.get("/api/me")
             assert r.status_code == 401, r.text
 
+            # A new user, through the same path as the CLI and the admin API.
+            page.click("#new-user")
+            page.fill("#new-user-dialog input[name=email]", "frank@example.com")
+            page.fill("#new-user-dialog input[name=password]", PASSWORD)
+            page.click("#new-user-confirm")
+            expect(page.locator("#flash")).to_contain_text("Created frank@example.com.")
+            page.goto(s.base + "/admin?q=frank")
+            expect(page.locator('#users tr[data-email="frank@example.com"] .status')
+                   ).to_have_text("active")
+            frank = signed_in(s, "frank@example.com", "Frank's laptop")
+            frank.close()
+
             # Back to the full list for the picture, sessions of the banned user shown.
             page.goto(s.base + "/admin")
             page.locator('#users tr[data-email="victim@example.com"] '

@@ -267,7 +267,7 @@ async def test_invalidate_user_drops_the_entry(instance, cache):
             assert r.status_code == status, (body, r.text)
 
 
-@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+@pytest.mark.parametrize("directory", ["sqlite", "postgres", "gotrue"])
 async def test_admin_create_user_and_duplicate(instance, directory):
     async with instance(directory) as app:
         s, _ = await setup(app)

@@ -32,6 +32,11 @@ BAD = [
     ({"APP_ENV": "production", "NEXTAUTH_SECRET": None}, "NEXTAUTH_SECRET"),
     ({"APP_ENV": "production", "NEXTAUTH_SECRET": "short"}, "NEXTAUTH_SECRET"),
     ({"NEXT_PUBLIC_SUPABASE_URL": "xxx.supabase.co"}, "NEXT_PUBLIC_SUPABASE_URL"),
+    ({"DATABASE_DIRECT_URL": "sqlite:///./x.db"}, "DATABASE_DIRECT_URL"),
+    ({"CHANGE_FEED_POLL_SECONDS": "2"}, "CHANGE_FEED_POLL_SECONDS"),  # past the 2 s bound
+    ({"CHANGE_FEED_POLL_SECONDS": "0"}, "CHANGE_FEED_POLL_SECONDS"),
+    ({"SESSION_UPDATE_AGE_SECONDS": "0"}, "SESSION_UPDATE_AGE_SECONDS"),
+    ({"SESSION_ABSOLUTE_MAX_AGE_SECONDS": "-1"}, "SESSION_ABSOLUTE_MAX_AGE_SECONDS"),
 ]
 
 
@@ -55,12 +60,15 @@ def test_bad_value_raises_one_line_naming_the_variable(tmp_path, values, variabl
         ("DATABASE_URL", "postgres://u:p@db.example.supabase.co:5432/postgres"),
         ("DATABASE_URL", "sqlite:///./data/regcopilot.db"),
         ("NEXTAUTH_URL", "https://copilot.example.com/"),
+        ("DATABASE_DIRECT_URL", "postgresql://postgres@db.example.supabase.co:5432/postgres"),
+        ("DATABASE_DIRECT_URL", ""),
+        ("CHANGE_FEED_POLL_SECONDS", "0.5"),
     ],
 )
 def test_good_values_are_accepted(tmp_path, name, value):
     s = load_settings(DATA_DIR=str(tmp_path), NEXTAUTH_SECRET=TEST_SECRET, **{name: value})
-    if name == "REDIS_URL" and not value:
-        assert s.REDIS_URL is None
+    if name in ("REDIS_URL", "DATABASE_DIRECT_URL") and not value:
+        assert getattr(s, name) is None  # empty means unset
     elif name == "NEXTAUTH_URL":
         assert s.NEXTAUTH_URL == "https://copilot.example.com" and s.secure_cookies
 

@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from regcopilot.feed import FeedState
 from regcopilot.users.backends import open_directory
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import FOREVER, judge
+from tests.conftest import clean_users
 from tests.support import eventually, hash_password, verify_password
 
 HASH = hash_password("correct horse battery")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "gotrue"])
 async def directory(request, tmp_path, pg_url, pg_clean):
-    url = f"sqlite:///{tmp_path}/dir.db" if request.param == "sqlite" else pg_url
+    """Each directory: SQLite, PostgreSQL with our schema, with Supabase Auth's (GoTrue's)."""
+    url = {"sqlite": f"sqlite:///{tmp_path}/dir.db", "postgres": pg_url}.get(request.param)
+    if url is None:
+        url = request.getfixturevalue("gotrue_url")
+        await clean_users(url)
     d = open_directory(url, timeout=5)
     await d.open()
     try:
@@ -119,9 +126,9 @@ async def test_changes_are_announced(directory):
     user = await directory.add("alice@example.com", HASH)
     other = await directory.add("bob@example.com", HASH)
     changes: list[Change] = []
-    states: list[bool] = []
+    state = FeedState("test feed", logging.getLogger("test"))
     cursor = FeedCursor((await directory.read_log()).head)
-    task = asyncio.create_task(directory.watch(cursor, changes.append, states.append))
+    task = asyncio.create_task(directory.watch(cursor, changes.append, state))
 
     class Seen:
         def __contains__(self, user_id: str) -> bool:
@@ -132,7 +139,7 @@ async def test_changes_are_announced(directory):
 
     seen = Seen()
     try:
-        await eventually(lambda: states and states[-1], timeout=5)
+        await eventually(lambda: state.complete, timeout=5)
         await directory.set_banned_until(user.id, FOREVER)
         await eventually(lambda: user.id in seen, timeout=5)
         await directory.record_sign_in(other.id)  # not a validity change: may stay silent

@@ -197,8 +197,10 @@ async def test_auth_session_endpoint(instance):
         assert body["user"] == {"id": user_id, "email": "alice@example.com",
                                 "tenantId": me["tenantId"], "tenantRole": "owner",
                                 "tenantName": "Personal Workspace", "role": "admin",
-                                # next-auth/react's useSession fields, added for the move
-                                "name": None, "currentTenantId": me["tenantId"]}
+                                # next-auth/react's useSession fields, added for the move;
+                                # a user without a name shows the email, as upstream
+                                "name": "alice@example.com", "image": None,
+                                "currentTenantId": me["tenantId"]}
         assert body["expires"]
 
         # A bad cookie on this public route: no session, and no refusal either.

@@ -3,47 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import uuid
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
 from tests.cluster import PASSWORD, ServerProcess, add_user, cluster_env, reset_users, running
-from tests.support import COOKIE, eventually, free_port, port_open, repo_root, wait_until
+from tests.failover import NGINX, nginx_conf
+from tests.support import COOKIE, eventually, free_port, port_open, wait_until
 
 pytestmark = [pytest.mark.xdist_group("cluster"), pytest.mark.slow]
-
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def nginx_conf(tmp: Path, port: int, upstreams: list[int]) -> Path:
-    site = (repo_root() / "deploy/nginx/regcopilot.conf").read_text()
-    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=3 fail_timeout=5s;" for p in upstreams)
-    assert "server app:3000" in site
-    site = site.replace("    server app:3000 max_fails=3 fail_timeout=5s;", servers)
-    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    (tmp / "site.conf").write_text(site)
-    conf = tmp / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-error_log {tmp}/error.log;
-pid {tmp}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/site.conf;
-}}
-""")
-    return conf
 
 
 @pytest.fixture

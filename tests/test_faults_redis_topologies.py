@@ -4,10 +4,8 @@ starts its own servers; misconfigurations fail with a clear message and fall bac
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import redis
 
 from regcopilot.cache.redis import parse_url
 from regcopilot.config import ConfigError, load_settings
+from tests.failover import ClusterSet
 from tests.support import (
     COOKIE,
     REDIS_SERVER,
@@ -172,45 +171,11 @@ async def test_sentinel_naming_an_unknown_master_falls_back(instance, sentinel_s
         assert await as_user(app, "alice@example.com") == 200
 
 
-def cluster_port() -> int:
-    """A free port whose cluster-bus port (+10000) is valid and free too."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = 20000 + s.getsockname()[1] % 30000
-        if not port_open(port) and not port_open(port + 10000):
-            with contextlib.suppress(OSError), socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10000))
-                return port
-    raise AssertionError("no free port pair for a cluster node")
-
-
 @pytest.fixture
 def redis_cluster():
-    nodes = []
-    try:
-        for _ in range(3):
-            nodes.append(RedisServer("--cluster-enabled", "yes", "--cluster-config-file",
-                                     "nodes.conf", "--cluster-node-timeout", "2000",
-                                     port=cluster_port()).start())
-        subprocess.run(["redis-cli", "--cluster", "create",
-                        *[f"127.0.0.1:{n.port}" for n in nodes],
-                        "--cluster-replicas", "0", "--cluster-yes"],
-                       check=True, capture_output=True, timeout=30)
-
-        def ready() -> bool:
-            for n in nodes:
-                with redis.Redis(port=n.port, decode_responses=True) as client:
-                    if client.cluster("info")["cluster_state"] != "ok":
-                        return False
-            return True
-
-        wait_until(ready, timeout=15, interval=0.1)
-        yield nodes
-    finally:
-        for n in nodes:
-            n.stop()
+    group = ClusterSet(node_timeout_ms=2000, replicas=0).start()
+    yield group.nodes
+    group.stop()
 
 
 async def test_cluster_url(instance, redis_cluster, redis_prefix):

@@ -1,7 +1,9 @@
 """Freshness from events (issue 12): the change log is replayed after every fault, entries are
 trusted for the max age only while that can be proved, and nothing stale comes back — with the
 LISTEN connection killed, every PostgreSQL connection cut, Redis paused or restarted without
-persistence, and an announcement lost."""
+persistence, and an announcement lost. The change-feed faults run three ways (issue 19): on
+the database directly, and through a real PgBouncer in transaction mode (the feed polls) and in
+session mode (it listens)."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from tests.support import COOKIE, RedisServer, eventually, hash_password, valida
 TOKEN = {"Authorization": "Bearer monitor-token"}
 # Enough for the listener to notice, reconnect (0.5 s) and replay, and for the 2 s bound.
 RECONNECT_AND_REPLAY_S = 6.0
+# tests/pgbouncer.py's routes the feed faults are run on.
+FAULT_ROUTES = ["direct", "transaction", "session"]
 
 
 async def sign_in(app, email: str) -> tuple[str, str]:
@@ -109,9 +113,16 @@ async def test_sqlite_feed_stays_complete_across_quiet_writes(instance):
 
 
 # --- faults on the change feed -----------------------------------------------------------
+@pytest.mark.parametrize(("directory", "route"), [
+    ("postgres", "direct"), ("gotrue", "direct"),
+    ("postgres", "transaction"), ("postgres", "session"),
+], indirect=["route"])
 async def test_ban_while_listeners_are_killed_reaches_every_instance_on_reconnect(
-        instance, pg_url):
-    async with instance("postgres", "redis") as a, instance("postgres", "redis") as b:
+        instance, pg_url, directory, route):
+    async with instance(directory, "redis", **route) as a, \
+            instance(directory, "redis", **route) as b:
+        # The database itself (plain SQL, as an operator would), not the pooler in front.
+        pg_url = pg_url if route else a.services.settings.DATABASE_URL
         user_id, cookie = await sign_in(a, "listener-cut@example.com")
         for app in (a, b):
             assert await me(app, cookie) == 200
@@ -131,8 +142,11 @@ async def test_ban_while_listeners_are_killed_reaches_every_instance_on_reconnec
             assert body["validationCache"]["freshness"] == "event-driven"
 
 
-async def test_delete_while_every_connection_is_cut_is_refused_after_recovery(instance, pg_url):
-    async with instance("postgres", "redis") as a, instance("postgres", "redis") as b:
+@pytest.mark.parametrize("route", FAULT_ROUTES, indirect=True)
+async def test_delete_while_every_connection_is_cut_is_refused_after_recovery(
+        instance, pg_url, route):
+    async with instance("postgres", "redis", **route) as a, \
+            instance("postgres", "redis", **route) as b:
         user_id, cookie = await sign_in(a, "all-cut@example.com")
         for app in (a, b):
             assert await me(app, cookie) == 200
@@ -186,8 +200,10 @@ async def _moved_off(current, team_id: str) -> bool:
     return now is not None and now != team_id
 
 
-async def test_a_lost_announcement_is_found_by_the_gap_behind_the_next(instance, pg_url):
-    async with instance("postgres", "redis") as app:
+@pytest.mark.parametrize("route", FAULT_ROUTES, indirect=True)
+async def test_a_lost_announcement_is_found_by_the_gap_behind_the_next(
+        instance, pg_url, route):
+    async with instance("postgres", "redis", **route) as app:
         lost_id, lost_cookie = await sign_in(app, "lost@example.com")
         other_id, _ = await sign_in(app, "other@example.com")
         assert await me(app, lost_cookie) == 200
@@ -268,7 +284,7 @@ async def test_max_age_while_proved_ttl_once_the_feed_dropped(instance, pg_url):
         # The feed drops: completeness cannot be proved, entries older than the TTL go.
         await sql(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                   "datname = current_database() AND application_name = 'regcopilot-listener'")
-        await eventually(lambda: not app.services.cache.freshness.feed_complete, timeout=5)
+        await eventually(lambda: not app.services.feed.complete, timeout=5)
         assert (await report(app))["validationCache"]["freshness"] == "ttl"
         assert await me(app, cookie) == 200
         after = (await report(app))["authentication"]["validations"]["databaseQueries"]

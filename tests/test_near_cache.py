@@ -64,14 +64,14 @@ async def test_dropped_feed_shortens_near_lifetime_and_shows_in_metrics(instance
     async with instance("postgres", "redis") as app:
         await app.add_user("feed@example.com")
         assert (await app.login("feed@example.com")).status_code == 200
-        await eventually(lambda: app.services.feed_connected, timeout=5)
+        await eventually(lambda: app.services.feed.complete, timeout=5)
         assert (await app.client.get("/api/me")).status_code == 200
         cache = app.services.cache
         key = cache.key(app.services.tokens.decode(
             app.client.cookies["regcopilot.session-token"]).sub)
         assert cache.near.remaining(key) > NEAR_TTL_UNTRUSTED
 
-        app.services._feed_state(False)  # what the listener reports when its line drops
+        app.services.feed.lost("test")  # what the listener reports when its line drops
         assert cache.near.remaining(key) == 0, "near tier emptied when the feed drops"
         assert (await app.client.get("/api/me")).status_code == 200
         assert 0 < cache.near.remaining(key) <= NEAR_TTL_UNTRUSTED
@@ -88,7 +88,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(instance, pg_u
         user_id = await app.add_user("relisten@example.com")
         assert (await app.login("relisten@example.com")).status_code == 200
         assert (await app.client.get("/api/me")).status_code == 200
-        await eventually(lambda: app.services.feed_connected, timeout=5)
+        await eventually(lambda: app.services.feed.complete, timeout=5)
         conn = await asyncpg.connect(pg_url)
         try:
             killed = await conn.fetchval(
@@ -99,7 +99,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(instance, pg_u
             await conn.close()
         assert killed >= 1
         # Dropping the line empties the near tier; then the watcher reconnects by itself.
-        await eventually(lambda: app.services.feed_connected and not app.services.cache.near
+        await eventually(lambda: app.services.feed.complete and not app.services.cache.near
                          .remaining(app.services.cache.key(user_id)), timeout=10)
         conn = await asyncpg.connect(pg_url)
         try:

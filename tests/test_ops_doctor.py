@@ -18,7 +18,7 @@ from tests.support import RedisServer, free_port
 VARS = ("NEXTAUTH_SECRET", "NEXTAUTH_URL", "DATABASE_URL", "REDIS_URL", "APP_ENV", "DATA_DIR",
         "OBSERVABILITY_TOKEN", "CACHE_TTL_SECONDS", "SESSION_VALIDATION_INTERVAL_SECONDS",
         "NEXT_PUBLIC_SUPABASE_URL", "NEXT_PUBLIC_SUPABASE_ANON_KEY", "SUPABASE_SERVICE_ROLE_KEY",
-        "REDIS_KEY_PREFIX")
+        "REDIS_KEY_PREFIX", "DATABASE_DIRECT_URL", "DATABASE_STATEMENT_CACHE_SIZE")
 
 
 @pytest.fixture
@@ -52,6 +52,13 @@ def doctor(tmp_path: Path, *args: str, **values: str | None) -> tuple[int, dict[
     return result.exit_code, lines
 
 
+async def ensure_schema(pg_url: str) -> None:
+    """What the app creates at its first start (doctor itself never creates anything)."""
+    directory = PostgresDirectory(pg_url)
+    await directory.open()
+    await directory.close()
+
+
 def test_good_configuration_passes(tmp_path, sqlite_db):
     code, lines = doctor(tmp_path, DATABASE_URL=sqlite_db, REDIS_URL=REDIS_URL)
     assert code == 0, lines
@@ -60,7 +67,7 @@ def test_good_configuration_passes(tmp_path, sqlite_db):
     assert lines["redis reach"].startswith("ok")
     assert lines["redis auth+ping"].startswith("ok PING answered")
     assert lines["database"].startswith("ok SQLite")
-    assert lines["schema"].startswith("ok auth_users present")
+    assert lines["schema"].startswith("ok regcopilot's own schema (SQLite)")
     assert lines["users"] == "ok 1 user(s), 1 admin(s)"
     assert lines["cache backend"].startswith("ok redis:")
 
@@ -138,14 +145,57 @@ def test_missing_database(tmp_path, monkeypatch, pg_url):
 
 def test_postgres_schema_present(tmp_path, monkeypatch, pg_url):
     monkeypatch.chdir(tmp_path)
-
-    async def ensure_schema() -> None:
-        directory = PostgresDirectory(pg_url)
-        await directory.open()
-        await directory.close()
-
-    asyncio.run(ensure_schema())
+    asyncio.run(ensure_schema(pg_url))
     code, lines = doctor(tmp_path, DATABASE_URL=pg_url)
     assert lines["database"].startswith("ok PostgreSQL")
-    assert lines["schema"] == "ok auth.users present; change trigger installed"
+    assert lines["schema"] == ("ok regcopilot's own schema: users in auth.users, sessions in "
+                               "public.regcopilot_sessions; change trigger installed")
     assert code == 0
+
+
+def test_several_database_hosts(tmp_path, monkeypatch, pg_url):
+    """libpq's multi-host form (a primary and its standbys, docs/multi-instance.md): the
+    doctor connects to whichever accepts writes and names every host; a password is masked."""
+    monkeypatch.chdir(tmp_path)
+    asyncio.run(ensure_schema(pg_url))
+    db = pg_url.rsplit("/", 1)[1]
+    down = free_port()
+    both = (f"postgresql://postgres:s3cret@127.0.0.1:{down},127.0.0.1:5432/{db}"
+            "?target_session_attrs=read-write")
+    code, lines = doctor(tmp_path, DATABASE_URL=both)
+    assert lines["database"].startswith("ok PostgreSQL"), lines
+    assert f"127.0.0.1:{down},127.0.0.1:5432/{db}" in lines["database"]
+    gone = f"postgresql://postgres:s3cret@127.0.0.1:{down},127.0.0.1:{free_port()}/x"
+    code, lines = doctor(tmp_path, DATABASE_URL=gone)
+    assert code == 1 and "connection refused" in lines["database"], lines
+    assert "s3cret" not in str(lines)
+
+
+def test_a_transaction_pooler_is_recognised_and_the_fix_named(tmp_path, monkeypatch, pg_url,
+                                                              pgbouncers):
+    """A real PgBouncer in front of the test database: in transaction mode its admin console
+    and the LISTEN round trip both give it away; in session mode LISTEN works."""
+    monkeypatch.chdir(tmp_path)
+
+    asyncio.run(ensure_schema(pg_url))
+    pooled = pgbouncers("transaction").url
+    code, lines = doctor(tmp_path, DATABASE_URL=pooled, DATABASE_STATEMENT_CACHE_SIZE="0")
+    assert code == 0, lines  # warnings, not failures: the app works, by polling
+    assert lines["database"].startswith("ok PostgreSQL")
+    pooler = lines["pooler"]
+    assert pooler.startswith("warn") and "transaction-mode pooler" in pooler, pooler
+    assert "pool_mode=transaction" in pooler and "round trip" in pooler, pooler
+    feed = lines["change feed"]
+    assert feed.startswith("warn poll:") and "set DATABASE_DIRECT_URL" in feed, feed
+    code, lines = doctor(tmp_path, DATABASE_URL=pooled, DATABASE_STATEMENT_CACHE_SIZE="0",
+                         DATABASE_DIRECT_URL=pg_url)
+    assert lines["change feed"].startswith("ok listen-direct:"), lines
+    # The direct URL pointed at the pooler by mistake is named too.
+    code, lines = doctor(tmp_path, DATABASE_URL=pooled, DATABASE_STATEMENT_CACHE_SIZE="0",
+                         DATABASE_DIRECT_URL=pooled)
+    assert lines["change feed"].startswith("warn poll: no LISTEN round trip"), lines
+    code, lines = doctor(tmp_path, DATABASE_URL=pgbouncers("session").url)
+    assert lines["pooler"].startswith("ok PgBouncer in session mode"), lines
+    assert lines["change feed"].startswith("ok listen:"), lines
+    code, lines = doctor(tmp_path, DATABASE_URL=pg_url)
+    assert lines["pooler"].startswith("ok LISTEN round trip"), lines

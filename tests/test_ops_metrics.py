@@ -87,13 +87,18 @@ async def test_metrics_on_redis_are_cluster_totals(instance):
 
 
 def exposed_names() -> set[str]:
+    import logging
+
+    from regcopilot.feed import FeedState
     from regcopilot.metrics.counters import Snapshot
-    from regcopilot.ops.exposition import exposition
+    from regcopilot.ops.exposition import exposition, feed_families, render
 
     snap = Snapshot(start_ms=0, counters={}, time_sum_ms=0, latency=[1] * 16, logins_hourly={},
                     last_login_ms=1, active_users=1, instances=[{"status": "up"}])
     text = exposition(snap, backend="redis", cache_size=1, max_size=None, ttl_seconds=300,
                       app_env="production", scope="cluster").decode()
+    feeds = [FeedState(name, logging.getLogger("test")) for name in ("feed", "bus")]
+    text += render(feed_families(*feeds)).decode()
     return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 

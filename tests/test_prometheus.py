@@ -104,7 +104,7 @@ def test_deployed_rules_in_prometheus_fire_on_a_served_instance(tmp_path):
                        timeout=30, interval=0.2, what="first scrape")
             assert query(base, 'up{job="regcopilot"}')[0]["value"][1] == "1"
             loaded = rules(base)
-            assert len(loaded) == 12, sorted(loaded)  # promtool counts 12 as well
+            assert len(loaded) == 14, sorted(loaded)  # promtool counts 14 as well
             wait_until(lambda: all(r.get("lastEvaluation", "").startswith("2")
                                    and r["health"] == "ok" for r in rules(base).values()),
                        timeout=30, interval=0.2, what="every rule evaluated without error")
@@ -177,7 +177,7 @@ def test_promtool_accepts_the_deployed_files(tmp_path):
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
     done = subprocess.run([promtool, "check", "rules", str(DEPLOY / "alerts.yml")],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "SUCCESS: 12 rules found" in done.stdout, done.stdout
+    assert done.returncode == 0 and "SUCCESS: 14 rules found" in done.stdout, done.stdout
     # The deployed scrape config, with a credentials file that exists on this machine.
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     token = tmp_path / "regcopilot-token"
@@ -186,5 +186,35 @@ def test_promtool_accepts_the_deployed_files(tmp_path):
     config["rule_files"] = [str(DEPLOY / name) for name in config["rule_files"]]
     (tmp_path / "prometheus.yml").write_text(json.dumps(config))
     done = subprocess.run([promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_feed_alert_fires_once_the_feed_has_not_proved_itself_for_30_s(tmp_path):
+    """promtool's rule tests on the deployed rule: proofs every 10 s until t=30 s, then none."""
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    series = 'regcopilot_change_feed_last_proof_timestamp_seconds{instance="a",job="regcopilot"}'
+    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"]
+    (rule,) = [r for g in rules for r in g["rules"]
+               if r.get("alert") == "RegcopilotChangeFeedNotProved"]
+    alert = {"exp_labels": {"instance": "a", "job": "regcopilot", "severity": "critical"},
+             "exp_annotations": {"summary": "a: change feed not proved for 40s",
+                                 "description": rule["annotations"]["description"]}}
+    spec = {
+        "rule_files": [str(DEPLOY / "alerts.yml")],
+        "evaluation_interval": "10s",
+        "tests": [{
+            "interval": "10s",
+            "input_series": [{"series": series, "values": "0 10 20 30 30 30 30 30 30 30"}],
+            "alert_rule_test": [
+                {"eval_time": "50s", "alertname": "RegcopilotChangeFeedNotProved",
+                 "exp_alerts": []},  # 20 s without a proof
+                {"eval_time": "70s", "alertname": "RegcopilotChangeFeedNotProved",
+                 "exp_alerts": [alert]},  # 40 s
+            ],
+        }],
+    }
+    (tmp_path / "feed_test.yml").write_text(json.dumps(spec))
+    done = subprocess.run([promtool, "test", "rules", str(tmp_path / "feed_test.yml")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -27,9 +27,10 @@ def assert_limited(r) -> None:
     assert "try again" in r.json()["error"].lower()
 
 
-@pytest.mark.parametrize("cache", ["memory", "redis"])
-async def test_account_lockout_then_address_limit(instance, cache):
-    async with instance("sqlite", cache, **LIMITS) as app:
+@pytest.mark.parametrize(("directory", "cache"),
+                         [("sqlite", "memory"), ("sqlite", "redis"), ("gotrue", "redis")])
+async def test_account_lockout_then_address_limit(instance, directory, cache):
+    async with instance(directory, cache, **LIMITS) as app:
         await app.add_user("victim@example.com")
         await app.add_user("other@example.com")
         for _ in range(3):

@@ -50,7 +50,7 @@ async def report(app: Any) -> dict:
     return r.json()
 
 
-@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+@pytest.mark.parametrize("directory", ["sqlite", "postgres", "gotrue"])
 async def test_list_revoke_one_and_sign_out_other_devices(instance, directory):
     async with instance(directory, "memory") as app:
         await app.add_user("me@example.com")

@@ -16,16 +16,7 @@ import redis.asyncio as aioredis
 
 from regcopilot.metrics.auth_metrics import FLUSH_SECONDS
 from tests.conftest import serve
-from tests.support import COOKIE, RedisServer, TcpProxy, eventually
-
-
-async def status(app: Any, cookie: str, path: str = "/api/me") -> int:
-    app.client.cookies.clear()
-    app.client.cookies.set(COOKIE, cookie)
-    try:
-        return (await app.client.get(path)).status_code
-    finally:
-        app.client.cookies.clear()
+from tests.support import COOKIE, RedisServer, TcpProxy, eventually, status
 
 
 async def two_sessions(app: Any, email: str) -> tuple[str, str]:
@@ -54,7 +45,7 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+@pytest.mark.parametrize("directory", ["sqlite", "postgres", "gotrue"])
 async def test_logout_survives_an_app_restart(instance, directory):
     """The embedded default (SQLite, no Redis) and PostgreSQL: the revocation is in the table."""
     async with instance(directory, "memory") as first:
@@ -68,7 +59,7 @@ async def test_logout_survives_an_app_restart(instance, directory):
         assert await status(second, alive) == 200  # the restart itself ended nothing
 
 
-@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+@pytest.mark.parametrize("directory", ["sqlite", "postgres", "gotrue"])
 @pytest.mark.parametrize("emptied", ["restart", "flushall"])
 async def test_logout_survives_redis_forgetting(settings_for, pg_clean, own_redis, directory,
                                                 emptied):
@@ -147,11 +138,12 @@ async def _redis_calls(client: aioredis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-async def test_warm_path_asks_neither_the_directory_nor_redis(instance, own_redis):
-    async with instance("postgres", own_redis.url) as app:
+@pytest.mark.parametrize("directory", ["postgres", "gotrue"])
+async def test_warm_path_asks_neither_the_directory_nor_redis(instance, own_redis, directory):
+    async with instance(directory, own_redis.url) as app:
         await app.add_user("warm@example.com")
         cookie, _ = await two_sessions(app, "warm@example.com")
-        await eventually(lambda: app.services.bus.connected and app.services.feed_connected,
+        await eventually(lambda: app.services.bus.connected and app.services.feed.complete,
                          timeout=5)
         assert await status(app, cookie) == 200  # fills the tiers
         directory = app.services.directory
@@ -215,10 +207,10 @@ async def test_revocation_made_while_the_feed_was_down_is_read_on_reconnect(inst
             await app.add_user("gap@example.com")
             ended, alive = await two_sessions(app, "gap@example.com")
             assert await status(app, ended) == 200
-            await eventually(lambda: app.services.feed_connected, timeout=5)
+            await eventually(lambda: app.services.feed.complete, timeout=5)
             proxy.frozen = True
             proxy.cut()
-            await eventually(lambda: not app.services.feed_connected, timeout=10)
+            await eventually(lambda: not app.services.feed.complete, timeout=10)
             conn = await asyncpg.connect(pg_url)  # straight to the server, not through the proxy
             try:
                 await conn.execute("UPDATE public.regcopilot_sessions SET revoked_at = now() "
@@ -228,7 +220,7 @@ async def test_revocation_made_while_the_feed_was_down_is_read_on_reconnect(inst
             assert not app.services.revocations.local.get_now(
                 app.services.tokens.decode(ended).jti), "nothing could have told it yet"
             proxy.frozen = False
-            await eventually(lambda: app.services.feed_connected, timeout=10)
+            await eventually(lambda: app.services.feed.complete, timeout=10)
             await eventually(lambda: _is(status(app, ended), 401), timeout=5)
             assert await status(app, alive) == 200
     finally:

@@ -179,3 +179,19 @@ async def test_a_session_without_a_workspace_gets_one_even_after_a_directory_bli
     finally:
         await svc.directory.close()
         svc.passwords.close()
+
+
+async def test_a_session_given_its_personal_workspace_is_still_void_after_a_password_change(
+        svc: Services):
+    """The answer cached after the personal workspace is made comes from the statement
+    validation reads, with the time of the password change in it: a session signed in before
+    that change is ended, not served (nor is its answer cached for every session)."""
+    user_id = await add(svc, "pw@example.com")
+    _, claims = svc.tokens.issue(sub=user_id, email="pw@example.com", tenant="", role=None)
+    earlier = replace(claims, auth_at=claims.auth_at - 60_000, tenant_at=0)
+    token = svc.tokens.reissue(earlier)[0]
+    assert await svc.directory.set_password(user_id, hash_password("another long password"))
+    assert await svc.authenticate(ours(svc, token)) is ENDED
+    entry = await svc.validator.validate(user_id)  # cached: the workspace, and the change
+    assert entry.is_valid and entry.tenant_name == "Personal Workspace"
+    assert entry.sessions_after is not None and entry.sessions_after > earlier.auth_at

@@ -14,73 +14,12 @@ import pytest
 
 from regcopilot.config import load_settings
 from tests.conftest import PASSWORD, TEST_SECRET, serve
-from tests.support import COOKIE, eventually
+from tests.support import eventually
+from tests.tenancy import call, cookie_of, me, sign_in, sql, upstream_database
 
 BEARER = {"Authorization": "Bearer monitor-token"}
 BACKENDS = [("sqlite", "memory"), ("sqlite", "redis"), ("postgres", "memory"),
             ("postgres", "redis")]
-
-
-def cookie_of(response: Any) -> str:
-    return response.cookies[COOKIE]
-
-
-async def me(app: Any, cookie: str) -> Any:
-    return await app.client.get("/api/me", headers={"Cookie": f"{COOKIE}={cookie}"})
-
-
-async def call(app: Any, method: str, path: str, cookie: str, **kw: Any) -> Any:
-    return await app.client.request(method, path, headers={"Cookie": f"{COOKIE}={cookie}"},
-                                    **kw)
-
-
-async def sign_in(app: Any, email: str) -> tuple[str, dict]:
-    r = await app.client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    app.client.cookies.clear()  # each test names the cookie it sends
-    return cookie_of(r), r.json()["user"]
-
-
-async def sql(directory: str, app: Any, pg_url: str, statement: str, *args: Any) -> None:
-    """Plain SQL on the workspace tables, from outside the app."""
-    if directory == "postgres":
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(statement.format(
-                tenants="copilot_core.tenants", members="copilot_core.tenant_memberships",
-                contexts="copilot_core.user_tenant_contexts", now="now()"),
-                *(uuid.UUID(a) for a in args))
-        finally:
-            await conn.close()
-        return
-    import sqlite3
-
-    path = app.services.settings.DATABASE_URL.removeprefix("sqlite:///")
-    text = statement.format(
-        tenants="copilot_core_tenants", members="copilot_core_tenant_memberships",
-        contexts="copilot_core_user_tenant_contexts",
-        now="strftime('%Y-%m-%dT%H:%M:%fZ', 'now')")
-    for n in range(len(args), 0, -1):
-        text = text.replace(f"${n}", "?")
-    with sqlite3.connect(path) as conn:
-        conn.execute(text, args)
-
-
-@pytest.fixture
-def pair(instance):
-    """Two instances on one directory and (for redis) one Redis."""
-
-    def make(directory: str, cache: str) -> Any:
-        import contextlib
-
-        @contextlib.asynccontextmanager
-        async def both():
-            async with instance(directory, cache) as a, instance(directory, cache) as b:
-                yield a, b
-
-        return both()
-
-    return make
 
 
 async def _team_with_member(a: Any, b: Any) -> dict[str, Any]:
@@ -105,7 +44,7 @@ async def _team_with_member(a: Any, b: Any) -> dict[str, Any]:
             "bob_personal": bob_user["tenantId"], "alice_personal": alice_user["tenantId"]}
 
 
-@pytest.mark.parametrize(("directory", "cache"), BACKENDS)
+@pytest.mark.parametrize(("directory", "cache"), [*BACKENDS, ("gotrue", "redis")])
 async def test_journey_personal_team_member_switch_seen_on_another_instance(
         pair, directory, cache):
     async with pair(directory, cache) as (a, b):
@@ -279,7 +218,7 @@ async def test_stampede_on_a_switched_session_is_one_directory_query(instance):
     async with instance("postgres", "redis") as app:
         await app.add_user("herd@example.com")
         cookie, _ = await sign_in(app, "herd@example.com")
-        await eventually(lambda: app.services.feed_connected, timeout=5)
+        await eventually(lambda: app.services.feed.complete, timeout=5)
         assert (await me(app, cookie)).status_code == 200
         await app.services.validator.user_changed((await me(app, cookie)).json()["id"])
         before = app.counters()["databaseQueries"]
@@ -318,18 +257,8 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
     security on, the owner foreign key - is used without changing them, and its members and
     current workspaces are honoured from the first sign-in."""
     from regcopilot.auth.passwords import hash_password
-    from regcopilot.users.schema import POSTGRES_DDL as USERS_DDL
-    from tests.conftest import PG_ADMIN
 
-    name = f"regcopilot_upstream_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    try:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(USERS_DDL)
-            await conn.execute("""
+    async with upstream_database("""
                 CREATE SCHEMA copilot_core;
                 CREATE TABLE copilot_core.tenants (
                     id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL,
@@ -352,7 +281,9 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
                     updated_at timestamptz NOT NULL DEFAULT now());
                 ALTER TABLE copilot_core.tenants ENABLE ROW LEVEL SECURITY;
                 ALTER TABLE copilot_core.tenant_memberships ENABLE ROW LEVEL SECURITY;
-            """)
+            """) as url:
+        conn = await asyncpg.connect(url)
+        try:
             user = await conn.fetchval(
                 "INSERT INTO auth.users (email, encrypted_password) VALUES ($1, $2) RETURNING id",
                 "upstream@example.com", hash_password(PASSWORD))
@@ -388,9 +319,6 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
         finally:
             await conn.close()
         assert (note, region, anon_functions) == ("kept", "eu", 0)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _directory_state(directory: str, app: Any) -> tuple:
@@ -403,7 +331,8 @@ async def _directory_state(directory: str, app: Any) -> tuple:
                 "SELECT coalesce(max(seq), 0) FROM public.regcopilot_user_changes")
             rows = [[tuple(r) for r in await conn.fetch(f"SELECT * FROM copilot_core.{t}"
                                                         " ORDER BY 1")]
-                    for t in ("tenants", "tenant_memberships", "user_tenant_contexts")]
+                    for t in ("tenants", "tenant_memberships", "user_tenant_contexts",
+                              "user_preferences")]
         finally:
             await conn.close()
         return head, rows
@@ -412,7 +341,8 @@ async def _directory_state(directory: str, app: Any) -> tuple:
     with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
         head = conn.execute("SELECT coalesce(max(seq), 0) FROM auth_user_changes").fetchone()
         rows = [conn.execute(f"SELECT * FROM copilot_core_{t} ORDER BY 1").fetchall()
-                for t in ("tenants", "tenant_memberships", "user_tenant_contexts")]
+                for t in ("tenants", "tenant_memberships", "user_tenant_contexts",
+                              "user_preferences")]
     return head, rows
 
 
@@ -466,8 +396,9 @@ async def test_validation_never_writes_the_step_after_it_does(pair, directory):
         user = await svc.authenticate(Credentials(s["bob"], svc.tokens, False, None))
         assert isinstance(user, SessionUser) and user.tenant_id == s["bob_personal"]
         assert user.renewal is not None and user.renewal.moved_to == s["bob_personal"]
-        _, (_, _, contexts) = await _directory_state(directory, a)
+        _, (_, _, contexts, preferences) = await _directory_state(directory, a)
         assert {(str(r[0]), str(r[1])) for r in contexts} >= {(s["bob_id"], s["bob_personal"])}
+        assert (s["bob_id"], s["bob_personal"]) in {(str(r[0]), str(r[1])) for r in preferences}
         assert a.counters()["workspaceAccessLost"] == lost + 1
 
         # A user who never had a workspace: refused by validation, nothing made; the step
@@ -482,7 +413,7 @@ async def test_validation_never_writes_the_step_after_it_does(pair, directory):
         assert writes == [] and await _directory_state(directory, a) == before
         user = await svc.authenticate(Credentials(token, svc.tokens, False, None))
         assert isinstance(user, SessionUser) and user.tenant_name == "Personal Workspace"
-        (_, (tenants, _, _)) = await _directory_state(directory, a)
+        (_, (tenants, _, _, _)) = await _directory_state(directory, a)
         assert len(tenants) == len(before[1][0]) + 1
 
 
@@ -504,6 +435,6 @@ async def test_two_instances_provisioning_one_user_at_once_make_one_workspace(pa
             for app in (a, b)))
         assert all(isinstance(u, SessionUser) for u in users), users
         assert len({u.tenant_id for u in users if isinstance(u, SessionUser)}) == 1
-        (_, (tenants, members, _)) = await _directory_state(directory, a)
+        (_, (tenants, members, _, _)) = await _directory_state(directory, a)
         owned = [t for t in tenants if user_id in map(str, t)]  # its owner_id column
         assert len(owned) == 1 and len(members) == 1, (tenants, members)

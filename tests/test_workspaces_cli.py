@@ -59,3 +59,44 @@ async def test_workspace_commands_take_effect_on_a_running_instance(instance, tm
 
 async def _is(body, key: str, value: str) -> bool:
     return (await body).get(key) == value
+
+
+async def test_invite_delete_restore_commands_on_a_running_instance(instance, tmp_path):
+    async with instance("sqlite", "memory") as app:
+        await app.add_user("owner@example.com")
+        await app.add_user("bob@example.com")
+        r = await app.login("bob@example.com")
+        personal = r.json()["user"]["tenantId"]
+        cookie = r.cookies[COOKIE]
+        app.client.cookies.clear()
+        out = await workspaces(tmp_path, "create", "Ops Team", "--owner", "owner@example.com")
+        team = re.search(rf"id=({UUID_RE})", out).group(1)
+
+        out = await workspaces(tmp_path, "invite", team, "--email", "Bob@Example.com",
+                               "--role", "viewer")
+        link = re.search(r"https?://\S+/invite/([0-9a-f]{64})", out)
+        assert link and "invited bob@example.com to Ops Team as viewer" in out, out
+        out = await workspaces(tmp_path, "invitations", team)
+        assert re.search(r"bob@example\.com\s+viewer\s+pending", out) and link.group(0) in out
+        r = await app.client.post(f"/api/invitations/{link.group(1)}/accept",
+                                  headers={"Cookie": f"{COOKIE}={cookie}"})
+        assert r.json()["role"] == "viewer", r.text
+        r = await app.client.post("/api/workspaces/switch", json={"tenantId": team},
+                                  headers={"Cookie": f"{COOKIE}={cookie}"})
+        cookie = r.cookies[COOKIE]
+        app.client.cookies.clear()
+        assert "bob@example.com" not in await workspaces(tmp_path, "invitations")
+
+        async def me() -> dict:
+            r = await app.client.get("/api/me", headers={"Cookie": f"{COOKIE}={cookie}"})
+            return r.json()
+
+        assert (await me())["tenantId"] == team
+        out = await workspaces(tmp_path, "delete", team)
+        assert "deleted Ops Team (2 active member(s))" in out, out
+        await eventually(lambda: _is(me(), "tenantId", personal), timeout=5)
+        assert re.search(rf"{team}\s.*\s2\s+Ops Team", await workspaces(tmp_path, "deleted"))
+        out = await workspaces(tmp_path, "restore", team)
+        assert "restored Ops Team (2 membership(s))" in out, out
+        r = await app.client.get("/api/workspaces", headers={"Cookie": f"{COOKIE}={cookie}"})
+        assert team in {w["id"] for w in r.json()["workspaces"]}

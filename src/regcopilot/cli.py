@@ -67,18 +67,36 @@ def serve(
         typer.echo(generated, err=True)
     setup_logging(settings.LOG_LEVEL)
     typer.echo(f"Regulatory Intelligence Copilot on http://{host}:{port} ({workers} worker(s))")
-    uvicorn.run(
-        "regcopilot.web.factory:app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.LOG_LEVEL.lower(),
-        access_log=False,
-        proxy_headers=True,
-        http=GuardedHttpProtocol,
-        timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,  # type: ignore[arg-type]
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": settings.LOG_LEVEL.lower(),
+        "access_log": False,
+        "proxy_headers": True,
+        "http": GuardedHttpProtocol,
+        "timeout_keep_alive": settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,
+    }
+    if workers > 1:  # SIGTERM drains each worker (web/drain.py); the supervisor lets go first
+        from regcopilot.web.drain import run_workers
+
+        run_workers(uvicorn.Config("regcopilot.web.factory:app", **options))
+    else:
+        uvicorn.run("regcopilot.web.factory:app", **options)
+
+
+def _long_enough(password: str) -> None:
+    if len(password) < 8:
+        typer.echo("error: password must be at least 8 characters", err=True)
+        raise typer.Exit(1)
+
+
+async def _hashed(s: Settings, password: str) -> str:
+    from regcopilot.auth.passwords import Hasher
+
+    # In a thread: the directory's connection keeps its event loop answering meanwhile.
+    return await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
 
 
 @users.command("add")
@@ -88,22 +106,24 @@ def users_add(
     admin: Annotated[bool, typer.Option(help="Give the admin role.")] = False,
     tenant: Annotated[str | None, typer.Option(help="Tenant id (app metadata).")] = None,
     name: Annotated[str | None, typer.Option(help="Full name.")] = None,
+    unconfirmed: Annotated[bool, typer.Option(
+        "--unconfirmed",
+        help="Leave the email unconfirmed (Supabase Auth's schema): the user cannot sign in "
+             "until it is confirmed, unless GOTRUE_MAILER_AUTOCONFIRM is true.")] = False,
 ) -> None:
-    """Create a user (bcrypt hash, as Supabase stores it)."""
-    from regcopilot.auth.passwords import Hasher
-
-    if len(password) < 8:
-        typer.echo("error: password must be at least 8 characters", err=True)
-        raise typer.Exit(1)
+    """Create a user as Supabase Auth's admin API does (bcrypt hash, confirmed email)."""
+    _long_enough(password)
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            # In a thread: the directory's connection keeps its event loop answering meanwhile.
-            hashed = await asyncio.to_thread(Hasher(s.PASSWORD_HASH_ROUNDS).hash, password)
+            hashed = await _hashed(s, password)
             user = await ua.directory.add(
-                email, hashed, admin=admin, tenant_id=tenant, full_name=name
+                email, hashed, admin=admin, tenant_id=tenant, full_name=name,
+                confirmed=not unconfirmed,
             )
-            typer.echo(f"created {user.email} id={user.id}{' (admin)' if admin else ''}")
+            notes = [n for n, on in (("admin", admin), ("unconfirmed", unconfirmed)) if on]
+            typer.echo(f"created {user.email} id={user.id}"
+                       + (f" ({', '.join(notes)})" if notes else ""))
 
         await with_admin(s, act)
 
@@ -163,6 +183,27 @@ def users_unban(user_id: str) -> None:
     run(work)
 
 
+@users.command("set-password")
+def users_set_password(
+    email: Annotated[str, typer.Option(help="The user's email.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True,
+                                          confirmation_prompt=True, help="New password.")],
+) -> None:
+    """Set a user's password: every session signed in before it ends, on every instance."""
+    _long_enough(password)
+
+    async def work(s: Settings) -> None:
+        async def act(ua: Any) -> None:
+            user = await _user_by_email(ua, email)
+            hashed = await _hashed(s, password)
+            await ua.set_password(user.id, hashed)
+            typer.echo(f"password set for {user.email}; earlier sessions ended")
+
+        await with_admin(s, act)
+
+    run(work)
+
+
 @users.command("delete")
 def users_delete(
     user_id: str,
@@ -205,7 +246,7 @@ async def _user_by_email(ua: Any, email: str) -> Any:
 @sessions_cli.command("list")
 def sessions_list(email: Annotated[str, typer.Option(help="The user's email.")]) -> None:
     """List a user's active sessions."""
-    from regcopilot.users.sessions import session_records
+    from regcopilot.users.session_stores import session_records
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
@@ -230,7 +271,7 @@ def sessions_revoke(
     session_id: Annotated[str | None, typer.Option("--id", help="Revoke this session.")] = None,
 ) -> None:
     """Revoke one session (--id) or all of them (--all); refused everywhere within a second."""
-    from regcopilot.users.sessions import session_records
+    from regcopilot.users.session_stores import session_records
 
     if all_ == (session_id is not None):
         typer.echo("error: give exactly one of --all or --id", err=True)

@@ -15,14 +15,18 @@ app = typer.Typer(help="Manage workspaces (tenants) and their members.", no_args
 
 
 def _act(action: Any) -> None:
-    """Run `action(store)` with a WorkspaceStore on the configured directory."""
+    """Run `action(store)` with a WorkspaceStore on the configured directory (the store's
+    `settings` attribute is the configuration, for the invitation links)."""
+    from regcopilot.workspaces.invitations import Refused
     from regcopilot.workspaces.store import NotFound, WorkspaceStore
 
     async def work(settings: Settings) -> None:
         async def with_admin_graph(admin: Any) -> None:
+            store = WorkspaceStore(admin.directory, admin._invalidate)
+            store.settings = settings  # type: ignore[attr-defined]
             try:
-                await action(WorkspaceStore(admin.directory, admin._invalidate))
-            except NotFound as exc:
+                await action(store)
+            except (NotFound, Refused) as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from None
 
@@ -132,5 +136,98 @@ def set_role(tenant_id: str, user: Annotated[str, typer.Argument(help="Id or ema
         if not await store.update_member(tenant_id, await _user_id(store, user), role=role):
             raise NotFound("no such member")
         typer.echo(f"{user} is now {role} in {tenant_id}")
+
+    _act(act)
+
+
+@app.command()
+def invite(
+    tenant_id: str,
+    email: Annotated[str, typer.Option(help="The invitee's email.")],
+    role: Annotated[str, typer.Option(help="admin, member or viewer.")] = "member",
+    by: Annotated[str | None, typer.Option(
+        help="Inviter's id or email (default: the workspace's owner).")] = None,
+) -> None:
+    """Invite an email into a workspace; prints the link to send (no mail is sent)."""
+
+    async def act(store: Any) -> None:
+        from regcopilot.workspaces.invitations import Invitations
+        from regcopilot.workspaces.store import NotFound
+
+        found = await store.get(tenant_id)
+        if found is None:
+            raise NotFound(f"no workspace with id {tenant_id}")
+        inviter = await _user_id(store, by) if by else found[1]
+        made = Invitations(store, store.settings.NEXTAUTH_URL)
+        invitation = await made.create(tenant_id, email, role, inviter, by_manager_only=False)
+        typer.echo(f"invited {invitation.email} to {invitation.workspace_name} as {role}"
+                   f" (expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC)")
+        typer.echo(made.url(invitation.token))
+        if await store.directory.find_by_email(invitation.email) is None:
+            typer.echo("note: no account has that email yet; create one with"
+                       " `regcopilot users add` before the invitee signs in", err=True)
+
+    _act(act)
+
+
+@app.command()
+def invitations(tenant_id: Annotated[str | None, typer.Argument(
+        help="Only this workspace's.")] = None) -> None:
+    """Invitations not accepted yet (expired ones marked), with their links."""
+
+    async def act(store: Any) -> None:
+        from regcopilot.workspaces.invitations import Invitations
+
+        made = Invitations(store, store.settings.NEXTAUTH_URL)
+        typer.echo(f"{'id':36}  {'email':32}  {'role':6}  {'status':7}  {'expires (UTC)':16}"
+                   "  workspace / link")
+        for i in await made.unaccepted(tenant_id):
+            typer.echo(f"{i.id:36}  {i.email:32}  {i.role:6}  {i.status:7}"
+                       f"  {i.expires_at:%Y-%m-%d %H:%M}  {i.workspace_name}"
+                       f"\n{'':36}  {made.url(i.token)}")
+
+    _act(act)
+
+
+@app.command()
+def delete(tenant_id: str) -> None:
+    """Soft-delete a team workspace; its members' sessions leave it at once. Restorable
+    for 30 days."""
+
+    async def act(store: Any) -> None:
+        from regcopilot.workspaces.lifecycle import Lifecycle
+
+        done = await Lifecycle(store).delete(tenant_id, None)
+        typer.echo(f"deleted {done['workspace_name']} ({done['members_affected']} active"
+                   f" member(s)); restore before {done['restore_before'][:16]} UTC")
+
+    _act(act)
+
+
+@app.command()
+def restore(tenant_id: str) -> None:
+    """Bring a deleted workspace back (within 30 days), with the memberships it had."""
+
+    async def act(store: Any) -> None:
+        from regcopilot.workspaces.lifecycle import Lifecycle
+
+        done = await Lifecycle(store).restore(tenant_id, None)
+        typer.echo(f"restored {done['workspace_name']} ({done['members_restored']}"
+                   " membership(s))")
+
+    _act(act)
+
+
+@app.command()
+def deleted() -> None:
+    """Deleted workspaces, newest first, and until when each can be restored."""
+
+    async def act(store: Any) -> None:
+        from regcopilot.workspaces.lifecycle import Lifecycle
+
+        typer.echo(f"{'id':36}  {'deleted (UTC)':16}  {'restore before':16}  {'members':7}  name")
+        for w in await Lifecycle(store).deleted():
+            typer.echo(f"{w['id']:36}  {w['deletedAt'][:16]:16}  {w['restoreBefore'][:16]:16}"
+                       f"  {w['members']:7}  {w['name']}")
 
     _act(act)

@@ -38,10 +38,19 @@ class Settings(BaseSettings):
     DATABASE_POOL_SIZE: int = 10
     # Supabase's transaction-mode pooler rejects prepared statements; 0 turns asyncpg's cache off.
     DATABASE_STATEMENT_CACHE_SIZE: int = 100
+    # The change feed's own connection when DATABASE_URL goes through a transaction-mode
+    # pooler, which hands LISTEN's server connection to other clients (users/feed.py). Unset:
+    # LISTEN on DATABASE_URL if a round trip is heard there, else read the log on a period.
+    DATABASE_DIRECT_URL: str | None = None
+    # That period (poll mode); 1 s keeps the 2 s lockout bound with room for a slow query.
+    CHANGE_FEED_POLL_SECONDS: float = 1.0
     NEXT_PUBLIC_SUPABASE_URL: str | None = None
     NEXT_PUBLIC_SUPABASE_ANON_KEY: str | None = None
     SUPABASE_SERVICE_ROLE_KEY: str | None = None
     SUPABASE_DEMO_TENANT_ID: str = "default"
+    # GoTrue's own setting, read the same way: true lets unconfirmed emails sign in (email
+    # confirmations off). Default false: confirmations required, as on hosted Supabase.
+    GOTRUE_MAILER_AUTOCONFIRM: bool = False
     REDIS_URL: str | None = None
     REDIS_TIMEOUT_MS: int = 50
     REDIS_KEY_PREFIX: str = "copilot:auth:"
@@ -52,6 +61,13 @@ class Settings(BaseSettings):
     MAX_CACHE_SIZE: int = 10_000
     SESSION_VALIDATION_INTERVAL_SECONDS: int = 300
     SESSION_MAX_AGE_SECONDS: int = 86_400
+    # Sliding sessions (after NextAuth's `updateAge`): a session read (/api/auth/session) on a
+    # cookie older than this re-issues it with a fresh SESSION_MAX_AGE_SECONDS. Each slide signs
+    # one token and writes the session record's expiry (so a revocation covers the new expiry):
+    # 1 h bounds that to 24 per active session a day while an active user is never cut off.
+    SESSION_UPDATE_AGE_SECONDS: int = 3600
+    # However active, a session ends this long after its sign-in (OWASP ASVS V3.3): sign in again.
+    SESSION_ABSOLUTE_MAX_AGE_SECONDS: int = 30 * 86_400
     # The session cookie this tier issues: its own (default), or NextAuth v4's cookie and JWE
     # format so the upstream Node tier accepts it while both run behind one balancer
     # (docs/migration.md). Either way both formats are accepted.
@@ -77,6 +93,7 @@ class Settings(BaseSettings):
     HTTP_HEADER_TIMEOUT_SECONDS: float = 10.0
     HTTP_KEEPALIVE_TIMEOUT_SECONDS: float = 5.0
     HTTP_MAX_CONNECTIONS: int = 1000
+    SHUTDOWN_DRAIN_SECONDS: float = 5.0
     APP_ENV: Literal["development", "production"] = "development"
     DATA_DIR: str = "./data"
     LOG_LEVEL: str = "INFO"
@@ -88,6 +105,23 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
         return v.rstrip("/")
+
+    @field_validator("DATABASE_DIRECT_URL")
+    @classmethod
+    def _direct_url(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        parts = urlsplit(v)
+        if parts.scheme in ("postgres", "postgresql") and parts.hostname:
+            return v
+        raise ValueError("must be postgresql://user@host:5432/db (the direct connection)")
+
+    @field_validator("CHANGE_FEED_POLL_SECONDS")
+    @classmethod
+    def _poll_period(cls, v: float) -> float:
+        if not 0.05 <= v <= 1.0:
+            raise ValueError("must be between 0.05 and 1 (the lockout bound is 2 s)")
+        return v
 
     @field_validator("DATABASE_URL")
     @classmethod
@@ -142,6 +176,8 @@ class Settings(BaseSettings):
         "MAX_CACHE_SIZE",
         "SESSION_VALIDATION_INTERVAL_SECONDS",
         "SESSION_MAX_AGE_SECONDS",
+        "SESSION_UPDATE_AGE_SECONDS",
+        "SESSION_ABSOLUTE_MAX_AGE_SECONDS",
         "REDIS_TIMEOUT_MS",
         "DATABASE_POOL_SIZE",
         "LOGIN_MAX_FAILURES_PER_ACCOUNT",
@@ -166,7 +202,7 @@ class Settings(BaseSettings):
             raise ValueError("must be between 4 and 31 (bcrypt's cost range)")
         return v
 
-    @field_validator("PASSWORD_WORKERS", "TOKEN_CLOCK_LEEWAY_SECONDS")
+    @field_validator("PASSWORD_WORKERS", "TOKEN_CLOCK_LEEWAY_SECONDS", "SHUTDOWN_DRAIN_SECONDS")
     @classmethod
     def _not_negative(cls, v: int) -> int:
         if v < 0:

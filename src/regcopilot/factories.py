@@ -20,7 +20,8 @@ from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.users.admin import UserAdmin
 from regcopilot.users.backends import backend_of, open_directory
 from regcopilot.users.directory import UserDirectory
-from regcopilot.users.sessions import SessionRecords, session_records
+from regcopilot.users.session_stores import session_records
+from regcopilot.users.sessions import SessionRecords
 
 if TYPE_CHECKING:
     from regcopilot.ops.doctor.report import Parts
@@ -36,6 +37,8 @@ def build_directory(settings: Settings, *, pool_size: int | None = None) -> User
         pool_size=settings.DATABASE_POOL_SIZE if pool_size is None else pool_size,
         statement_cache_size=settings.DATABASE_STATEMENT_CACHE_SIZE,
         log_keep_seconds=settings.change_log_keep_seconds,
+        direct_url=settings.DATABASE_DIRECT_URL,
+        poll_seconds=settings.CHANGE_FEED_POLL_SECONDS,
     )
 
 
@@ -109,6 +112,8 @@ class AdminGraph:
 
     async def open(self) -> None:
         await self.directory.open()
+        # The schema is known now: the session store for it (auth.sessions on GoTrue's).
+        self.records = session_records(self.directory)
 
     async def close(self) -> None:
         await self.directory.close()
@@ -121,7 +126,6 @@ def build_admin(settings: Settings, warn: Callable[[str], None]) -> AdminGraph:
     directory = build_directory(settings)
     store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
     keys = build_keys(settings)
-    records = session_records(directory)
 
     async def drop_shared(user_id: str) -> None:
         # Running instances hear the directory's trigger; Redis is cleared here too so an
@@ -133,7 +137,10 @@ def build_admin(settings: Settings, warn: Callable[[str], None]) -> AdminGraph:
                 warn(f"Redis not cleared ({exc})")
 
     async def end_sessions(user_id: str, reason: str) -> int:
-        # Written to the session records: the table's trigger tells every running instance.
-        return len(await records.revoke_all(user_id, reason))
+        # Written to the session records (picked at open): the table's trigger tells every
+        # running instance.
+        return len(await graph.records.revoke_all(user_id, reason))
 
-    return AdminGraph(directory, store, records, UserAdmin(directory, drop_shared, end_sessions))
+    graph = AdminGraph(directory, store, session_records(directory),
+                       UserAdmin(directory, drop_shared, end_sessions))
+    return graph

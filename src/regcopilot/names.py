@@ -33,6 +33,21 @@ class Source(StrEnum):
     DIRECTORY = "directory"  # the directory itself
 
 
+class FeedMode(StrEnum):
+    """How a process hears the directory's change log (users/pg_feed.py, feed.py)."""
+
+    LISTEN = "listen"  # LISTEN/NOTIFY on DATABASE_URL, checked against the log's head
+    LISTEN_DIRECT = "listen-direct"  # the same on DATABASE_DIRECT_URL (behind a pooler)
+    POLL = "poll"  # the log read every CHANGE_FEED_POLL_SECONDS (SQLite; a pooler, no direct URL)
+
+
+class AuthSchema(StrEnum):
+    """Whose `auth` tables the user directory runs on (users/recognise.py)."""
+
+    GOTRUE = "supabase-auth"  # Supabase Auth's own (GoTrue's migrations)
+    OWN = "regcopilot"  # the tables this app creates on an empty database (and SQLite's)
+
+
 class Door(StrEnum):
     """Which sign-in door a session was opened through (SignInContext.door)."""
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs tests/node/package.json (the real next-auth v4, a Redis client) into a throwaway
+# Installs tests/node/package.json (the real next-auth v4, React 18 and esbuild to bundle
+# next-auth/react for the browser test, a Redis client) into a throwaway
 # folder under the temp dir, once per version of that file, and prints the folder. The tests'
 # session fixture calls it; several test workers at once wait for one install (flock).
 set -euo pipefail
@@ -18,8 +19,8 @@ exec 9>"$dir/.lock"
 flock 9
 if [ ! -f "$dir/.installed" ]; then
   cp "$here/package.json" "$dir/package.json"
-  # next-auth's peers (next, react) are not needed by next-auth/jwt: left out, 24 packages
-  # in ~7 s instead of 37 with Next's native binaries.
+  # next-auth's peer `next` is needed by neither next-auth/jwt nor next-auth/react: left
+  # out (--legacy-peer-deps), which spares Next's native binaries.
   (cd "$dir" && npm install --no-audit --no-fund --legacy-peer-deps --loglevel=error >&2)
   touch "$dir/.installed"
 fi

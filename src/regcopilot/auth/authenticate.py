@@ -106,6 +106,10 @@ class Authenticator:
         if await self.revocations.is_revoked(claims.jti):
             self.security.invalid_token("revoked", credentials.client)
             return ENDED
+        if entry.sessions_after is not None and claims.auth_at < entry.sessions_after:
+            # Signed in before the password changed (by anyone, anywhere: users/schema.py).
+            self.security.invalid_token("password-changed", credentials.client)
+            return ENDED
         self.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
         if entry.workspace_moved:
             # Served elsewhere than the recorded current workspace: record it, after the

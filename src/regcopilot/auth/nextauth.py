@@ -59,6 +59,7 @@ class NextAuthTokens(TokenFormat):
             "name": claims.name,
             "currentTenantId": claims.tenant or None,
             "tenantAt": claims.tenant_at or None,  # ours: when the workspace was set (ms)
+            "authAt": claims.auth_at or None,  # ours: when the user signed in (ms)
             "role": claims.role,
             # The upstream's jwt callback re-checks the user once this is 5 minutes old; the
             # session was validated as it was issued here.
@@ -87,6 +88,7 @@ class NextAuthTokens(TokenFormat):
             raise InvalidToken("malformed: payload is not JSON") from None
         if not isinstance(body, dict):
             raise InvalidToken("malformed: payload is not an object")
-        return claims_from(body, max_age=self.max_age, leeway=self.leeway, cap_lifetime=True)
+        return claims_from(body, max_age=self.max_age, leeway=self.leeway, cap_lifetime=True,
+                           absolute=self.absolute)
 
 

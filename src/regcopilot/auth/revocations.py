@@ -15,6 +15,7 @@ from regcopilot.cache.bus import EventBus
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.cache.store import SharedStore, StoreError
+from regcopilot.feed import FeedState
 
 log = logging.getLogger("regcopilot.auth")
 
@@ -23,15 +24,15 @@ MAX_LOCAL = 100_000
 
 class RevocationList:
     def __init__(self, prefix: str, shared: SharedStore | None, bus: EventBus | None,
-                 max_local: int = MAX_LOCAL) -> None:
+                 max_local: int = MAX_LOCAL, feed: FeedState | None = None) -> None:
         self.key_prefix = CacheKeys(prefix).revoked_prefix
         self.local = MemoryStore(max_local)
         self._unsent = MemoryStore(max_local)
         self.shared = shared
         self.bus = bus
-        # Set by the session records while the directory's change feed is connected: every
-        # durable revocation then reaches this process's memory without asking Redis.
-        self.durable_feed_connected = False
+        # The directory's change feed (feed.py): while it proves itself, every durable
+        # revocation reaches this process's memory without asking Redis.
+        self.feed = feed or FeedState("User change feed", log)
         if bus is not None:
             bus.subscribe(self._on_event, on_connect=self._load)
 
@@ -66,7 +67,7 @@ class RevocationList:
             return True
         if self.shared is None:
             return False
-        if self.durable_feed_connected or (self.bus is not None and self.bus.connected):
+        if self.feed.complete or (self.bus is not None and self.bus.state.complete):
             return False  # every revocation reaches this process's memory: it is complete
         if not self.shared.breaker.allows:
             return False  # Redis known to be failing: the in-memory list is all there is

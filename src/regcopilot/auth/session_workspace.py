@@ -81,8 +81,11 @@ class SessionWorkspace:
         if user is None or user.deleted_at is not None:
             return None
         # A user whose workspaces were all taken away gets none back (ensure_personal).
-        workspace = await self.workspaces.ensure_personal(user)
-        return (user, workspace) if workspace.tenant_id is not None else None
+        if (await self.workspaces.ensure_personal(user)).tenant_id is None:
+            return None
+        # The answer from the statement validation reads: it carries what `get` does not
+        # (the time of a password change, before which every session is void).
+        return await self.accounts.get_with_workspace(user_id)
 
     async def record(self, user_id: str, entry: CacheEntry) -> None:
         """Record the workspace `entry` serves as the user's current one, if the directory

@@ -46,7 +46,8 @@ class SessionService:
         self.revocations = revocations
         self.metrics = metrics
         self.touch_seconds = touch_seconds
-        self.feed_connected = False
+        self.feed = revocations.feed
+        self.feed.watch(self.feed_state)
         self._seen: set[str] = set()
         # On every request: set.add itself, bound once (no Python frame of ours per request).
         self.seen = self._seen.add
@@ -76,16 +77,14 @@ class SessionService:
             self.revocations.remember(item.id, item.expires)
         return len(revoked)
 
-    def feed_state(self, connected: bool) -> None:
-        """The directory's change feed (re)connected or dropped. On every connect, re-read the
-        revoked set: whatever was revoked while nobody listened is in the table."""
-        self.feed_connected = connected
-        self.revocations.durable_feed_connected = connected
-        if connected and (self._reload is None or self._reload.done()):
+    def feed_state(self, complete: bool) -> None:
+        """The directory's change feed proves itself again, or stopped. On every return, re-read
+        the revoked set: whatever was revoked while nobody listened is in the table."""
+        if complete and (self._reload is None or self._reload.done()):
             self._reload = asyncio.create_task(self._reload_until_done(), name="session-reload")
 
     async def _reload_until_done(self) -> None:
-        while self.feed_connected:
+        while self.feed.complete:
             try:
                 await self.load()
                 return
@@ -115,9 +114,19 @@ class SessionService:
             log.warning("Logout kept in memory until the directory answers: %s", exc)
             self._undurable[session_id] = (user_id, expires, Revocation.LOGOUT)
             done = None
+        if done is not None:
+            # The record knows the latest expiry (a sliding session may have been re-issued
+            # after the copy of the cookie this sign-out came with).
+            expires = max(expires, done.expires)
         await self.revocations.revoke(session_id, expires)
         if done is not None:
             self.metrics.sessions_revoked(Revocation.LOGOUT)
+
+    async def extend(self, session_id: str, user_id: str, expires: int) -> bool:
+        """Before a sliding session's cookie is re-issued: its record's expiry moves first,
+        so every revocation from now on (which takes the record's expiry) outlives the new
+        cookie. False when the session was revoked meanwhile: then no cookie is issued."""
+        return await self.records.extend(session_id, user_id, expires)
 
     async def revoke(self, user_id: str, session_id: str, reason: str) -> bool:
         """Revoke one session of this user; False when it is not theirs or not active."""

@@ -26,11 +26,17 @@ from regcopilot.cache.tiers import ValidationCache
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.security import SecurityLog
 from regcopilot.names import Door, Reason
+from regcopilot.users.audit import AuditTrail, NoAuditTrail
 from regcopilot.users.directory import (
     Accounts,
     DirectoryUnavailable,
     judge,
     normalize_email,
+)
+from regcopilot.users.gotrue_rules import (
+    EMAIL_NOT_CONFIRMED,
+    email_unconfirmed,
+    password_usable,
 )
 from regcopilot.workspaces.store import WorkspaceStore
 
@@ -38,6 +44,7 @@ log = logging.getLogger("regcopilot.auth")
 
 BAD_CREDENTIALS = "Invalid email or password"
 BANNED = Refusal(403, "This account is banned")
+UNCONFIRMED = Refusal(403, EMAIL_NOT_CONFIRMED)
 NO_WORKSPACE = Refusal(403, "no accessible workspace")
 WRONG = Refusal(401, BAD_CREDENTIALS)
 BUSY = Refusal(503, "too many sign-ins in progress, try again shortly",
@@ -93,6 +100,7 @@ class SignIn:
         metrics: AuthMetrics,
         security: SecurityLog,
         default_tenant: str,
+        autoconfirm: bool = False,
     ) -> None:
         self.accounts = accounts
         self.workspaces = workspaces
@@ -106,6 +114,9 @@ class SignIn:
         self.metrics = metrics
         self.security = security
         self.default_tenant = default_tenant
+        self.autoconfirm = autoconfirm  # GOTRUE_MAILER_AUTOCONFIRM
+        # Picked with the session store once the directory knows its schema (Services.start).
+        self.audit: AuditTrail = NoAuditTrail()
 
     async def sign_in(
         self, email: str, password: str, context: SignInContext
@@ -124,13 +135,14 @@ class SignIn:
         except DirectoryUnavailable:
             return DOWN
         verdict = judge(user, self.default_tenant)
+        usable = password_usable(user)  # GoTrue's rules: no SSO-only, anonymous, broken rows
         try:
             password_ok = await self.passwords.verify(
-                password, user.password_hash if user else None
+                password, user.password_hash if user and usable else None
             )
         except PasswordBusy:
             return BUSY
-        if (user is None or not password_ok
+        if (user is None or not usable or not password_ok
                 or verdict.reason in (Reason.DELETED, Reason.NOT_FOUND)):
             self.security.failed_login(email, ip)
             await self.limiter.failed(email, ip)
@@ -138,6 +150,8 @@ class SignIn:
         if verdict.reason == Reason.BANNED:
             self.security.failed_login(email, ip)
             return BANNED
+        if email_unconfirmed(user, self.autoconfirm):
+            return UNCONFIRMED  # only now: the password was right
         await self.limiter.succeeded(email, ip)
         try:  # the first sign-in makes a personal workspace; the session starts in the current
             workspace = await self.workspaces.ensure_personal(user)
@@ -161,6 +175,7 @@ class SignIn:
             # everywhere": no record, no session.
             return DOWN
         self.metrics.login(user.id)
+        self.audit.login(user, ip)  # queued: written off the request's path
         try:
             await self.accounts.record_sign_in(user.id)
         except DirectoryUnavailable:

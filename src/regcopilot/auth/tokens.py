@@ -43,6 +43,10 @@ class Claims:
     # ms since the epoch when `tenant` was set by a sign-in or a switch: a cached validation
     # older than that, naming another workspace, is re-asked rather than believed.
     tenant_at: int = 0
+    # ms since the epoch when the user signed in (kept through moves, slides and format
+    # upgrades): a password changed after it voids the session (User.sessions_after), and the
+    # absolute lifetime is counted from it. Tokens without it count from iat.
+    auth_at: int = 0
 
 
 def now_ms() -> int:
@@ -55,19 +59,21 @@ class TokenFormat:
     kept until its own expiry, after which the next use fails verification as expired."""
 
     def __init__(self, max_age: int, *, leeway: int = CLOCK_LEEWAY_SECONDS,
-                 cache_size: int = DECODED_CACHE_SIZE) -> None:
+                 cache_size: int = DECODED_CACHE_SIZE, absolute: int = 0) -> None:
         self.max_age = max_age
         self.leeway = leeway
+        self.absolute = absolute  # the absolute lifetime from sign-in; 0: none
         self._decoded = MemoryStore(cache_size)
 
     def issue(
         self, *, sub: str, email: str, tenant: str, role: str | None, name: str | None = None
     ) -> tuple[str, Claims]:
         """A new session; `tenant_at` stamps when its workspace was set (issue 13)."""
-        now = int(time.time())
+        at = now_ms()
+        now = at // 1000
         claims = Claims(sub=sub, email=email, tenant=tenant, role=role, iat=now,
-                        exp=now + self.max_age, jti=self._new_jti(), name=name,
-                        tenant_at=now_ms())
+                        exp=self._capped(now, now + self.max_age), jti=self._new_jti(),
+                        name=name, tenant_at=at, auth_at=at)
         return self._encode(claims), claims
 
     def reissue(self, claims: Claims) -> tuple[str, Claims]:
@@ -82,8 +88,22 @@ class TokenFormat:
         ends it, and it lives no longer than the original."""
         return self._encode(replace(claims, tenant=tenant, tenant_at=now_ms()))
 
+    def renewed(self, claims: Claims) -> Claims:
+        """The same session (same jti) with a fresh expiry, for a sliding session's re-issue:
+        SESSION_MAX_AGE_SECONDS from now, never past the absolute lifetime from sign-in."""
+        now = int(time.time())
+        signed_in = claims.auth_at // 1000
+        return replace(claims, iat=now, exp=self._capped(signed_in, now + self.max_age))
+
+    def encode(self, claims: Claims) -> str:
+        return self._encode(claims)
+
+    def _capped(self, signed_in: int, exp: int) -> int:
+        return min(exp, signed_in + self.absolute) if self.absolute else exp
+
     def _new_jti(self) -> str:
-        return uuid.uuid4().hex
+        # A uuid in its usual spelling: on Supabase it is also the auth.sessions row's id.
+        return str(uuid.uuid4())
 
     def _encode(self, claims: Claims) -> str:
         raise NotImplementedError
@@ -112,6 +132,7 @@ class SessionTokens(TokenFormat):
             # the upstream's claim name for the session's workspace
             "currentTenantId": claims.tenant,
             "tenantAt": claims.tenant_at,
+            "authAt": claims.auth_at,
             "role": claims.role,
             "iat": claims.iat,
             "exp": claims.exp,
@@ -147,10 +168,12 @@ class SessionTokens(TokenFormat):
             raise InvalidToken("algorithm not allowed") from None
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"malformed: {type(exc).__name__}") from None
-        return claims_from(body, max_age=self.max_age, leeway=self.leeway)
+        return claims_from(body, max_age=self.max_age, leeway=self.leeway,
+                           absolute=self.absolute)
 
 
-def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool = False) -> Claims:
+def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool = False,
+                absolute: int = 0) -> Claims:
     """The checks every session format shares, on a verified token's payload.
 
     Another host's clock may run ahead of ours by up to `leeway`: `iat`/`nbf` that far in the
@@ -158,6 +181,8 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
     past `max_age` (+ leeway) is refused — or, with `cap_lifetime` (NextAuth's own tokens live
     30 days by default), cut to `max_age` after `iat`, so that an upgraded cookie and a
     sign-out's revocation of the shared jti cover the whole time the token is accepted here.
+    With `absolute`, no token outlives its sign-in (`authAt`, else `iat`) by more than that,
+    whatever its `exp` says (e.g. the setting was lowered after it was issued).
     """
     sub, jti = body.get("sub"), body.get("jti")
     if not isinstance(sub, str) or not is_uuid(sub):
@@ -169,8 +194,13 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
     if not all(type(t) is int for t in (iat, exp, nbf)):
         raise InvalidToken("bad timestamps")
     now = time.time()
+    auth_at = body.get("authAt")
+    if type(auth_at) is not int or auth_at <= 0:
+        auth_at = iat * 1000
     if cap_lifetime:
         exp = min(exp, iat + max_age)
+    if absolute:
+        exp = min(exp, auth_at // 1000 + absolute)
     if exp <= now:
         raise InvalidToken("expired")
     if max(iat, nbf) > now + leeway:
@@ -191,4 +221,5 @@ def claims_from(body: dict, *, max_age: int, leeway: float, cap_lifetime: bool =
         jti=jti,
         name=name if isinstance(name, str) else None,
         tenant_at=tenant_at if type(tenant_at) is int else 0,
+        auth_at=auth_at,
     )

@@ -154,6 +154,7 @@ def _entry(
         seq=seq,
         tenant_role=verdict.tenant_role,
         tenant_name=verdict.tenant_name,
+        sessions_after=verdict.sessions_after,
         workspace_moved=moved,
         stored_tenant_id=workspace.stored_id if moved and workspace is not None else None,
     )

@@ -36,6 +36,8 @@ class CacheEntry:
     # in it and its name. A valid entry without them was not written by this version.
     tenant_role: str | None = None
     tenant_name: str | None = None
+    # ms since the epoch: sessions signed in before this are void (the password changed).
+    sessions_after: int | None = None
     # The current workspace the directory holds is not the one this answer serves (access to
     # it was lost, or none was recorded yet): `stored_tenant_id` is what it holds. Validation
     # only reports it; the write that records the served one is authenticate()'s, afterwards.
@@ -63,6 +65,8 @@ class CacheEntry:
             body["tenantRole"] = self.tenant_role
         if self.tenant_name is not None:
             body["tenantName"] = self.tenant_name
+        if self.sessions_after is not None:
+            body["sessionsAfter"] = self.sessions_after
         if self.workspace_moved:
             body["storedTenantId"] = self.stored_tenant_id
         return json.dumps(body, separators=(",", ":"))
@@ -97,11 +101,14 @@ class CacheEntry:
             return None
         if seq is not None and (type(seq) is not int or seq < 0):
             return None
+        after = body.get("sessionsAfter")
+        if after is not None and type(after) is not int:
+            return None
         moved = "storedTenantId" in body
         stored = body.get("storedTenantId")
         if stored is not None and not isinstance(stored, str):
             return None
-        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name,
+        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name, after,
                    moved, stored)
 
 

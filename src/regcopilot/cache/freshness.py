@@ -12,10 +12,12 @@ before.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from enum import StrEnum
 
 from regcopilot.cache.entry import CacheEntry
+from regcopilot.feed import FeedState
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.directory import LogSnapshot
 
@@ -30,13 +32,16 @@ class FreshnessModel(StrEnum):
 
 
 class Freshness:
-    def __init__(self, ttl: float, max_age: float, cursor: FeedCursor | None = None) -> None:
+    def __init__(self, ttl: float, max_age: float, cursor: FeedCursor | None = None,
+                 feed: FeedState | None = None) -> None:
         self.ttl = ttl
         self.max_age = max(max_age, ttl)
         self.cursor = cursor or FeedCursor()
+        # The directory's change feed, as its listener shows it (feed.py): the one state the
+        # cache, the revocations, the sessions and the reports read.
+        self.feed = feed or FeedState("User change feed", logging.getLogger("regcopilot.users"))
         # Nothing is provable until the log has been read at start.
         self.floor: int | None = None
-        self.feed_complete = False
         self._last: OrderedDict[str, int] = OrderedDict()
 
     @property
@@ -50,7 +55,7 @@ class Freshness:
 
     @property
     def proving(self) -> bool:
-        return self.feed_complete and self.floor is not None
+        return self.feed.complete and self.floor is not None
 
     def load(self, snapshot: LogSnapshot) -> None:
         """At start: what the retained log says, before the feed replays from its head."""

@@ -79,9 +79,7 @@ class ValidationCache:
         self.shared = shared
         self.breaker = shared.breaker if shared is not None else Breaker()
         self.breaker.on_open.append(self._opened)
-        # Near entries trusted for the full TTL: the change feed is connected, or there is no
-        # shared tier to be told about.
-        self.near_trusted = shared is None
+        self.freshness.feed.watch(self._feed_changed)
         self._pending: set[str] = set()
         self._pending_overflow = False
         self._probe: asyncio.Task[None] | None = None
@@ -217,6 +215,12 @@ class ValidationCache:
             ttl = min(ttl, max(0.0, (banned_until - datetime.now(UTC)).total_seconds()))
         return ttl
 
+    @property
+    def near_trusted(self) -> bool:
+        """Near entries live their full TTL: the change feed proves itself, or there is no
+        shared tier to be told about."""
+        return self.shared is None or self.freshness.feed.complete
+
     def _near_ttl(self, ttl: float) -> float:
         if self.shared is None or not self.breaker.allows or self.near_trusted:
             return ttl
@@ -289,17 +293,16 @@ class ValidationCache:
         if pending or overflow:
             log.info("Replayed %d missed invalidations into Redis", len(pending))
 
-    def set_feed_connected(self, connected: bool) -> None:
+    def _feed_changed(self, complete: bool) -> None:
         """While changes may be missed, the max age cannot be proved: entries fall back to the
         short TTL, and near entries in front of Redis to NEAR_TTL_UNTRUSTED."""
-        if self.freshness.feed_complete and not connected:
-            if self.shared is not None:
-                self.near.clear()
-            else:
-                now = now_ms()
-                self.near.cap(lambda e: self.ttl - (now - e.timestamp) / 1000)
-        self.freshness.feed_complete = connected
-        self.near_trusted = connected or self.shared is None
+        if complete:
+            return
+        if self.shared is not None:
+            self.near.clear()
+        else:
+            now = now_ms()
+            self.near.cap(lambda e: self.ttl - (now - e.timestamp) / 1000)
 
     @property
     def hwm_key(self) -> str:

@@ -27,8 +27,9 @@ from prometheus_client.core import (
 )
 
 from regcopilot import __version__
+from regcopilot.feed import FeedState
 from regcopilot.metrics.counters import LATENCY_BOUNDS_MS, Snapshot
-from regcopilot.names import Count
+from regcopilot.names import Count, FeedMode
 
 NS = "regcopilot"
 BACKENDS = ("redis", "in-memory", "redis-disconnected", "redis-error")
@@ -110,6 +111,29 @@ def families(
         for status in ("up", "stale"):
             inst.add_metric([status], sum(1 for i in snap.instances if i.get("status") == status))
         out.append(inst)
+    return out
+
+
+def feed_families(change_feed: FeedState, event_bus: FeedState | None) -> list[Metric]:
+    """This process's feeds (feed.py): whether each proves it hears, and since when. The alert
+    rule reads the timestamp, so a feed that flaps or never proves itself still ages."""
+    out: list[Metric] = []
+    feeds = [("change_feed", "The user directory's change feed", change_feed)]
+    if event_bus is not None:
+        feeds.append(("event_bus", "The Redis event bus", event_bus))
+    for name, what, state in feeds:
+        out.append(GaugeMetricFamily(f"{NS}_{name}_proved",
+                                     f"{what}: 1 while it shows it has heard everything.",
+                                     value=1 if state.complete else 0))
+        out.append(GaugeMetricFamily(f"{NS}_{name}_last_proof_timestamp_seconds",
+                                     f"{what}: when it last showed it (Unix time; the start "
+                                     "time until it first does).", value=state.proved_at))
+    mode = GaugeMetricFamily(f"{NS}_change_feed_mode",
+                             "How the change log is heard (1 = in force): listen, "
+                             "listen-direct (DATABASE_DIRECT_URL) or poll.", labels=["mode"])
+    for each in FeedMode:
+        mode.add_metric([each.value], 1 if change_feed.mode is each else 0)
+    out.append(mode)
     return out
 
 

@@ -71,6 +71,14 @@ class UserAdmin:
     async def unban(self, user_id: str) -> None:
         await self._after(user_id, await self.directory.set_banned_until(_check(user_id), None))
 
+    async def set_password(self, user_id: str, password_hash: str) -> None:
+        """As GoTrue's UpdatePassword: the new password, and every session ended (the
+        database voids them whoever changes it; ending the records too keeps the session
+        lists and auth.sessions honest)."""
+        await self._after(user_id,
+                          await self.directory.set_password(_check(user_id), password_hash))
+        await self._end_sessions(user_id, "password")
+
     async def delete(self, user_id: str, *, soft: bool = False) -> None:
         await self._after(user_id, await self.directory.delete(_check(user_id), soft=soft))
         await self._end_sessions(user_id, Revocation.DELETE)

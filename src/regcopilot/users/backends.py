@@ -23,6 +23,8 @@ def open_directory(
     pool_size: int = 10,
     statement_cache_size: int = 100,
     log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
+    direct_url: str | None = None,
+    poll_seconds: float = 1.0,
 ) -> UserDirectory:
     if backend_of(url) == SqliteDirectory.kind:
         return SqliteDirectory(
@@ -30,5 +32,5 @@ def open_directory(
         )
     return PostgresDirectory(
         url, timeout=timeout, pool_size=pool_size, statement_cache_size=statement_cache_size,
-        log_keep_seconds=log_keep_seconds,
+        log_keep_seconds=log_keep_seconds, direct_url=direct_url, poll_seconds=poll_seconds,
     )

@@ -8,10 +8,11 @@ from __future__ import annotations
 import functools
 import string
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from regcopilot.users.directory import CurrentWorkspace
-from regcopilot.users.rows import COLUMNS, to_user
+from regcopilot.users.rows import COLUMNS, as_datetime, to_user
 
 NAMES = {
     "postgres": {
@@ -19,6 +20,9 @@ NAMES = {
         "tenants": "copilot_core.tenants",
         "members": "copilot_core.tenant_memberships",
         "contexts": "copilot_core.user_tenant_contexts",
+        "passwords": "public.regcopilot_password_changes",
+        "preferences": "copilot_core.user_preferences",
+        "invitations": "copilot_core.workspace_invitations",
         "now": "now()",
         "uuid": "uuid",
     },
@@ -27,6 +31,9 @@ NAMES = {
         "tenants": "copilot_core_tenants",
         "members": "copilot_core_tenant_memberships",
         "contexts": "copilot_core_user_tenant_contexts",
+        "passwords": "auth_password_changes",
+        "preferences": "copilot_core_user_preferences",
+        "invitations": "copilot_core_workspace_invitations",
         "now": "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
         "uuid": "text",
     },
@@ -73,10 +80,11 @@ def render(kind: str, template: str) -> str:
 # LATERAL (nor correlation inside a JOIN's ON); PostgreSQL plans each as an index lookup.
 SESSION = (
     "SELECT " + ", ".join(f"x.{c.strip()}" for c in COLUMNS.split(",")) + """,
-       t.id, t.name, m.role, x.stored
+       t.id, t.name, m.role, x.stored, x.sessions_after
 FROM (
     SELECT u.*,
         (SELECT c.current_tenant_id FROM {contexts} c WHERE c.user_id = u.id) AS stored,
+        (SELECT p.changed_at FROM {passwords} p WHERE p.user_id = u.id) AS sessions_after,
         (SELECT m2.id FROM {members} m2
          JOIN {tenants} t2 ON t2.id = m2.tenant_id
          WHERE m2.user_id = u.id AND m2.status = 'active' AND m2.deleted_at IS NULL
@@ -92,16 +100,19 @@ FROM (
 LEFT JOIN {members} m ON m.id = x.pick
 LEFT JOIN {tenants} t ON t.id = m.tenant_id"""
 )
-SESSION_WIDTH = len(COLUMNS.split(",")) + 4
+SESSION_WIDTH = len(COLUMNS.split(",")) + 5
 
 ACTIVE = "m.status = 'active' AND m.deleted_at IS NULL AND t.deleted_at IS NULL"
 
 
 def split_session(row: Sequence[Any]) -> tuple[Any, CurrentWorkspace]:
     """A SESSION row → (User, CurrentWorkspace)."""
-    width = SESSION_WIDTH - 4
-    tenant, name, role, stored = (row[i] for i in range(width, SESSION_WIDTH))
-    return to_user(row), CurrentWorkspace(
+    width = SESSION_WIDTH - 5
+    tenant, name, role, stored, sessions_after = (row[i] for i in range(width, SESSION_WIDTH))
+    user = to_user(row)
+    if sessions_after is not None:
+        user = replace(user, sessions_after=as_datetime(sessions_after))
+    return user, CurrentWorkspace(
         tenant_id=str(tenant) if tenant is not None else None,
         name=name,
         role=role,

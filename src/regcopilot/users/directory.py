@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from regcopilot.names import Reason
+from regcopilot.feed import FeedState
+from regcopilot.names import AuthSchema, Reason
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.schema import SESSION_EVENT
 
@@ -21,6 +22,8 @@ FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 DEFAULT_LOG_KEEP_SECONDS = 7 * 3600.0
 # Rows removed per pruning pass: bounded work, however far behind pruning is.
 PRUNE_BATCH = 1000
+UNCONFIRMED_NEEDS_GOTRUE = ("unconfirmed users need Supabase Auth's schema: regcopilot's "
+                            "own has no email confirmation")
 
 
 class DirectoryUnavailable(Exception):
@@ -38,6 +41,16 @@ class User:
     deleted_at: datetime | None
     last_sign_in_at: datetime | None
     created_at: datetime | None
+    # Read by the sign-in only (users/gotrue_rules.py); on our own schema every user is an
+    # email user of the default audience, confirmed when created. Not part of equality:
+    # each read fills only what it asks (sign-in or validation).
+    aud: str | None = field(default="authenticated", compare=False)
+    email_confirmed_at: datetime | None = field(default=None, compare=False)
+    is_sso_user: bool = field(default=False, compare=False)
+    is_anonymous: bool = field(default=False, compare=False)
+    # Sessions that signed in before this are void: the user's password changed then (read
+    # with the account, users/schema.py).
+    sessions_after: datetime | None = field(default=None, compare=False)
 
     @property
     def role(self) -> str | None:
@@ -94,6 +107,11 @@ class Verdict:
     banned_until: datetime | None = None
     tenant_role: str | None = None
     tenant_name: str | None = None
+    sessions_after: int | None = None  # ms since the epoch (User.sessions_after)
+
+
+def _ms(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp() * 1000)
 
 
 def judge(
@@ -113,17 +131,17 @@ def judge(
     if user.banned_until is not None and user.banned_until > now:
         return Verdict(False, Reason.BANNED, tenant, user.role, user.banned_until)
     if workspace is None:
-        return Verdict(True, None, tenant, user.role)
+        return Verdict(True, None, tenant, user.role, sessions_after=_ms(user.sessions_after))
     if workspace.tenant_id is None:
         return Verdict(False, Reason.NO_WORKSPACE, None, user.role)
     return Verdict(
         True, None, workspace.tenant_id, user.role,
         tenant_role=workspace.role, tenant_name=workspace.name,
+        sessions_after=_ms(user.sessions_after),
     )
 
 
 ChangeCallback = Callable[[Change], Awaitable[None] | None]
-StateCallback = Callable[[bool], None]
 # A session revoked by anyone (this app, the CLI, plain SQL): its id and expiry (Unix s).
 RevokedCallback = Callable[[str, int], Awaitable[None] | None]
 
@@ -179,7 +197,11 @@ class AccountAdmin(Protocol):
         admin: bool = False,
         tenant_id: str | None = None,
         full_name: str | None = None,
-    ) -> User: ...
+        confirmed: bool = True,
+    ) -> User:
+        """The one way users are created (CLI, admin API, console): as GoTrue's admin API
+        creates an email user on its schema; `confirmed=False` leaves the email unconfirmed."""
+        ...
     async def list(self, limit: int = 100) -> list[User]: ...
     async def page(
         self, email_contains: str = "", offset: int = 0, limit: int = 50
@@ -188,6 +210,9 @@ class AccountAdmin(Protocol):
         ...
     async def count(self) -> int: ...
     async def set_banned_until(self, user_id: str, until: datetime | None) -> bool: ...
+    async def set_password(self, user_id: str, password_hash: str) -> bool:
+        """A new password hash; its trigger voids every session signed in before it."""
+        ...
     async def delete(self, user_id: str, *, soft: bool = False) -> bool: ...
     async def announce(self, user_id: str) -> None:
         """Tell every watcher this user changed (used when nothing in the row did)."""
@@ -219,14 +244,14 @@ class ChangeFeed(Protocol):
         self,
         cursor: FeedCursor,
         on_change: ChangeCallback,
-        on_state: StateCallback,
+        state: FeedState,
         on_revoked: RevokedCallback | None = None,
     ) -> None:
         """Run until cancelled, calling on_change(change) for every change to a user's
         validity and on_revoked(session_id, expires) for every session revoked, made by anyone
         (this app, the CLI, plain SQL), in the log's order where it matters: after a reconnect
-        or a gap the log is replayed from `cursor.position` before on_state(True).
-        on_state(False) while changes may be missed."""
+        or a gap the log is replayed from `cursor.position` before `state` is proved. `state`
+        says how the log is heard, and is complete only while that is shown (feed.py)."""
         ...
 
 
@@ -235,6 +260,8 @@ class UserDirectory(Accounts, AccountAdmin, WorkspaceTables, ChangeFeed, Protoco
     Callers take the narrowest role they use, and never learn which backend they hold."""
 
     kind: str
+    # Whose auth tables these are: known once open() has recognised them.
+    schema: AuthSchema
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...

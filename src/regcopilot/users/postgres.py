@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from regcopilot.background import cancelling
+from regcopilot.feed import FeedState
+from regcopilot.names import AuthSchema
 from regcopilot.users import workspace_schema
-from regcopilot.users.changes import Change, FeedCursor
+from regcopilot.users.auth_tables import TABLES, AuthTables, OwnTables
+from regcopilot.users.changes import FeedCursor
 from regcopilot.users.dialect import SESSION, render, split_session
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
@@ -26,42 +26,17 @@ from regcopilot.users.directory import (
     DirectoryUnavailable,
     LogSnapshot,
     RevokedCallback,
-    StateCallback,
     User,
-    dispatch,
     is_uuid,
     normalize_email,
 )
-from regcopilot.users.rows import COLUMNS, new_meta, to_user
-from regcopilot.users.schema import NOTIFY_CHANNEL, POSTGRES_DDL, POSTGRES_DDL_LOCK
+from regcopilot.users.pg_errors import DROPPED, UNAVAILABLE
+from regcopilot.users.pg_feed import PostgresFeed
+from regcopilot.users.recognise import recognise
+from regcopilot.users.rows import COLUMNS, new_meta, to_sign_in_user, to_user
+from regcopilot.users.schema import POSTGRES_DDL_LOCK
 
 log = logging.getLogger("regcopilot.users")
-
-# Errors that mean "the directory cannot answer", as opposed to a bug in a query.
-UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-    asyncpg.QueryCanceledError,
-    # Seen when the server terminates a connection mid-query (another operation in progress).
-    asyncpg.InternalClientError,
-)
-RECONNECT_SECONDS = 0.5
-# A pooled connection the server dropped (restart, failover) fails when next used, and the pool
-# then replaces it: a read gets one immediate second try. Timeouts are never retried.
-DROPPED = (asyncpg.ConnectionDoesNotExistError,)
-LISTEN_PING_SECONDS = 2.0
-# While a gap is open, the log is re-read this often: a change still committing lands within
-# milliseconds, so the feed is proved complete again quickly.
-GAP_RECHECK_SECONDS = 0.05
-PRUNE_EVERY_SECONDS = 60.0
-# How the listening connection shows in pg_stat_activity (operators and tests find it by it).
-LISTENER_NAME = "regcopilot-listener"
-LOST = ""  # queued by the termination listener: never a user id
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -79,14 +54,25 @@ class PostgresDirectory:
         pool_size: int = 10,
         statement_cache_size: int = 100,
         log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
+        direct_url: str | None = None,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.url = url.replace("postgres://", "postgresql://", 1)
+        # The change feed's connection when DATABASE_URL is a transaction pooler (pg_feed.py).
+        self.direct_url = direct_url.replace("postgres://", "postgresql://", 1) \
+            if direct_url else None
+        self.poll_seconds = poll_seconds
+        self.feed: PostgresFeed | None = None
         self.log_keep_seconds = log_keep_seconds
-        self._next_prune = 0.0
         self.timeout = timeout
         self.pool_size = pool_size
         self.statement_cache_size = statement_cache_size
         self._pool: asyncpg.Pool | None = None
+        self.tables: AuthTables = OwnTables()
+
+    @property
+    def schema(self) -> AuthSchema:
+        return self.tables.schema
 
     async def open(self) -> None:
         try:
@@ -103,7 +89,10 @@ class PostgresDirectory:
             raise DirectoryUnavailable(f"PostgreSQL unreachable: {exc}") from exc
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", POSTGRES_DDL_LOCK)
-            await conn.execute(POSTGRES_DDL)
+            # SchemaMismatch (neither GoTrue's nor ours) stops here, before anything is made.
+            found = await recognise(conn)
+            self.tables = TABLES[found or AuthSchema.OWN]()
+            await conn.execute(self.tables.ddl)
             await conn.execute(workspace_schema.POSTGRES_DDL)
 
     async def close(self) -> None:
@@ -121,15 +110,22 @@ class PostgresDirectory:
         except UNAVAILABLE as exc:
             raise DirectoryUnavailable(f"PostgreSQL: {exc or type(exc).__name__}") from exc
 
-    async def _one(self, sql: str, *args: Any) -> User | None:
+    def connection(self) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+        """A pooled connection for the change feed's poll (pg_feed.py)."""
+        return self._conn()
+
+    async def _row(self, sql: str, *args: Any) -> Any:
         try:
             async with self._conn() as conn:
-                row = await conn.fetchrow(sql, *args)
+                return await conn.fetchrow(sql, *args)
         except DirectoryUnavailable as exc:
             if not isinstance(exc.__cause__, DROPPED):
                 raise
             async with self._conn() as conn:
-                row = await conn.fetchrow(sql, *args)
+                return await conn.fetchrow(sql, *args)
+
+    async def _one(self, sql: str, *args: Any) -> User | None:
+        row = await self._row(sql, *args)
         return to_user(row) if row else None
 
     async def ping(self) -> None:
@@ -142,9 +138,8 @@ class PostgresDirectory:
         return await self._one(f"SELECT {COLUMNS} FROM auth.users WHERE id = $1", user_id)
 
     async def find_by_email(self, email: str) -> User | None:
-        return await self._one(
-            f"SELECT {COLUMNS} FROM auth.users WHERE email = $1", normalize_email(email)
-        )
+        row = await self._row(self.tables.find_by_email, normalize_email(email))
+        return to_sign_in_user(row) if row else None
 
     async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
         if not is_uuid(user_id):
@@ -183,18 +178,13 @@ class PostgresDirectory:
         admin: bool = False,
         tenant_id: str | None = None,
         full_name: str | None = None,
+        confirmed: bool = True,
     ) -> User:
         app_meta, user_meta = new_meta(admin, tenant_id, full_name)
         async with self._conn() as conn:
             try:
-                row = await conn.fetchrow(
-                    "INSERT INTO auth.users (email, encrypted_password, raw_app_meta_data,"
-                    " raw_user_meta_data) VALUES ($1, $2, $3::jsonb, $4::jsonb)"
-                    f" RETURNING {COLUMNS}",
-                    normalize_email(email),
-                    password_hash,
-                    json.dumps(app_meta),
-                    json.dumps(user_meta),
+                row = await self.tables.insert(
+                    conn, normalize_email(email), password_hash, app_meta, user_meta, confirmed
                 )
             except asyncpg.UniqueViolationError as exc:
                 raise ValueError(f"a user with email {normalize_email(email)} exists") from exc
@@ -239,6 +229,11 @@ class PostgresDirectory:
             user_id,
         )
 
+    async def set_password(self, user_id: str, password_hash: str) -> bool:
+        if not is_uuid(user_id):
+            return False
+        return await self._write(self.tables.set_password, password_hash, user_id)
+
     async def delete(self, user_id: str, *, soft: bool = False) -> bool:
         if not is_uuid(user_id):
             return False
@@ -257,6 +252,10 @@ class PostgresDirectory:
     async def announce(self, user_id: str) -> None:
         async with self._conn() as conn:
             await conn.execute("SELECT public.regcopilot_announce($1)", user_id)
+
+    async def notify(self, channel: str, payload: str) -> None:
+        async with self._conn() as conn:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
 
     async def count(self) -> int:
         async with self._conn() as conn:
@@ -280,99 +279,13 @@ class PostgresDirectory:
         self,
         cursor: FeedCursor,
         on_change: ChangeCallback,
-        on_state: StateCallback,
+        state: FeedState,
         on_revoked: RevokedCallback | None = None,
     ) -> None:
-        """LISTEN on a dedicated connection and replay the log from the cursor after every
-        (re)connect and every gap; reconnect forever, reporting when changes may be missed."""
-        queue: asyncio.Queue[str] = asyncio.Queue()
-
-        def _notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
-            queue.put_nowait(payload)
-
-        async def deliver(change: Change) -> None:
-            if cursor.apply(change.seq):
-                result = dispatch(change, on_change, on_revoked)
-                if asyncio.iscoroutine(result):
-                    await result
-
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(
-                    self.url, timeout=self.timeout,
-                    server_settings={"application_name": LISTENER_NAME},
-                )
-                await conn.add_listener(NOTIFY_CHANNEL, _notified)
-                conn.add_termination_listener(lambda _c: queue.put_nowait(LOST))
-                # Listening first, then replaying: a change committed in between is both
-                # replayed and announced, and the cursor applies it once.
-                await self._replay(conn, cursor, deliver)
-                on_state(cursor.complete)
-                pinged = time.monotonic()
-                while True:
-                    try:
-                        payload = await asyncio.wait_for(queue.get(), LISTEN_PING_SECONDS)
-                    except TimeoutError:
-                        payload = None
-                    if payload == LOST:
-                        raise ConnectionResetError("listener connection closed")
-                    if payload is not None:
-                        change = _parse(payload)
-                        if change is None:
-                            continue
-                        was_complete = cursor.complete
-                        await deliver(change)
-                        if was_complete and not cursor.complete:
-                            on_state(False)  # a gap: maybe lost, maybe still committing
-                    if time.monotonic() - pinged >= LISTEN_PING_SECONDS:
-                        # A hung server closes nothing: only a query proves the line is live.
-                        pinged = time.monotonic()
-                        await self._housekeeping(conn, cursor, deliver, on_state)
-                    elif not cursor.complete and queue.empty():
-                        await asyncio.sleep(GAP_RECHECK_SECONDS)
-                        await self._fill(conn, cursor, deliver, on_state)
-            except UNAVAILABLE as exc:
-                if cancelling():
-                    raise asyncio.CancelledError from exc
-                log.warning("User change listener lost: %s", exc or type(exc).__name__)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-            on_state(False)
-            await asyncio.sleep(RECONNECT_SECONDS)
-
-    async def _replay(self, conn: asyncpg.Connection, cursor: FeedCursor, deliver: Any) -> int:
-        """Apply every logged change after the cursor's position; how many were new."""
-        rows = await conn.fetch(
-            "SELECT seq, user_id FROM public.regcopilot_user_changes WHERE seq > $1 ORDER BY seq",
-            cursor.replay_from, timeout=self.timeout,
-        )
-        new = 0
-        for seq, user_id in rows:
-            if not cursor.seen(seq):
-                new += 1
-                await deliver(Change(int(seq), user_id))
-        if new:
-            log.info("Replayed %d change(s) from the change log", new)
-        return new
-
-    async def _fill(self, conn: asyncpg.Connection, cursor: FeedCursor, deliver: Any,
-                    on_state: StateCallback) -> None:
-        """A gap: re-read the log; holes it still lacks are forgotten after a grace period
-        (a rolled-back change never appears)."""
-        await self._replay(conn, cursor, deliver)
-        if cursor.complete or cursor.expire_holes():
-            on_state(True)
-
-    async def _housekeeping(self, conn: asyncpg.Connection, cursor: FeedCursor, deliver: Any,
-                            on_state: StateCallback) -> None:
-        await conn.fetchval("SELECT 1", timeout=self.timeout)
-        if not cursor.complete:
-            await self._fill(conn, cursor, deliver, on_state)
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
-            await self.prune_log()
+        """Hear the change log (LISTEN, or a poll behind a transaction pooler), replay it
+        from the cursor after every (re)connect and gap, and keep `state` honest."""
+        self.feed = PostgresFeed(self, cursor, on_change, state, on_revoked)
+        await self.feed.run()
 
     async def prune_log(self) -> int:
         """Drop at most PRUNE_BATCH log rows older than the retention; returns how many."""
@@ -386,10 +299,3 @@ class PostgresDirectory:
             )
         return int(status.rsplit(" ", 1)[1])
 
-
-def _parse(payload: str) -> Change | None:
-    seq, sep, user_id = payload.partition(":")
-    if not sep or not seq.isdigit() or not user_id:
-        log.warning("Ignoring a malformed change announcement")
-        return None
-    return Change(int(seq), user_id)

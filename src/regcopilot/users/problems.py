@@ -14,17 +14,18 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.users.recognise import SchemaMismatch
 
 
 def mask(url: str) -> str:
-    """The URL with its password replaced, for printing."""
+    """The URL with its password replaced, for printing. Read from the text, not urlsplit's
+    `.port`: that raises on several hosts (a primary and its standbys, Sentinels)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostlist}"))
 
 
 def os_reason(exc: OSError) -> str:
@@ -36,9 +37,20 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def postgres_hosts(url: str) -> list[tuple[str, int]]:
+    """Every `host:port` of a PostgreSQL URL, in order (libpq's multi-host form)."""
+    found = []
+    for item in urlsplit(url).netloc.rpartition("@")[2].split(","):
+        host, sep, port = item.rpartition(":")
+        if not sep or host.count("[") != host.count("]"):  # no port, or inside [IPv6]
+            host, port = item, ""
+        found.append((host.strip("[]") or "localhost", int(port) if port.isdigit() else 5432))
+    return found
+
+
 def postgres_where(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+    hosts = ",".join(f"{host}:{port}" for host, port in postgres_hosts(url))
+    return f"{hosts}/{urlsplit(url).path.lstrip('/')}"
 
 
 def postgres_problem(url: str, exc: BaseException, timeout: float) -> str:
@@ -49,7 +61,7 @@ def postgres_problem(url: str, exc: BaseException, timeout: float) -> str:
     where = postgres_where(url)
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return (f"database {parts.path.lstrip('/')!r} does not exist on "
-                f"{parts.hostname}:{parts.port or 5432}")
+                f"{where.rpartition('/')[0]}")
     refused = (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)
     if isinstance(exc, refused):
         return f"authentication to {where} failed: {exc}"
@@ -77,6 +89,8 @@ def open_problem(url: str, exc: BaseException, timeout: float) -> str:
     """`DATABASE_URL=<url, password masked>: <why>` for a directory that would not open."""
     if isinstance(exc, DirectoryUnavailable) and exc.__cause__ is not None:
         exc = exc.__cause__
+    if isinstance(exc, SchemaMismatch):
+        return f"DATABASE_URL={mask(url)}: {exc}"
     why = (sqlite_problem(url, exc) if url.startswith("sqlite:")
            else postgres_problem(url, exc, timeout))
     return f"DATABASE_URL={mask(url)}: {why}"

@@ -49,6 +49,17 @@ def to_user(row: Any) -> Any:
     )
 
 
+def to_sign_in_user(row: Any) -> Any:
+    """A row of COLUMNS followed by the sign-in columns (aud, email_confirmed_at,
+    is_sso_user, is_anonymous): what the password sign-in judges."""
+    from dataclasses import replace
+
+    return replace(
+        to_user(row), aud=row[9], email_confirmed_at=as_datetime(row[10]),
+        is_sso_user=bool(row[11]), is_anonymous=bool(row[12]),
+    )
+
+
 def new_meta(admin: bool, tenant_id: str | None, full_name: str | None) -> tuple[dict, dict]:
     app_meta: dict[str, Any] = {"provider": "email", "providers": ["email"]}
     if admin:

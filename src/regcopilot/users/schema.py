@@ -12,20 +12,25 @@ NOTIFY_CHANNEL = "regcopilot_user_changes"
 # else on it is a user id (a uuid never starts with "session:").
 SESSION_EVENT = "session:"
 
-POSTGRES_DDL = f"""
+# Our own auth.users, created only on a database that has none (users/recognise.py): on
+# Supabase, GoTrue's table is used as it is.
+POSTGRES_USERS_DDL = """
 CREATE SCHEMA IF NOT EXISTS auth;
 CREATE TABLE IF NOT EXISTS auth.users (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     email text UNIQUE,
     encrypted_password text,
-    raw_app_meta_data jsonb DEFAULT '{{}}'::jsonb,
-    raw_user_meta_data jsonb DEFAULT '{{}}'::jsonb,
+    raw_app_meta_data jsonb DEFAULT '{}'::jsonb,
+    raw_user_meta_data jsonb DEFAULT '{}'::jsonb,
     banned_until timestamptz,
     deleted_at timestamptz,
     last_sign_in_at timestamptz,
     created_at timestamptz DEFAULT now(),
     updated_at timestamptz DEFAULT now()
 );
+"""
+
+POSTGRES_DDL = f"""
 -- The durable change log: every announcement is also a row, so a process that was not
 -- listening (LISTEN connection cut, instance started later) can replay what it missed.
 CREATE TABLE IF NOT EXISTS public.regcopilot_user_changes (
@@ -64,6 +69,29 @@ DROP TRIGGER IF EXISTS regcopilot_user_changed ON auth.users;
 CREATE TRIGGER regcopilot_user_changed
     AFTER UPDATE OF banned_until, deleted_at, raw_app_meta_data OR DELETE ON auth.users
     FOR EACH ROW EXECUTE FUNCTION public.regcopilot_user_changed();
+-- A password change voids every session issued before it, whoever made the change (our CLI,
+-- GoTrue's recovery flow, plain SQL): the time is kept per user and read with the account
+-- (users/dialect.py SESSION), and the change is announced like any other.
+CREATE TABLE IF NOT EXISTS public.regcopilot_password_changes (
+    user_id uuid PRIMARY KEY REFERENCES auth.users (id) ON DELETE CASCADE,
+    changed_at timestamptz NOT NULL
+);
+-- SECURITY DEFINER for the reason given on regcopilot_user_changed above.
+CREATE OR REPLACE FUNCTION public.regcopilot_password_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    INSERT INTO public.regcopilot_password_changes (user_id, changed_at)
+    VALUES (NEW.id, clock_timestamp())
+    ON CONFLICT (user_id) DO UPDATE SET changed_at = EXCLUDED.changed_at;
+    PERFORM public.regcopilot_announce(NEW.id::text);
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION public.regcopilot_password_changed() FROM PUBLIC;
+DROP TRIGGER IF EXISTS regcopilot_password_changed ON auth.users;
+CREATE TRIGGER regcopilot_password_changed
+    AFTER UPDATE OF encrypted_password ON auth.users
+    FOR EACH ROW WHEN (OLD.encrypted_password IS DISTINCT FROM NEW.encrypted_password)
+    EXECUTE FUNCTION public.regcopilot_password_changed();
 """ + f"""
 CREATE TABLE IF NOT EXISTS public.regcopilot_sessions (
     id text PRIMARY KEY,
@@ -124,6 +152,21 @@ CREATE TRIGGER IF NOT EXISTS auth_users_changed
 CREATE TRIGGER IF NOT EXISTS auth_users_deleted
     AFTER DELETE ON auth_users
     BEGIN INSERT INTO auth_user_changes (user_id) VALUES (OLD.id); END;
+CREATE TABLE IF NOT EXISTS auth_password_changes (
+    user_id TEXT PRIMARY KEY,
+    changed_at TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS auth_users_password_changed
+    AFTER UPDATE OF encrypted_password ON auth_users
+    WHEN OLD.encrypted_password IS NOT NEW.encrypted_password
+    BEGIN
+        INSERT OR REPLACE INTO auth_password_changes (user_id, changed_at)
+        VALUES (NEW.id, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));
+        INSERT INTO auth_user_changes (user_id) VALUES (NEW.id);
+    END;
+CREATE TRIGGER IF NOT EXISTS auth_users_password_forgotten
+    AFTER DELETE ON auth_users
+    BEGIN DELETE FROM auth_password_changes WHERE user_id = OLD.id; END;
 CREATE TABLE IF NOT EXISTS auth_sessions (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
@@ -146,4 +189,34 @@ CREATE TRIGGER IF NOT EXISTS auth_sessions_revoked
     WHEN NEW.revoked_at IS NOT NULL AND OLD.revoked_at IS NULL
     BEGIN INSERT INTO auth_user_changes (user_id) VALUES (
         'session:' || NEW.id || ':' || CAST(strftime('%s', NEW.expires_at) AS INTEGER)); END;
+"""
+
+# On Supabase (GoTrue's schema), sessions live in auth.sessions. A row deleted there — by our
+# sign-out, GoTrue's logout or admin API, the upstream console, plain SQL — leaves nothing to
+# refuse the session by, so the delete leaves a revoked record in public.regcopilot_sessions
+# (whose trigger above logs and announces it) until the session would have expired. Only rows
+# with a future `not_after` are ours to remember: GoTrue's own sessions have none.
+# `regcopilot.end_reason` is set by our own deletes (users/gotrue_sessions.py); anyone
+# else's delete is recorded as "ended".
+GOTRUE_DDL = """
+CREATE OR REPLACE FUNCTION public.regcopilot_gotrue_session_ended() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+BEGIN
+    IF OLD.not_after IS NOT NULL AND OLD.not_after > now() THEN
+        INSERT INTO public.regcopilot_sessions (id, user_id, created_at, expires_at,
+                                                user_agent, revoked_at, revoked_reason)
+        VALUES (OLD.id::text, OLD.user_id, coalesce(OLD.created_at, now()), OLD.not_after,
+                OLD.user_agent, now(),
+                coalesce(nullif(current_setting('regcopilot.end_reason', true), ''), 'ended'))
+        ON CONFLICT (id) DO UPDATE SET revoked_at = now(),
+            revoked_reason = EXCLUDED.revoked_reason
+        WHERE public.regcopilot_sessions.revoked_at IS NULL;
+    END IF;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION public.regcopilot_gotrue_session_ended() FROM PUBLIC;
+DROP TRIGGER IF EXISTS regcopilot_session_ended ON auth.sessions;
+CREATE TRIGGER regcopilot_session_ended
+    AFTER DELETE ON auth.sessions
+    FOR EACH ROW EXECUTE FUNCTION public.regcopilot_gotrue_session_ended();
 """

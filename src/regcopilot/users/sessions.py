@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from regcopilot.users.directory import UserDirectory, is_uuid
+from regcopilot.users.directory import is_uuid
 from regcopilot.users.rows import as_datetime
 
 MAX_TEXT = 512  # user agents are attacker-chosen: a row stays small whatever they send
@@ -54,6 +54,11 @@ class SessionRecords(Protocol):
     async def revoke_all(
         self, user_id: str, reason: str, keep: str | None = None
     ) -> list[Revoked]: ...
+    async def extend(self, session_id: str, user_id: str, expires: int) -> bool:
+        """A sliding session's new expiry, so that revoking it covers the whole new life;
+        False (and nothing written) when it is revoked. A session without a record (one
+        upgraded from the Node tier's cookie) gets one."""
+        ...
     async def active(self, user_id: str) -> list[SessionRecord]: ...
     async def revoked(self) -> list[Revoked]:
         """Every revoked session not yet expired: what each instance refuses from memory."""
@@ -142,6 +147,16 @@ class SqliteSessionRecords:
             (now, reason, session_id, *(() if user_id is None else (user_id,))),
         )
         return Revoked(rows[0][0], _epoch(rows[0][1])) if rows else None
+
+    async def extend(self, session_id: str, user_id: str, expires: int) -> bool:
+        now = _stamp(datetime.now(UTC))
+        rows = await self._write(
+            f"INSERT INTO {self.TABLE} (id, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)"
+            " WHERE revoked_at IS NULL AND user_id = excluded.user_id RETURNING id",
+            (session_id, user_id, now, _stamp(_at(expires))),
+        )
+        return bool(rows)
 
     async def revoke_all(self, user_id: str, reason: str,
                          keep: str | None = None) -> list[Revoked]:
@@ -236,6 +251,18 @@ class PostgresSessionRecords:
         )
         return Revoked(rows[0][0], _epoch(rows[0][1])) if rows else None
 
+    async def extend(self, session_id: str, user_id: str, expires: int) -> bool:
+        if not is_uuid(user_id):
+            return False
+        rows = await self._fetch(
+            f"INSERT INTO {self.TABLE} AS s (id, user_id, expires_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO UPDATE SET expires_at = greatest(s.expires_at,"
+            " excluded.expires_at) WHERE s.revoked_at IS NULL AND s.user_id = excluded.user_id"
+            " RETURNING s.id",
+            session_id, user_id, _at(expires),
+        )
+        return bool(rows)
+
     async def revoke_all(self, user_id: str, reason: str,
                          keep: str | None = None) -> list[Revoked]:
         if not is_uuid(user_id):
@@ -286,8 +313,3 @@ class PostgresSessionRecords:
         )
         return int(rows[0][0]) if rows else 0
 
-
-def session_records(directory: UserDirectory) -> SessionRecords:
-    if directory.kind == "sqlite":
-        return SqliteSessionRecords(directory)
-    return PostgresSessionRecords(directory)

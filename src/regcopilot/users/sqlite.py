@@ -16,6 +16,8 @@ from typing import Any
 
 import aiosqlite
 
+from regcopilot.feed import FeedState
+from regcopilot.names import AuthSchema, FeedMode
 from regcopilot.users import workspace_schema
 from regcopilot.users.changes import Change, FeedCursor
 from regcopilot.users.dialect import SESSION, render, split_session
@@ -23,17 +25,17 @@ from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
     NO_WORKSPACE,
     PRUNE_BATCH,
+    UNCONFIRMED_NEEDS_GOTRUE,
     ChangeCallback,
     CurrentWorkspace,
     DirectoryUnavailable,
     LogSnapshot,
     RevokedCallback,
-    StateCallback,
     User,
     dispatch,
     normalize_email,
 )
-from regcopilot.users.rows import COLUMNS, new_meta, to_user
+from regcopilot.users.rows import COLUMNS, new_meta, to_sign_in_user, to_user
 from regcopilot.users.schema import SQLITE_DDL
 
 log = logging.getLogger("regcopilot.users")
@@ -48,6 +50,7 @@ def _now() -> str:
 
 class SqliteDirectory:
     kind = "sqlite"
+    schema = AuthSchema.OWN
 
     def __init__(
         self, path: str, *, timeout: float = 2.0,
@@ -95,9 +98,13 @@ class SqliteDirectory:
         return await self._one(f"SELECT {COLUMNS} FROM auth_users WHERE id = ?", (user_id,))
 
     async def find_by_email(self, email: str) -> User | None:
-        return await self._one(
-            f"SELECT {COLUMNS} FROM auth_users WHERE email = ?", (normalize_email(email),)
-        )
+        # Every user here is an email user of the default audience, confirmed when created.
+        async with self._conn() as db, db.execute(
+            f"SELECT {COLUMNS}, 'authenticated', created_at, 0, 0 FROM auth_users"
+            " WHERE email = ?", (normalize_email(email),),
+        ) as cur:
+            row = await cur.fetchone()
+        return to_sign_in_user(row) if row else None
 
     async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
         found = await self.rows(render(self.kind, SESSION), user_id)
@@ -135,7 +142,10 @@ class SqliteDirectory:
         admin: bool = False,
         tenant_id: str | None = None,
         full_name: str | None = None,
+        confirmed: bool = True,
     ) -> User:
+        if not confirmed:
+            raise ValueError(UNCONFIRMED_NEEDS_GOTRUE)
         app_meta, user_meta = new_meta(admin, tenant_id, full_name)
         user_id = str(uuid.uuid4())
         duplicate = False
@@ -201,6 +211,12 @@ class SqliteDirectory:
             (until.isoformat() if until else None, _now(), user_id),
         )
 
+    async def set_password(self, user_id: str, password_hash: str) -> bool:
+        return await self._write(
+            "UPDATE auth_users SET encrypted_password = ?, updated_at = ? WHERE id = ?",
+            (password_hash, _now(), user_id),
+        )
+
     async def delete(self, user_id: str, *, soft: bool = False) -> bool:
         if soft:
             return await self._write(
@@ -244,12 +260,14 @@ class SqliteDirectory:
         self,
         cursor: FeedCursor,
         on_change: ChangeCallback,
-        on_state: StateCallback,
+        state: FeedState,
         on_revoked: RevokedCallback | None = None,
     ) -> None:
         """Poll the change log the triggers fill; SQLite has no NOTIFY. Writers are serialised,
-        so the log has no gaps, and a stalled poll simply resumes from the cursor."""
-        healthy: bool | None = None
+        so the log has no gaps, and a stalled poll simply resumes from the cursor. Every poll
+        that reads the log proves the feed complete."""
+        state.use(FeedMode.POLL, f"SQLite has no NOTIFY: the change log is read every "
+                  f"{POLL_SECONDS:g} s")
         next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         while True:
             try:
@@ -261,10 +279,8 @@ class SqliteDirectory:
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
                     await self.prune_log()
-            except DirectoryUnavailable:
-                if healthy is not False:
-                    on_state(False)
-                    healthy = False
+            except DirectoryUnavailable as exc:
+                state.lost(f"change log unreadable ({exc})")
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             for seq, user_id in rows:
@@ -274,9 +290,7 @@ class SqliteDirectory:
                         await result
             if rows:
                 cursor.read_through(int(rows[-1][0]))
-            if healthy is not True:
-                on_state(True)  # only once what was missed has been applied
-                healthy = True
+            state.proved()  # only once what was missed has been applied
             await asyncio.sleep(POLL_SECONDS)
 
     async def prune_log(self) -> int:

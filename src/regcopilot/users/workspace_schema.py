@@ -21,6 +21,81 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+INVITE_ROLES = ("admin", "member", "viewer")
+
+# Invitations and preferences (issue 22), in the upstream's shape: `token` is 32 random bytes
+# in hex, unique; at most one unaccepted invitation per (workspace, email). invited_by has no
+# foreign key here, for the reason owner_id has none (the upstream's would make a hard delete
+# of anyone who ever invited someone fail). The token's default is the upstream's
+# (pgcrypto's gen_random_bytes), set only where pgcrypto is installed: this app always
+# supplies the token itself, the default is for the upstream's invite RPC.
+LIFECYCLE_POSTGRES = f"""
+CREATE TABLE IF NOT EXISTS copilot_core.workspace_invitations (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id uuid NOT NULL REFERENCES copilot_core.tenants(id) ON DELETE CASCADE,
+    email text NOT NULL,
+    role text NOT NULL,
+    invited_by uuid NOT NULL,
+    token text NOT NULL,
+    expires_at timestamptz NOT NULL DEFAULT (now() + interval '7 days'),
+    accepted_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT workspace_invitations_token_key UNIQUE (token),
+    CONSTRAINT workspace_invitations_role_check CHECK ({_in("role", ROLES)})
+);
+CREATE UNIQUE INDEX IF NOT EXISTS unique_pending_invitation
+    ON copilot_core.workspace_invitations (tenant_id, email) WHERE accepted_at IS NULL;
+CREATE INDEX IF NOT EXISTS idx_workspace_invitations_email
+    ON copilot_core.workspace_invitations (email) WHERE accepted_at IS NULL;
+DO $$
+DECLARE
+    maker text := coalesce(
+        to_regprocedure('extensions.gen_random_bytes(integer)')::text,
+        to_regprocedure('public.gen_random_bytes(integer)')::text);
+BEGIN
+    IF maker IS NOT NULL AND (SELECT column_default FROM information_schema.columns
+            WHERE table_schema = 'copilot_core' AND table_name = 'workspace_invitations'
+              AND column_name = 'token') IS NULL THEN
+        EXECUTE format('ALTER TABLE copilot_core.workspace_invitations ALTER COLUMN token'
+                       ' SET DEFAULT encode(%s(32), ''hex'')', split_part(maker, '(', 1));
+    END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS copilot_core.user_preferences (
+    user_id uuid PRIMARY KEY REFERENCES auth.users(id) ON DELETE CASCADE,
+    current_tenant_id uuid REFERENCES copilot_core.tenants(id) ON DELETE SET NULL,
+    preferences jsonb NOT NULL DEFAULT '{{}}'::jsonb,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT valid_preferences CHECK (jsonb_typeof(preferences) = 'object')
+);
+"""
+
+LIFECYCLE_SQLITE = f"""
+CREATE TABLE IF NOT EXISTS copilot_core_workspace_invitations (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES copilot_core_tenants(id) ON DELETE CASCADE,
+    email TEXT NOT NULL,
+    role TEXT NOT NULL CHECK ({_in("role", ROLES)}),
+    invited_by TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE,
+    expires_at TEXT NOT NULL,
+    accepted_at TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS unique_pending_invitation
+    ON copilot_core_workspace_invitations (tenant_id, email) WHERE accepted_at IS NULL;
+CREATE INDEX IF NOT EXISTS idx_workspace_invitations_email
+    ON copilot_core_workspace_invitations (email) WHERE accepted_at IS NULL;
+CREATE TABLE IF NOT EXISTS copilot_core_user_preferences (
+    user_id TEXT PRIMARY KEY REFERENCES auth_users(id) ON DELETE CASCADE,
+    current_tenant_id TEXT REFERENCES copilot_core_tenants(id) ON DELETE SET NULL,
+    preferences TEXT NOT NULL DEFAULT '{{}}',
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+
 # owner_id has no foreign key here (the upstream's is ON DELETE RESTRICT): with one, deleting a
 # user from auth.users - our admin API's hard delete, plain SQL - would fail for every owner.
 POSTGRES_DDL = f"""
@@ -124,6 +199,7 @@ CREATE TRIGGER regcopilot_tenant_changed
     AFTER UPDATE OF name, deleted_at OR DELETE ON copilot_core.tenants
     FOR EACH ROW EXECUTE FUNCTION public.regcopilot_tenant_changed();
 
+{LIFECYCLE_POSTGRES}
 -- Nobody calls these but the triggers: no EXECUTE for PUBLIC, nor for the roles Supabase's
 -- default privileges grant every new function in `public` to (anon, authenticated).
 REVOKE ALL ON FUNCTION public.regcopilot_user_changed() FROM PUBLIC;
@@ -213,4 +289,5 @@ CREATE TRIGGER IF NOT EXISTS copilot_core_tenants_deleted
         INSERT INTO auth_user_changes (user_id)
             SELECT user_id FROM copilot_core_tenant_memberships WHERE tenant_id = OLD.id;
     END;
+{LIFECYCLE_SQLITE}
 """

@@ -15,10 +15,12 @@ from regcopilot.web.access import access_map
 from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.hot import HotRoutes
 from regcopilot.web.middleware import SessionMiddleware
-from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
+from regcopilot.web.routes import admin, auth, dashboard, health, nextauth, observability, pages
 from regcopilot.web.routes import console as console_routes
+from regcopilot.web.routes import invitations as invitation_routes
 from regcopilot.web.routes import prometheus as prometheus_routes
 from regcopilot.web.routes import sessions as session_routes
+from regcopilot.web.routes import workspace_lifecycle as lifecycle_routes
 from regcopilot.web.routes import workspaces as workspace_routes
 from regcopilot.web.services import Services, build_services
 
@@ -44,10 +46,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = FastAPI(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
     app.state.services = services
     refusals.install(app)
-    for module in (auth, pages, health, observability, admin, prometheus_routes, dashboard):
+    for module in (auth, nextauth, pages, health, observability, admin, prometheus_routes,
+                   dashboard):
         app.include_router(module.router)
     app.include_router(workspace_routes.router)
     app.include_router(workspace_routes.pages)
+    app.include_router(lifecycle_routes.router)
+    app.include_router(invitation_routes.router)
+    app.include_router(invitation_routes.pages)
     app.include_router(session_routes.router)
     app.include_router(console_routes.router)
     app.include_router(session_routes.admin_router)

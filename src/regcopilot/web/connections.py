@@ -9,7 +9,8 @@ every connection. Here:
 - a connection must complete its request headers within HTTP_HEADER_TIMEOUT_SECONDS of
   opening (or of the first byte of a later request on it), or it is closed;
 - past HTTP_MAX_CONNECTIONS open connections, a new one gets a 503 and is closed, with a
-  warning in the log (at most one every 10 s, with the count refused meanwhile).
+  warning in the log (at most one every 10 s, with the count refused meanwhile);
+- while the process drains after SIGTERM (web/drain.py), every response closes its connection.
 
 The limits are read from the environment (and `.env`) in each process, so they hold in every
 worker `--workers` spawns.
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from regcopilot.config import Settings
+from regcopilot.web.drain import DRAIN
 
 log = logging.getLogger("regcopilot.http")
 
@@ -105,6 +107,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_header_timer()
         super().on_headers_complete()
+        if DRAIN.active and self.cycle is not None:
+            # Draining (web/drain.py): answer, then close; this connection is not reused.
+            self.cycle.keep_alive = False
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from regcopilot.config import load_settings
+from regcopilot.web import drain
 from regcopilot.web.app import create_app
 
 
@@ -16,4 +17,5 @@ def app() -> FastAPI:
         level=settings.LOG_LEVEL.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    drain.install(settings.SHUTDOWN_DRAIN_SECONDS)
     return create_app(settings)

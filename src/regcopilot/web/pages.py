@@ -13,6 +13,8 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 def render(
-    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
+    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, context or {}, status_code=status_code)
+    return templates.TemplateResponse(request, name, context or {}, status_code=status_code,
+                                      headers=headers)

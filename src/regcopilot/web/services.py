@@ -15,6 +15,7 @@ from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.password_pool import PasswordPool, default_workers
 from regcopilot.auth.passwords import Hasher
 from regcopilot.auth.rate_limit import LoginLimiter
+from regcopilot.auth.renewal import SessionRenewal
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.session_workspace import SessionWorkspace
 from regcopilot.auth.sessions import SessionService
@@ -33,11 +34,14 @@ from regcopilot.factories import (
     build_store,
     build_validator,
 )
+from regcopilot.feed import FeedState
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.cluster import ClusterMetrics
 from regcopilot.metrics.security import SecurityLog
+from regcopilot.users.audit import AuditTrail, NoAuditTrail, audit_trail
 from regcopilot.users.directory import DirectoryUnavailable, UserDirectory
-from regcopilot.users.sessions import session_records
+from regcopilot.users.recognise import describe
+from regcopilot.users.session_stores import session_records
 from regcopilot.web.migration import ForeignSessions
 from regcopilot.workspaces.store import WorkspaceStore
 
@@ -62,9 +66,15 @@ class Services:
     security: SecurityLog
     authenticator: Authenticator
     signer: SignIn
+    renewal: SessionRenewal  # sliding sessions (auth/renewal.py)
     bus: EventBus | None = None
-    feed_connected: bool = False
+    audit: AuditTrail = field(default_factory=NoAuditTrail)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def feed(self) -> FeedState:
+        """The directory's change feed: one state, written by its listener (feed.py)."""
+        return self.cache.freshness.feed
 
     async def authenticate(self, credentials: Credentials) -> SessionUser | Refusal:
         """The use case every request's session goes through (auth/authenticate.py)."""
@@ -78,6 +88,10 @@ class Services:
 
     async def start(self) -> None:
         await self.directory.open()
+        # The schema is known now: the session store and the audit trail are picked for it.
+        self.sessions.records = session_records(self.directory)
+        self.audit = self.signer.audit = audit_trail(self.directory)
+        log.info("User directory: %s", describe(self.directory.schema, self.directory.kind))
         # Before the first request: an entry in Redis can only be checked against the log.
         with contextlib.suppress(DirectoryUnavailable):
             self.cache.freshness.load(await self.directory.read_log())
@@ -85,6 +99,7 @@ class Services:
         await self.cache.start()
         if self.bus is not None:
             self.bus.start()
+        self.audit.start()
         self.metrics.start(lambda: self.cache.backend)
         self._tasks.append(asyncio.create_task(self._follow_changes(), name="user-changes"))
         with contextlib.suppress(DirectoryUnavailable):
@@ -106,18 +121,14 @@ class Services:
                 log.warning("Change log unreadable (%s) - retrying", exc)
                 await asyncio.sleep(FEED_RETRY_SECONDS)
         await self.directory.watch(
-            freshness.cursor, self.validator.changed, self._feed_state, self.sessions.on_revoked
+            freshness.cursor, self.validator.changed, freshness.feed, self.sessions.on_revoked
         )
-
-    def _feed_state(self, connected: bool) -> None:
-        self.feed_connected = connected
-        self.cache.set_feed_connected(connected)
-        self.sessions.feed_state(connected)
 
     async def close(self) -> None:
         for task in self._tasks:
             await stop(task)
         await self.sessions.close()
+        await self.audit.close()
         await self.metrics.close()
         if self.bus is not None:
             await self.bus.close()
@@ -150,11 +161,13 @@ def build_services(
     secret, max_age = settings.NEXTAUTH_SECRET, settings.SESSION_MAX_AGE_SECONDS
     # Both formats judge clocks alike and share the decoded-token budget (issue 9).
     clock = {"leeway": settings.TOKEN_CLOCK_LEEWAY_SECONDS,
-             "cache_size": settings.DECODED_TOKEN_CACHE_SIZE}
+             "cache_size": settings.DECODED_TOKEN_CACHE_SIZE,
+             "absolute": settings.SESSION_ABSOLUTE_MAX_AGE_SECONDS}
     ours = SessionTokens(secret, max_age, **clock)
     nextauth = NextAuthTokens(secret, max_age, **clock)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
-    revocations = RevocationList(prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY)
+    revocations = RevocationList(prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY,
+                                 feed=cache.freshness.feed)
     validator = build_validator(settings, cache, directory, metrics, validator_kind)
     limiter = LoginLimiter(
         prefix,
@@ -195,6 +208,8 @@ def build_services(
             limiter=limiter, passwords=passwords, cache=cache, validator=validator,
             sessions=sessions, metrics=metrics, security=security,
             default_tenant=settings.SUPABASE_DEMO_TENANT_ID,
+            autoconfirm=settings.GOTRUE_MAILER_AUTOCONFIRM,
         ),
+        renewal=SessionRenewal(tokens, sessions, settings.SESSION_UPDATE_AGE_SECONDS),
         bus=bus,
     )

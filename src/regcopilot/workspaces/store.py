@@ -10,6 +10,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from regcopilot.users.dialect import ACTIVE, render
@@ -17,6 +18,16 @@ from regcopilot.users.directory import CurrentWorkspace, User, WorkspaceTables, 
 from regcopilot.users.workspace_schema import QUIET_SETTING, ROLES, STATUSES
 
 Invalidate = Callable[[str], Awaitable[None]]
+# A switch asked for: the row is written only while the membership is active (the same
+# statement, so a removal racing the switch cannot leave a current workspace without access).
+SWITCH = (
+    "INSERT INTO {target} (user_id, current_tenant_id, updated_at)"
+    " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
+    " WHERE EXISTS (SELECT 1 FROM {members} m JOIN {tenants} t ON t.id = m.tenant_id"
+    f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE})"
+    " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
+    " updated_at = excluded.updated_at"
+)
 MANAGERS = ("owner", "admin")
 MAX_NAME = 200
 
@@ -124,11 +135,24 @@ class WorkspaceStore:
              (_param(self, str(uuid.uuid4())), _param(self, tenant_id), _param(self, owner))),
         ]
 
+    def _set_current(self, user_id: str, tenant_id: str) -> list[tuple[str, tuple]]:
+        """Both records of the current workspace, as the upstream's switch_tenant writes them:
+        user_tenant_contexts (what sessions follow) and user_preferences.current_tenant_id
+        (what the upstream's admin app reads as the user's primary workspace)."""
+        params = (_param(self, user_id), _param(self, tenant_id))
+        return [(self._sql(f"INSERT INTO {{{table}}} (user_id, current_tenant_id, updated_at)"
+                           " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
+                           " current_tenant_id = excluded.current_tenant_id,"
+                           " updated_at = excluded.updated_at"), params)
+                for table in ("contexts", "preferences")]
+
     async def ensure_personal(self, user: User) -> CurrentWorkspace:
         """At sign-in: a user who never had a personal workspace and has no active one gets
         one, made current. A user whose workspaces were all taken away gets none back."""
         workspace = await self.current(user.id)
         if workspace.tenant_id is not None:
+            if workspace.moved:  # the stored one is gone: this sign-in switches, record it
+                await self.set_current(user.id, workspace.tenant_id)
             return workspace
         owned = await self._rows(
             "SELECT 1 FROM {tenants} WHERE owner_id = {p} AND type = 'personal'", user.id
@@ -167,14 +191,14 @@ class WorkspaceStore:
                       " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), CAST({p} AS {uuid}),"
                       " 'owner', 'active', {now}" + made),
             (_param(self, str(uuid.uuid4())), new, uid, new),
-        ), (
-            self._sql("INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
+        ), *[(  # both records of the current workspace, as _set_current writes them
+            self._sql(f"INSERT INTO {{{table}}} (user_id, current_tenant_id, updated_at)"
                       " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}" + made
                       + " ON CONFLICT (user_id) DO UPDATE SET"
                       " current_tenant_id = excluded.current_tenant_id,"
                       " updated_at = excluded.updated_at"),
             (uid, new, new),
-        )]
+        ) for table in ("contexts", "preferences")]]
 
     async def create_team(self, owner_id: str, name: str) -> Workspace:
         name = name.strip()
@@ -190,17 +214,10 @@ class WorkspaceStore:
         """Make a workspace current, only while the user is an active member of it."""
         if not (is_uuid(user_id) and is_uuid(tenant_id)):
             return False
-        sql = self._sql(
-            "INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
-            " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
-            " WHERE EXISTS (SELECT 1 FROM {members} m"
-            " JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE})"
-            " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
-            " updated_at = excluded.updated_at"
-        )
         uid, tid = _param(self, user_id), _param(self, tenant_id)
-        (count,) = await self.directory.batch([(sql, (uid, tid, uid, tid))])
+        (count, _) = await self.directory.batch(
+            [(self._sql(SWITCH.replace("{target}", table)), (uid, tid, uid, tid))
+             for table in ("{contexts}", "{preferences}")])
         if count:
             await self._touched(user_id)
         return count > 0
@@ -228,8 +245,22 @@ class WorkspaceStore:
                 "UPDATE {contexts} SET current_tenant_id = {p}, updated_at = {now}"
                 " WHERE user_id = {p} AND current_tenant_id = {p}"),
                 (tid, uid, _param(self, stored)))
-        counts = await self.directory.batch(self._quietly(user_id, [write]))
+        # user_preferences in step (the upstream's switch_tenant writes both), whenever the
+        # contexts row now holds the served workspace.
+        preferences = (self._sql(
+            "INSERT INTO {preferences} (user_id, current_tenant_id, updated_at)"
+            " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
+            " WHERE EXISTS (SELECT 1 FROM {contexts} WHERE user_id = CAST({p} AS {uuid})"
+            " AND current_tenant_id = CAST({p} AS {uuid}))"
+            " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
+            " updated_at = excluded.updated_at"), (uid, tid, uid, tid))
+        counts = await self.directory.batch(self._quietly(user_id, [write, preferences]))
         return counts[1] > 0  # after _quietly's one leading statement
+
+    async def set_current(self, user_id: str, tenant_id: str) -> None:
+        """A sign-in's switch away from a lost workspace (ensure_personal): no membership
+        check (the directory just chose this one), and no change notice, as record_current."""
+        await self.directory.batch(self._quietly(user_id, self._set_current(user_id, tenant_id)))
 
     def _quietly(self, user_id: str, writes: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
         """`writes` in one transaction whose workspace-table triggers announce nothing. Only
@@ -319,3 +350,10 @@ def _check_role(role: str) -> None:
 def _param(store: WorkspaceStore, value: str) -> Any:
     """asyncpg wants uuid.UUID for uuid columns in VALUES lists; SQLite stores text."""
     return uuid.UUID(value) if store.directory.kind == "postgres" else value
+
+
+def _time(store: WorkspaceStore, value: datetime) -> Any:
+    """A timestamptz for asyncpg; on SQLite the text `{now}` writes, so the two compare."""
+    if store.directory.kind == "postgres":
+        return value
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -1,7 +1,8 @@
 """`regcopilot doctor`: the guide's troubleshooting steps as checks, one line each, printed as
 they run. Read-only: it never creates the database, its schema or the secret file.
 
-The checks live beside this module, one concern each: environment.py, redis.py, database.py;
+The checks live beside this module, one concern each: environment.py, redis.py, database.py,
+feed.py (the change feed and a pooler in its way);
 report.py holds what they share. Exit status: 0 when nothing failed (warnings allowed), 1
 otherwise.
 """
@@ -22,6 +23,7 @@ from regcopilot.ops.doctor.environment import (
     check_settings,
     raw_environment,
 )
+from regcopilot.ops.doctor.feed import check_feed
 from regcopilot.ops.doctor.redis import redis_checks
 from regcopilot.ops.doctor.report import (
     FAIL,
@@ -130,7 +132,11 @@ async def diagnose(printer: Printer, parts: Parts, timeout_s: float = TIMEOUT_S)
         await one("database", lambda: check_sqlite(db_url, facts.timeout_s))
     elif backend == "postgres":
         cache = facts.settings.DATABASE_STATEMENT_CACHE_SIZE if facts.settings else 100
-        await one("database", lambda: check_postgres(db_url, cache, facts.timeout_s))
+        if await one("database", lambda: check_postgres(db_url, cache, facts.timeout_s)):
+            direct = facts.settings.DATABASE_DIRECT_URL if facts.settings else None
+            poll = facts.settings.CHANGE_FEED_POLL_SECONDS if facts.settings else 1.0
+            await one("change feed", lambda: check_feed(db_url, direct, cache, poll,
+                                                        facts.timeout_s))
     else:
         printer.show(Result("database", FAIL, f"DATABASE_URL {mask(db_url)} is neither "
                             "postgresql:// nor sqlite:///"))

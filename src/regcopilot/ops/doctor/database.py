@@ -5,12 +5,15 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from regcopilot.names import AuthSchema
 from regcopilot.ops.doctor.report import OK, WARN, Problem, Result
-from regcopilot.users.problems import postgres_problem, postgres_where, sqlite_problem
-
-SUPABASE_POOLER_PORT = 6543  # Supabase's transaction-mode pooler
+from regcopilot.users.problems import (
+    postgres_problem,
+    postgres_where,
+    sqlite_problem,
+)
+from regcopilot.users.recognise import SchemaMismatch, describe, recognise
 
 
 def _sqlite_path(url: str) -> Path:
@@ -45,7 +48,7 @@ def check_sqlite(url: str, timeout_s: float) -> list[Result]:
         "change log missing (created at start)"
     return [
         Result("database", OK, f"SQLite {where} readable"),
-        Result("schema", OK, f"auth_users present; {feed}"),
+        Result("schema", OK, f"{describe(AuthSchema.OWN, 'sqlite')}; {feed}"),
         _users_result(users or 0, admins or 0),
     ]
 
@@ -53,11 +56,10 @@ def check_sqlite(url: str, timeout_s: float) -> list[Result]:
 async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> list[Result]:
     import asyncpg
 
-    parts = urlsplit(url)
     where = postgres_where(url)
     started = time.perf_counter()
     try:
-        conn = await asyncpg.connect(url, timeout=timeout_s)
+        conn = await asyncpg.connect(url, timeout=timeout_s, statement_cache_size=statement_cache)
     except Exception as exc:
         raise Problem(postgres_problem(url, exc, timeout_s)) from None
     ms = (time.perf_counter() - started) * 1000
@@ -67,6 +69,10 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
         if not table:
             raise Problem(f"no auth.users table in {where}: not Supabase's database, or the "
                           "app has never started on it (it would create an empty one)")
+        try:
+            schema = await recognise(conn)
+        except SchemaMismatch as exc:
+            raise Problem(f"{where}: {exc}") from None
         users, admins = await conn.fetchrow(
             "SELECT count(*), count(*) FILTER (WHERE raw_app_meta_data->>'role' = 'admin') "
             "FROM auth.users WHERE deleted_at IS NULL"
@@ -81,11 +87,9 @@ async def check_postgres(url: str, statement_cache: int, timeout_s: float) -> li
     out = [Result("database", OK, f"PostgreSQL {version.major}.{version.minor} at {where}, "
                   f"connected in {ms:.0f} ms")]
     feed = "change trigger installed" if trigger else "change trigger missing (installed at start)"
-    out.append(Result("schema", OK, f"auth.users present; {feed}"))
+    whose = describe(schema or AuthSchema.OWN, "postgres")
+    out.append(Result("schema", OK, f"{whose}; {feed}"))
     out.append(_users_result(users, admins))
-    if (parts.port or 5432) == SUPABASE_POOLER_PORT and statement_cache != 0:
-        out.append(Result("pooler", WARN, f"port {SUPABASE_POOLER_PORT} is Supabase's "
-                          "transaction pooler: set DATABASE_STATEMENT_CACHE_SIZE=0"))
     return out
 
 

@@ -31,12 +31,20 @@ class BanBody(BaseModel):
     durationSeconds: int | None = Field(default=None, gt=0)
 
 
+def _hashable(v: str) -> str:
+    if len(v.encode()) > BCRYPT_MAX_BYTES:
+        raise ValueError(f"must be at most {BCRYPT_MAX_BYTES} bytes (bcrypt's limit)")
+    return v
+
+
 class NewUser(BaseModel):
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=8, max_length=MAX_PASSWORD_BYTES)
     admin: bool = False
     tenantId: str | None = None
     fullName: str | None = None
+    # GoTrue's admin API field: false leaves the email unconfirmed (Supabase Auth's schema).
+    emailConfirm: bool = True
 
     @field_validator("email", "password", "tenantId", "fullName")
     @classmethod
@@ -46,9 +54,16 @@ class NewUser(BaseModel):
     @field_validator("password")
     @classmethod
     def _bcrypt_sized(cls, v: str) -> str:
-        if len(v.encode()) > BCRYPT_MAX_BYTES:
-            raise ValueError(f"must be at most {BCRYPT_MAX_BYTES} bytes (bcrypt's limit)")
-        return v
+        return _hashable(v)
+
+
+class NewPassword(BaseModel):
+    password: str = Field(min_length=8, max_length=MAX_PASSWORD_BYTES)
+
+    @field_validator("password")
+    @classmethod
+    def _bcrypt_sized(cls, v: str) -> str:
+        return _hashable(storable_text(v))
 
 
 def _admin(request: Request) -> UserAdmin:
@@ -96,6 +111,23 @@ async def unban(user_id: str, request: Request) -> dict:
     return {"ok": True, "userId": user_id}
 
 
+async def _hash(request: Request, password: str) -> str:
+    try:
+        return await services(request).passwords.hash(password)
+    except PasswordBusy:
+        raise HTTPException(503, "too many password operations in progress, try again shortly",
+                            retry_after(PasswordBusy.retry_after)) from None
+
+
+@router.post("/users/{user_id}/password")
+async def set_password(user_id: str, body: NewPassword, request: Request) -> dict:
+    """The user's new password; every session signed in before it ends (GoTrue's
+    UpdatePassword)."""
+    hashed = await _hash(request, body.password)
+    await _run(_admin(request).set_password(user_id, hashed))
+    return {"ok": True, "userId": user_id}
+
+
 @router.delete("/users/{user_id}")
 async def delete(user_id: str, request: Request, soft: bool = False) -> dict:
     await _run(_admin(request).delete(user_id, soft=soft))
@@ -112,15 +144,11 @@ async def list_users(request: Request, limit: int = 100) -> dict:
 @router.post("/users", status_code=201)
 async def create_user(body: NewUser, request: Request) -> dict:
     svc = services(request)
-    try:
-        hashed = await svc.passwords.hash(body.password)
-    except PasswordBusy:
-        raise HTTPException(503, "too many password operations in progress, try again shortly",
-                            retry_after(PasswordBusy.retry_after)) from None
+    hashed = await _hash(request, body.password)
     user = await _run(
         svc.directory.add(
             body.email, hashed, admin=body.admin,
-            tenant_id=body.tenantId, full_name=body.fullName,
+            tenant_id=body.tenantId, full_name=body.fullName, confirmed=body.emailConfirm,
         )
     )
     return public(user, svc.settings.SUPABASE_DEMO_TENANT_ID)

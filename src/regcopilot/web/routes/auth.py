@@ -17,10 +17,10 @@ from regcopilot.auth.tokens import InvalidToken
 from regcopilot.names import Door
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
-from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
-from regcopilot.web.next_path import safe_next
+from regcopilot.web.middleware import read_cookie
+from regcopilot.web.next_path import destination
 from regcopilot.web.pages import render
-from regcopilot.web.refusals import directory_down, refusal, retry_after
+from regcopilot.web.refusals import refusal, retry_after
 from regcopilot.web.routes.pages import user_json
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
@@ -121,13 +121,16 @@ async def login(request: Request) -> Response:
     except LoginFailed as failure:
         if is_form:
             return render(
-                request, "login.html", _form_again(fields, failure.message),
+                request, "login.html",
+                _form_again(fields, failure.message, services(request).settings.NEXTAUTH_URL),
                 status_code=failure.status,
             )
         return refusal(failure.status, failure.message, failure.headers)
     cookie = set_cookie_header(services(request).settings, signed.token, signed.max_age)
     if is_form:
-        response: Response = RedirectResponse(safe_next(fields.get("next")), status_code=303)
+        response: Response = RedirectResponse(
+            destination(fields, services(request).settings.NEXTAUTH_URL), status_code=303
+        )
     else:
         response = JSONResponse(signed_in_body(signed))
     response.headers.append("set-cookie", cookie)
@@ -142,13 +145,13 @@ async def login_form(request: Request) -> Response:
     return await login(request)
 
 
-def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
+def _form_again(fields: dict[str, Any], error: str, base_url: str) -> dict[str, Any]:
     """The sign-in form once more: the message, the email as typed, the same destination."""
     email = fields.get("email")
     return {
         "error": error,
         "email": email[:MAX_EMAIL] if isinstance(email, str) else "",
-        "next": safe_next(fields.get("next")),
+        "next": destination(fields, base_url),
     }
 
 
@@ -157,6 +160,20 @@ def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
 )
 @access(Access.PUBLIC)
 async def logout(request: Request) -> Response:
+    ctype = request.headers.get("content-type", "")
+    response: Response
+    if "form" in ctype:
+        response = RedirectResponse("/login", status_code=303)
+    else:
+        response = JSONResponse({"ok": True})
+    for header in await end_session(request):
+        response.headers.append("set-cookie", header)
+    return response
+
+
+async def end_session(request: Request) -> list[str]:
+    """Sign-out, whichever door it came through: the session revoked (durably, on every
+    instance), and the Set-Cookie headers clearing its cookies in either format."""
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))
     if token:
@@ -166,38 +183,6 @@ async def logout(request: Request) -> Response:
             claims = None
         if claims is not None:
             await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
+            svc.audit.logout(claims.sub, claims.email, claims.name, client_ip(request))
     foreign = await svc.foreign.end(request.scope, read_cookie, svc.sessions)
-    ctype = request.headers.get("content-type", "")
-    response: Response
-    if "form" in ctype:
-        response = RedirectResponse("/login", status_code=303)
-    else:
-        response = JSONResponse({"ok": True})
-    response.headers.append("set-cookie", clear_cookie_header(svc.settings))
-    for header in foreign:
-        response.headers.append("set-cookie", header)
-    return response
-
-
-@router.get("/api/auth/session")
-@access(Access.OPTIONAL)
-async def session(request: Request) -> Response:
-    user = signed_in(request.scope)
-    if user is None:
-        refused = refusal_of(request.scope)
-        if refused is not None and refused.status == 503:
-            return directory_down()
-        response = JSONResponse({})
-        svc = services(request)
-        if read_cookie(request.scope, cookie_name(svc.settings)) is not None:
-            # A session that no longer validates is ended here too, as on protected routes.
-            response.headers.append("set-cookie", clear_cookie_header(svc.settings))
-        return response
-    return JSONResponse(
-        {
-            # currentTenantId: what next-auth/react's useSession reads (the upstream's
-            # session callback).
-            "user": {**user_json(user), "currentTenantId": user.tenant_id},
-            "expires": datetime.fromtimestamp(user.exp, UTC).isoformat(),
-        }
-    )
+    return [clear_cookie_header(svc.settings), *foreign]

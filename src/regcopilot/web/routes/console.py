@@ -1,11 +1,12 @@
-"""`GET /admin`: the admin console — users (search by email, paging, status, last sign-in) and,
-per user, ban, unban, delete, invalidate and their sessions. Server-rendered; the buttons call
-the admin JSON API (same origin, the admin's cookie), so the console can do nothing the API
-cannot, and needs no front-end build."""
+"""`GET /admin`: the admin console — users (search by email, paging, status, last sign-in), a
+new user, and per user, ban, unban, delete, invalidate and their sessions. Server-rendered; the
+buttons call the admin JSON API (same origin, the admin's cookie), so the console can do nothing
+the API cannot, and needs no front-end build."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -56,4 +57,22 @@ async def console(
         "user": user, "forbidden": False, "unavailable": False, "users": users, "q": q,
         "page": page, "pages": pages, "total": total,
         "tenant": svc.settings.SUPABASE_DEMO_TENANT_ID,
+        **await workspace_lifecycle(request),
     })
+
+
+async def workspace_lifecycle(request: Request) -> dict[str, Any]:
+    """Invitations not accepted yet (with their links: no mail is sent) and deleted
+    workspaces (restorable for 30 days), newest first."""
+    from regcopilot.web.routes.invitations import invitations
+    from regcopilot.web.routes.workspaces import store
+    from regcopilot.workspaces.lifecycle import Lifecycle
+
+    made = invitations(request)
+    try:
+        pending = await made.unaccepted(limit=PAGE_SIZE * 2)
+        deleted = await Lifecycle(store(request)).deleted(limit=PAGE_SIZE * 2)
+    except DirectoryUnavailable:
+        return {"invitations": [], "deleted_workspaces": []}
+    return {"invitations": [{"row": i, "url": made.url(i.token)} for i in pending],
+            "deleted_workspaces": deleted}

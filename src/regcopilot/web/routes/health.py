@@ -9,6 +9,7 @@ from starlette.types import Scope
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, services
+from regcopilot.web.drain import DRAIN
 from regcopilot.web.refusals import retry_after
 
 router = APIRouter(responses=errors(503))
@@ -36,12 +37,15 @@ async def ready(request: Request) -> JSONResponse:
         await svc.directory.ping()
     except DirectoryUnavailable as exc:
         directory = f"unavailable: {exc}"
+    status = "draining" if DRAIN.active else "ok" if directory == "ok" else "unavailable"
     body = {
-        "status": "ok" if directory == "ok" else "unavailable",
+        "status": status,
         "directory": directory,
         "cache": {"backend": svc.cache.backend, "lastError": svc.cache.breaker.last_error
                   if svc.cache.shared is not None and svc.cache.breaker.open else None},
-        "invalidationFeed": "connected" if svc.feed_connected else "disconnected",
+        "invalidationFeed": "connected" if svc.feed.complete else "disconnected",
     }
-    headers = {} if directory == "ok" else retry_after()
-    return JSONResponse(body, status_code=200 if directory == "ok" else 503, headers=headers)
+    # Draining (SIGTERM): a balancer or orchestrator that probes this stops sending new
+    # requests here before the port closes.
+    ok = status == "ok"
+    return JSONResponse(body, status_code=200 if ok else 503, headers={} if ok else retry_after())

@@ -35,11 +35,15 @@ async def observability_report(request: Request) -> dict:
                 "lastError": cache.breaker.last_error if cache.shared is not None else None,
             },
             "invalidation": {
-                "feed": "connected" if svc.feed_connected else "disconnected",
+                # "connected" only while the listener shows it hears (feed.py), not while a
+                # socket merely stays open.
+                "feed": "connected" if svc.feed.complete else "disconnected",
                 "events": (
                     "n/a" if svc.bus is None
-                    else "connected" if svc.bus.connected else "disconnected"
+                    else "connected" if svc.bus.state.complete else "disconnected"
                 ),
+                "changeFeed": svc.feed.report(),
+                "eventBus": None if svc.bus is None else svc.bus.state.report(),
                 "nearCacheTrusted": cache.near_trusted,
                 # How far this process has applied the directory's change log.
                 "changeLogPosition": freshness.position,

@@ -10,9 +10,9 @@ from starlette.types import Scope
 
 from regcopilot.auth.identity import SessionUser
 from regcopilot.web.access import Access, access
-from regcopilot.web.deps import current_user, errors
+from regcopilot.web.deps import current_user, errors, services
 from regcopilot.web.middleware import signed_in
-from regcopilot.web.next_path import safe_next
+from regcopilot.web.next_path import destination
 from regcopilot.web.pages import render
 from regcopilot.web.routes.workspaces import workspace_choices
 
@@ -22,13 +22,17 @@ router = APIRouter(responses=errors(401, 503))
 @router.get("/login", response_class=HTMLResponse)
 @access(Access.PUBLIC)
 async def login_page(request: Request) -> Response:
-    return render(request, "login.html", {"next": safe_next(request.query_params.get("next"))})
+    base = services(request).settings.NEXTAUTH_URL
+    return render(request, "login.html", {"next": destination(request.query_params, base)})
 
 
 @router.get("/", response_class=HTMLResponse)
 async def home(request: Request, user: SessionUser = Depends(current_user)) -> Response:
+    from regcopilot.web.routes.invitations import pending_links
+
     return render(request, "home.html", {"user": user,
-                                         "workspaces": await workspace_choices(request, user)})
+                                         "workspaces": await workspace_choices(request, user),
+                                         "invitations": await pending_links(request, user)})
 
 
 def user_json(user: SessionUser) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from regcopilot.metrics.sessions import active_sessions, session_families
-from regcopilot.ops.exposition import families, render
+from regcopilot.ops.exposition import families, feed_families, render
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import requires, services
 
@@ -32,5 +32,6 @@ async def metrics(request: Request) -> Response:
         ttl_seconds=svc.cache.ttl,
         app_env=svc.settings.APP_ENV,
         scope=snap.scope,
-    ), *session_families(usable.counters if usable else None, await active_sessions(svc))])
+    ), *session_families(usable.counters if usable else None, await active_sessions(svc)),
+        *feed_families(svc.feed, svc.bus.state if svc.bus is not None else None)])
     return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
