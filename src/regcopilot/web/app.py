@@ -15,6 +15,7 @@ from regcopilot.web.access import access_map
 from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.hot import HotRoutes
 from regcopilot.web.middleware import SessionMiddleware
+from regcopilot.web.no_store import NoStore
 from regcopilot.web.routes import admin, auth, dashboard, health, observability, pages
 from regcopilot.web.routes import console as console_routes
 from regcopilot.web.routes import prometheus as prometheus_routes
@@ -62,4 +63,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         public_url=settings.NEXTAUTH_URL,
         on_refused=services.security.csrf_refused,
     )
+    # Outermost: every answer but static assets, refusals included, is never stored.
+    app.add_middleware(NoStore)
     return app

@@ -80,8 +80,7 @@ async def send_refusal(
     ctype: bytes = b"application/json",
 ) -> None:
     """A refusal from plain ASGI middleware (before any route): the same body and headers as
-    the handlers' answers, never cached."""
+    the handlers' answers (never stored: web/no_store.py, around every layer)."""
     headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode())]
-    headers.append((b"cache-control", b"no-store"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -21,6 +21,7 @@ from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
 from regcopilot.web.migration import end_foreign_session
 from regcopilot.web.next_path import safe_next
+from regcopilot.web.no_store import CLEAR_CACHE
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
@@ -231,6 +232,7 @@ async def logout(request: Request) -> Response:
     else:
         response = JSONResponse({"ok": True})
     response.headers.append("set-cookie", clear_cookie_header(svc.settings))
+    response.headers.append(*CLEAR_CACHE)  # Back shows no page read with the session
     for header in foreign:
         response.headers.append("set-cookie", header)
     return response

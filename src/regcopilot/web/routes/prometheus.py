@@ -33,4 +33,4 @@ async def metrics(request: Request) -> Response:
         app_env=svc.settings.APP_ENV,
         scope=snap.scope,
     ), *session_families(usable.counters if usable else None, await active_sessions(svc))])
-    return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+    return Response(body, media_type=CONTENT_TYPE)  # never stored: web/no_store.py
