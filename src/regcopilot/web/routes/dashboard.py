@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from regcopilot.ops.grading import MIN_GRADED_VALIDATIONS
 from regcopilot.ops.monitor import THRESHOLDS
 from regcopilot.web.deps import current_user
 from regcopilot.web.pages import render
@@ -14,10 +15,6 @@ from regcopilot.web.session import SessionUser
 
 router = APIRouter()
 
-# Below this many validations the hit-rate tile shows the number but no grade: a new instance's
-# first validations are all misses (4 validations read "75.00 % · Poor" in red). 100 keeps the
-# cold misses of a handful of users under the 10 points between "alert" and "target".
-MIN_GRADED_VALIDATIONS = 100
 
 
 @router.get("/admin/observability", response_class=HTMLResponse, include_in_schema=False)
