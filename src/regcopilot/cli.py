@@ -11,10 +11,12 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from regcopilot.cli_args import EmailAlias, OptionalUserArg, UserArg, one_user
 from regcopilot.config import ConfigError, Settings, load_settings
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor
 from regcopilot.ops.monitor import monitor
+from regcopilot.users.lookup import find_user
 from regcopilot.workspaces.cli import app as workspaces_app
 
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
@@ -106,6 +108,7 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
     )
     from regcopilot.users.admin import UnknownUser, UserAdmin
     from regcopilot.users.directory import DirectoryUnavailable
+    from regcopilot.users.lookup import unknown
 
     directory = build_directory(settings)
     store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
@@ -135,7 +138,7 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
         typer.echo(f"error: user directory unavailable: {exc}", err=True)
         raise typer.Exit(1) from None
     except UnknownUser as exc:
-        typer.echo(f"error: no user with id {exc}", err=True)
+        typer.echo(f"error: {unknown(exc)}", err=True)
         raise typer.Exit(1) from None
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -198,7 +201,7 @@ def users_list(limit: Annotated[int, typer.Option(min=1)] = 100) -> None:
 
 @users.command("ban")
 def users_ban(
-    user_id: str,
+    user: UserArg,
     until: Annotated[datetime | None, typer.Option(help="End of the ban (ISO time).")] = None,
     seconds: Annotated[int | None, typer.Option(help="Length of the ban in seconds.")] = None,
 ) -> None:
@@ -206,8 +209,9 @@ def users_ban(
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            end = await ua.ban(user_id, until, seconds)
-            typer.echo(f"banned {user_id} until {end.isoformat()}")
+            found = await find_user(ua.directory, user)
+            end = await ua.ban(found.id, until, seconds)
+            typer.echo(f"banned {found.email} ({found.id}) until {end.isoformat()}")
 
         await _with_admin(s, act)
 
@@ -215,13 +219,14 @@ def users_ban(
 
 
 @users.command("unban")
-def users_unban(user_id: str) -> None:
+def users_unban(user: UserArg) -> None:
     """Lift a ban."""
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            await ua.unban(user_id)
-            typer.echo(f"unbanned {user_id}")
+            found = await find_user(ua.directory, user)
+            await ua.unban(found.id)
+            typer.echo(f"unbanned {found.email} ({found.id})")
 
         await _with_admin(s, act)
 
@@ -230,15 +235,16 @@ def users_unban(user_id: str) -> None:
 
 @users.command("delete")
 def users_delete(
-    user_id: str,
+    user: UserArg,
     soft: Annotated[bool, typer.Option(help="Set deleted_at instead of removing the row.")] = False,
 ) -> None:
     """Delete a user; locked out at once."""
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            await ua.delete(user_id, soft=soft)
-            typer.echo(f"deleted {user_id}{' (soft)' if soft else ''}")
+            found = await find_user(ua.directory, user)
+            await ua.delete(found.id, soft=soft)
+            typer.echo(f"deleted {found.email} ({found.id}){' (soft)' if soft else ''}")
 
         await _with_admin(s, act)
 
@@ -246,35 +252,30 @@ def users_delete(
 
 
 @users.command("invalidate")
-def users_invalidate(user_id: str) -> None:
+def users_invalidate(user: UserArg) -> None:
     """Drop a user's cached validation on every instance."""
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            await ua.invalidate(user_id)
-            typer.echo(f"invalidated {user_id}")
+            found = await find_user(ua.directory, user)
+            await ua.invalidate(found.id)
+            typer.echo(f"invalidated {found.email} ({found.id})")
 
         await _with_admin(s, act)
 
     run(work)
 
 
-async def _user_by_email(ua: Any, email: str) -> Any:
-    user = await ua.directory.find_by_email(email)
-    if user is None:
-        typer.echo(f"error: no user with email {email}", err=True)
-        raise typer.Exit(1)
-    return user
-
-
 @sessions_cli.command("list")
-def sessions_list(email: Annotated[str, typer.Option(help="The user's email.")]) -> None:
+def sessions_list(user_arg: OptionalUserArg = None, email: EmailAlias = None) -> None:
     """List a user's active sessions."""
     from regcopilot.users.sessions import session_records
 
+    who = one_user(user_arg, email)
+
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            user = await _user_by_email(ua, email)
+            user = await find_user(ua.directory, who)
             rows = await session_records(ua.directory).active(user.id)
             typer.echo(f"{'id':32}  {'created (UTC)':16}  {'last seen':16}  {'address':15}  agent")
             for r in rows:
@@ -290,20 +291,22 @@ def sessions_list(email: Annotated[str, typer.Option(help="The user's email.")])
 
 @sessions_cli.command("revoke")
 def sessions_revoke(
-    email: Annotated[str, typer.Option(help="The user's email.")],
+    user_arg: OptionalUserArg = None,
+    email: EmailAlias = None,
     all_: Annotated[bool, typer.Option("--all", help="Revoke every session.")] = False,
     session_id: Annotated[str | None, typer.Option("--id", help="Revoke this session.")] = None,
 ) -> None:
     """Revoke one session (--id) or all of them (--all); refused everywhere within a second."""
     from regcopilot.users.sessions import session_records
 
+    who = one_user(user_arg, email)
     if all_ == (session_id is not None):
         typer.echo("error: give exactly one of --all or --id", err=True)
         raise typer.Exit(2)
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            user = await _user_by_email(ua, email)
+            user = await find_user(ua.directory, who)
             records = session_records(ua.directory)
             if session_id is None:
                 n = len(await records.revoke_all(user.id, "admin"))
