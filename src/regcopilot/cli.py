@@ -27,6 +27,23 @@ app.add_typer(sessions_cli, name="sessions")
 app.add_typer(workspaces_app, name="workspaces")
 
 T = TypeVar("T")
+VERBOSE = {"on": False}  # set by the root options below, read by the directory commands
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Say which user directory a command uses, even the default one.",
+)] = False) -> None:
+    VERBOSE["on"] = verbose
+
+
+def say_directory(settings: Settings) -> None:
+    """Name the directory on stderr unless it is the README's default, already there: a shell
+    without the server's DATABASE_URL would otherwise read another file without a word."""
+    from regcopilot import where
+
+    if VERBOSE["on"] or where.worth_saying(settings.DATABASE_URL):
+        typer.echo(f"directory: {where.directory(settings.DATABASE_URL)}", err=True)
 
 
 def settings_or_exit() -> Settings:
@@ -110,6 +127,7 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
     from regcopilot.users.directory import DirectoryUnavailable
     from regcopilot.users.lookup import unknown
 
+    say_directory(settings)
     directory = build_directory(settings)
     store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
     keys = build_keys(settings)

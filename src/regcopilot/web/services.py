@@ -8,6 +8,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from regcopilot import where
 from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.password_pool import PasswordPool, default_workers
 from regcopilot.auth.passwords import Hasher
@@ -63,6 +64,8 @@ class Services:
         )
 
     async def start(self) -> None:
+        # Which directory, cache and feed this process serves from, before anything else.
+        log.info(where.start_line(self.settings, self.directory.kind))
         await self.directory.open()
         # Before the first request: an entry in Redis can only be checked against the log.
         with contextlib.suppress(DirectoryUnavailable):
