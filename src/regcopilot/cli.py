@@ -37,13 +37,15 @@ def _root(verbose: Annotated[bool, typer.Option(
     VERBOSE["on"] = verbose
 
 
-def say_directory(settings: Settings) -> None:
-    """Name the directory on stderr unless it is the README's default, already there: a shell
-    without the server's DATABASE_URL would otherwise read another file without a word."""
+def directory_note(settings: Settings) -> str | None:
+    """`directory: …` unless it is the README's default file, already there: a shell without
+    the server's DATABASE_URL would otherwise read another file without a word. Printed after
+    a command's output, or at the end of its one error line."""
     from regcopilot import where
 
     if VERBOSE["on"] or where.worth_saying(settings.DATABASE_URL):
-        typer.echo(f"directory: {where.directory(settings.DATABASE_URL)}", err=True)
+        return f"directory: {where.directory(settings.DATABASE_URL)}"
+    return None
 
 
 def settings_or_exit() -> Settings:
@@ -127,7 +129,12 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
     from regcopilot.users.directory import DirectoryUnavailable
     from regcopilot.users.lookup import unknown
 
-    say_directory(settings)
+    note = directory_note(settings)
+
+    def failed(message: str) -> typer.Exit:
+        typer.echo(f"error: {message}" + (f" ({note})" if note else ""), err=True)
+        return typer.Exit(1)
+
     directory = build_directory(settings)
     store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
     keys = build_keys(settings)
@@ -151,20 +158,20 @@ async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]])
 
     try:
         await directory.open()
-        return await action(UserAdmin(directory, drop_shared, end_sessions))
+        result = await action(UserAdmin(directory, drop_shared, end_sessions))
     except DirectoryUnavailable as exc:
-        typer.echo(f"error: user directory unavailable: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise failed(f"user directory unavailable: {exc}") from None
     except UnknownUser as exc:
-        typer.echo(f"error: {unknown(exc)}", err=True)
-        raise typer.Exit(1) from None
+        raise failed(unknown(exc)) from None
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise failed(str(exc)) from None
     finally:
         await directory.close()
         if store is not None:
             await store.close()
+    if note:
+        typer.echo(note, err=True)
+    return result
 
 
 @users.command("add")
