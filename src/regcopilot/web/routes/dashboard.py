@@ -7,11 +7,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.ops.grading import MIN_GRADED_VALIDATIONS
 from regcopilot.ops.monitor import THRESHOLDS
 from regcopilot.web.deps import current_user
 from regcopilot.web.pages import render
-from regcopilot.web.session import SessionUser
 
 router = APIRouter()
 

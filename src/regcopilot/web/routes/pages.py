@@ -6,14 +6,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.types import Scope
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.web.access import Access, access
+from regcopilot.web.auth_state import signed_in
 from regcopilot.web.deps import current_user, errors
-from regcopilot.web.middleware import signed_in
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.routes.auth import login
 from regcopilot.web.routes.workspaces import workspace_choices
-from regcopilot.web.session import SessionUser
 
 router = APIRouter(responses=errors(401, 503))
 
