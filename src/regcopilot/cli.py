@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from regcopilot.cli_args import EmailAlias, OptionalUserArg, UserArg, one_user
-from regcopilot.config import ConfigError, Settings, load_settings
+from regcopilot.config import SETTINGS_CHECKED, ConfigError, Settings, load_settings
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor
 from regcopilot.ops.monitor import monitor
@@ -92,6 +93,7 @@ def serve(
             raise typer.Exit(1)
     if (generated := preflight.observability_token(settings)) is not None:
         typer.echo(generated, err=True)
+    os.environ[SETTINGS_CHECKED] = "1"  # the workers load them again: say nothing twice
     setup_logging(settings.LOG_LEVEL)
     typer.echo(f"Regulatory Intelligence Copilot on http://{host}:{port} ({workers} worker(s))")
     uvicorn.run(

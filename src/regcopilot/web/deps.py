@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from regcopilot.auth.identity import SessionUser
 from regcopilot.web.auth_state import is_monitor, signed_in
+from regcopilot.web.refusals import MONITOR_NEEDED
 from regcopilot.web.services import Services
 
 
@@ -36,7 +37,7 @@ def monitor_or_admin(request: Request) -> None:
         return
     user = signed_in(request.scope)
     if user is None or not user.is_admin:
-        raise HTTPException(401, "admin session or Authorization: Bearer token required")
+        raise HTTPException(401, MONITOR_NEEDED)
 
 
 def client_ip(request: Request) -> str | None:

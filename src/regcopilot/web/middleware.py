@@ -17,10 +17,12 @@ from regcopilot.auth.identity import INVALID, NOT_SIGNED_IN, Refusal
 from regcopilot.web.access import PUBLIC_PREFIXES, Access
 from regcopilot.web.auth_state import AuthState
 from regcopilot.web.next_path import login_location
-from regcopilot.web.refusals import error_body, send_refusal
+from regcopilot.web.refusals import MONITOR_NEEDED, error_body, send_refusal
 from regcopilot.web.renewal import renewing
 from regcopilot.web.services import Services
 from regcopilot.web.session import clear_cookie_header, cookie_name
+
+MONITOR_REFUSAL = Refusal(401, MONITOR_NEEDED)
 
 
 def _cookie_at(value: bytes, needle: bytes, start: int = 0) -> int:
@@ -123,6 +125,8 @@ class SessionMiddleware:
             state.refused(answer)
             await self.app(scope, receive, send)
             return
+        if needs is Access.MONITOR and answer.status == 401:
+            answer = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
         await self._refuse(scope, send, answer)
 
     def _monitor_token_ok(self, scope: Scope) -> bool:

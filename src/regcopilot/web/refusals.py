@@ -25,6 +25,15 @@ __all__ = ["DIRECTORY_DOWN", "RETRY_AFTER_SECONDS", "directory_down", "error_bod
            "refusal", "refused", "retry_after", "send_refusal"]
 
 
+# /api/observability and /metrics without a monitor's token or an admin's session: what to send,
+# and where `serve` put the token it generated (the setting's name, not this host's path).
+MONITOR_NEEDED = (
+    "send Authorization: Bearer <OBSERVABILITY_TOKEN>, or sign in as an admin; without "
+    "OBSERVABILITY_TOKEN set, `regcopilot serve` generated one into "
+    "DATA_DIR/.observability_token (./data/.observability_token by default)"
+)
+
+
 def retry_after(seconds: int = RETRY_AFTER_SECONDS) -> dict[str, str]:
     return {"Retry-After": str(seconds)}
 
