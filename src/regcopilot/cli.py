@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from regcopilot import cli_help  # noqa: F401  (Typer help without <bool> and {user})
 from regcopilot.cli_args import EmailAlias, OptionalUserArg, UserArg, one_user
 from regcopilot.config import SETTINGS_CHECKED, ConfigError, Settings, load_settings
 from regcopilot.ops.cost import cost
@@ -297,6 +298,7 @@ def users_invalidate(user: UserArg) -> None:
 def sessions_list(user_arg: OptionalUserArg = None, email: EmailAlias = None) -> None:
     """List a user's active sessions."""
     from regcopilot.users.sessions import session_records
+    from regcopilot.web.user_agents import browser_name
 
     who = one_user(user_arg, email)
 
@@ -306,9 +308,9 @@ def sessions_list(user_arg: OptionalUserArg = None, email: EmailAlias = None) ->
             rows = await session_records(ua.directory).active(user.id)
             typer.echo(f"{'id':32}  {'created (UTC)':16}  {'last seen':16}  {'address':15}  agent")
             for r in rows:
-                seen = f"{r.last_seen_at:%Y-%m-%d %H:%M}" if r.last_seen_at else "-"
+                seen = f"{r.seen_at:%Y-%m-%d %H:%M}"
                 typer.echo(f"{r.id:32}  {r.created_at:%Y-%m-%d %H:%M}  {seen:16}  "
-                           f"{r.address or '-':15}  {(r.user_agent or '-')[:60]}")
+                           f"{r.address or '-':15}  {browser_name(r.user_agent) or '-'}")
             typer.echo(f"{len(rows)} active session(s) for {user.email}")
 
         await _with_admin(s, act)
