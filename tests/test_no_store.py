@@ -1,7 +1,8 @@
 """Issue 25, item 1: nothing read with a session stays in the browser's cache. Every route the
 app declares — enumerated from the app itself, so a route added later is covered without
 touching this test — answers with `Cache-Control: no-store`, signed in or refused, through the
-router or the hot path; sign-out also sends `Clear-Site-Data: "cache"`."""
+router, the hot path or a middleware's refusal (the three senders, web/no_store.py); sign-out
+also sends `Clear-Site-Data: "cache"`."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ async def test_hot_path_and_middleware_refusals_are_not_stored(instance):
         assert refused.status_code == 401 and refused.headers["cache-control"] == "no-store"
         page = await app.client.get("/admin")  # a page's refusal: the redirect to /login
         assert page.status_code == 303 and page.headers["cache-control"] == "no-store"
+        forged = await app.client.post("/api/auth/logout",  # the CSRF check's refusal
+                                        headers={"origin": "https://elsewhere.example"})
+        assert forged.status_code == 403 and forged.headers["cache-control"] == "no-store"
         assert (await app.login("me@example.com")).status_code == 200
         hot = await app.client.get("/api/me")  # answered by web/hot.py, before the router
         assert hot.status_code == 200 and hot.headers["cache-control"] == "no-store"

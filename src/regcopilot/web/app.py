@@ -51,7 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(session_routes.router)
     app.include_router(console_routes.router)
     app.include_router(session_routes.admin_router)
-    # Innermost: answered after the session check, before FastAPI's router.
+    # Around the router only: every answer a route makes is never stored (web/no_store.py;
+    # the hot routes and the middleware refusals carry the same header themselves).
+    app.add_middleware(NoStore)
+    # Innermost but for NoStore: answered after the session check, before FastAPI's router.
     app.add_middleware(
         HotRoutes, routes={"/api/health": health.health_hot, "/api/me": pages.me_hot}
     )
@@ -63,6 +66,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         public_url=settings.NEXTAUTH_URL,
         on_refused=services.security.csrf_refused,
     )
-    # Outermost: every answer but static assets, refusals included, is never stored.
-    app.add_middleware(NoStore)
     return app

@@ -18,6 +18,7 @@ from starlette.types import Send
 
 from regcopilot.auth.identity import DIRECTORY_DOWN, RETRY_AFTER_SECONDS, Refusal
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.no_store import NO_STORE
 
 log = logging.getLogger("regcopilot.auth")
 
@@ -94,7 +95,8 @@ async def send_refusal(
     ctype: bytes = b"application/json",
 ) -> None:
     """A refusal from plain ASGI middleware (before any route): the same body and headers as
-    the handlers' answers (never stored: web/no_store.py, around every layer)."""
-    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+    the handlers' answers, never stored (web/no_store.py)."""
+    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode()),
+               NO_STORE]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
