@@ -28,10 +28,12 @@ def cache(settings: Settings) -> str:
     if not settings.REDIS_URL:
         label = "in-memory (REDIS_URL not set)"
     else:
-        parts = urlsplit(settings.REDIS_URL)
-        where = parts.hostname or parts.path or "?"
-        port = f":{parts.port}" if parts.port else ""
-        label = f"Redis {parts.scheme}://{where}{port}"
+        # Sentinel and Cluster URLs list several hosts (`h1:26379,h2:26379`): cut at the
+        # credentials and the path by hand, as urlsplit cannot read such a port.
+        scheme, _, rest = settings.REDIS_URL.partition("://")
+        place = rest.rpartition("@")[2].split("?", 1)[0]
+        hosts = place if scheme == "unix" else place.split("/", 1)[0]  # a socket is a path
+        label = f"Redis {scheme}://{hosts or '?'}"
     mode = settings.CACHE_MODE
     return label if mode == "tiered" else f"{label}, CACHE_MODE={mode}"
 
