@@ -15,8 +15,9 @@ async def test_me_and_health_answer_like_a_json_response(instance):
         assert (await app.login("hot@example.com")).status_code == 200
         r = await app.client.get("/api/me")
         current = (await app.client.get("/api/workspaces")).json()["current"]
-        expected = {"id": user_id, "email": "hot@example.com", "tenantId": current,
-                    "role": None, "tenantRole": "owner", "tenantName": "Personal Workspace"}
+        expected = {"id": user_id, "email": "hot@example.com", "name": None,
+                    "tenantId": current, "tenantRole": "owner",
+                    "tenantName": "Personal Workspace", "role": None}
         assert r.status_code == 200
         assert r.json() == expected
         # What FastAPI would have sent for the route's dict, byte for byte.

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -14,12 +13,14 @@ import typer
 
 from regcopilot import cli_help  # noqa: F401  (Typer help without <bool> and {user})
 from regcopilot.cli_args import EmailAlias, OptionalUserArg, UserArg, one_user
-from regcopilot.config import SETTINGS_CHECKED, ConfigError, Settings, load_settings
+from regcopilot.cli_workspaces import app as workspaces_app
+from regcopilot.config import SETTINGS_CHECKED, Settings
+from regcopilot.names import Revocation
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor
 from regcopilot.ops.monitor import monitor
+from regcopilot.tool import VERBOSE, run, settings_or_exit, with_admin
 from regcopilot.users.lookup import find_user
-from regcopilot.workspaces.cli import app as workspaces_app
 
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
 users = typer.Typer(help="Manage users in the user directory.", no_args_is_help=True)
@@ -29,7 +30,6 @@ app.add_typer(sessions_cli, name="sessions")
 app.add_typer(workspaces_app, name="workspaces")
 
 T = TypeVar("T")
-VERBOSE = {"on": False}  # set by the root options below, read by the directory commands
 
 
 @app.callback()
@@ -37,25 +37,6 @@ def _root(verbose: Annotated[bool, typer.Option(
     "--verbose", "-v", help="Say which user directory a command uses, even the default one.",
 )] = False) -> None:
     VERBOSE["on"] = verbose
-
-
-def directory_note(settings: Settings) -> str | None:
-    """`directory: …` unless it is the README's default file, already there: a shell without
-    the server's DATABASE_URL would otherwise read another file without a word. Printed after
-    a command's output, or at the end of its one error line."""
-    from regcopilot import where
-
-    if VERBOSE["on"] or where.worth_saying(settings.DATABASE_URL):
-        return f"directory: {where.directory(settings.DATABASE_URL)}"
-    return None
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -111,72 +92,6 @@ def serve(
     )
 
 
-def run(work: Callable[[Settings], Awaitable[T]]) -> T:
-    settings = settings_or_exit()
-    try:
-        return asyncio.run(work(settings))
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
-    from regcopilot.cache.store import StoreError
-    from regcopilot.factories import (
-        TOOL_REDIS_TIMEOUT_MS,
-        build_directory,
-        build_keys,
-        build_store,
-    )
-    from regcopilot.users.admin import UnknownUser, UserAdmin
-    from regcopilot.users.directory import DirectoryUnavailable
-    from regcopilot.users.lookup import unknown
-
-    note = directory_note(settings)
-
-    def failed(message: str) -> typer.Exit:
-        typer.echo(f"error: {message}" + (f" ({note})" if note else ""), err=True)
-        return typer.Exit(1)
-
-    directory = build_directory(settings)
-    store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
-    keys = build_keys(settings)
-
-    async def drop_shared(user_id: str) -> None:
-        # Running instances hear the directory's trigger; Redis is cleared here too so an
-        # instance started later cannot read the stale entry.
-        if store is not None:
-            try:
-                await store.delete(keys.validation(user_id))
-            except StoreError as exc:
-                typer.echo(f"warning: Redis not cleared ({exc})", err=True)
-
-    from regcopilot.users.sessions import session_records
-
-    records = session_records(directory)
-
-    async def end_sessions(user_id: str, reason: str) -> int:
-        # Written to the session records: the table's trigger tells every running instance.
-        return len(await records.revoke_all(user_id, reason))
-
-    try:
-        await directory.open()
-        result = await action(UserAdmin(directory, drop_shared, end_sessions))
-    except DirectoryUnavailable as exc:
-        raise failed(f"user directory unavailable: {exc}") from None
-    except UnknownUser as exc:
-        raise failed(unknown(exc)) from None
-    except ValueError as exc:
-        raise failed(str(exc)) from None
-    finally:
-        await directory.close()
-        if store is not None:
-            await store.close()
-    if note:
-        typer.echo(note, err=True)
-    return result
-
-
 @users.command("add")
 def users_add(
     email: Annotated[str, typer.Option(help="Sign-in email.")],
@@ -201,7 +116,7 @@ def users_add(
             )
             typer.echo(f"created {user.email} id={user.id}{' (admin)' if admin else ''}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -222,7 +137,7 @@ def users_list(limit: Annotated[int, typer.Option(min=1)] = 100) -> None:
                 )
                 typer.echo(f"{u.id:36}  {u.email:32}  {u.role or '-':6}  {state}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -241,7 +156,7 @@ def users_ban(
             end = await ua.ban(found.id, until, seconds)
             typer.echo(f"banned {found.email} ({found.id}) until {end.isoformat()}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -256,7 +171,7 @@ def users_unban(user: UserArg) -> None:
             await ua.unban(found.id)
             typer.echo(f"unbanned {found.email} ({found.id})")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -274,7 +189,7 @@ def users_delete(
             await ua.delete(found.id, soft=soft)
             typer.echo(f"deleted {found.email} ({found.id}){' (soft)' if soft else ''}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -289,7 +204,7 @@ def users_invalidate(user: UserArg) -> None:
             await ua.invalidate(found.id)
             typer.echo(f"invalidated {found.email} ({found.id})")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -313,7 +228,7 @@ def sessions_list(user_arg: OptionalUserArg = None, email: EmailAlias = None) ->
                            f"{r.address or '-':15}  {browser_name(r.user_agent) or '-'}")
             typer.echo(f"{len(rows)} active session(s) for {user.email}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -338,15 +253,15 @@ def sessions_revoke(
             user = await find_user(ua.directory, who)
             records = session_records(ua.directory)
             if session_id is None:
-                n = len(await records.revoke_all(user.id, "admin"))
+                n = len(await records.revoke_all(user.id, Revocation.ADMIN))
                 typer.echo(f"revoked {n} session(s) of {user.email}")
                 return
-            if await records.revoke(session_id, "admin", user_id=user.id) is None:
+            if await records.revoke(session_id, Revocation.ADMIN, user_id=user.id) is None:
                 typer.echo(f"error: {user.email} has no active session {session_id}", err=True)
                 raise typer.Exit(1)
             typer.echo(f"revoked session {session_id} of {user.email}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 

@@ -24,18 +24,15 @@ def directory(url: str) -> str:
 
 
 def cache(settings: Settings) -> str:
-    """`in-memory` or `Redis host:port` (plus the benchmark-only CACHE_MODE when set)."""
+    """`in-memory` or `Redis host:port`."""
     if not settings.REDIS_URL:
-        label = "in-memory (REDIS_URL not set)"
-    else:
-        # Sentinel and Cluster URLs list several hosts (`h1:26379,h2:26379`): cut at the
-        # credentials and the path by hand, as urlsplit cannot read such a port.
-        scheme, _, rest = settings.REDIS_URL.partition("://")
-        place = rest.rpartition("@")[2].split("?", 1)[0]
-        hosts = place if scheme == "unix" else place.split("/", 1)[0]  # a socket is a path
-        label = f"Redis {scheme}://{hosts or '?'}"
-    mode = settings.CACHE_MODE
-    return label if mode == "tiered" else f"{label}, CACHE_MODE={mode}"
+        return "in-memory (REDIS_URL not set)"
+    # Sentinel and Cluster URLs list several hosts (`h1:26379,h2:26379`): cut at the
+    # credentials and the path by hand, as urlsplit cannot read such a port.
+    scheme, _, rest = settings.REDIS_URL.partition("://")
+    place = rest.rpartition("@")[2].split("?", 1)[0]
+    hosts = place if scheme == "unix" else place.split("/", 1)[0]  # a socket is a path
+    return f"Redis {scheme}://{hosts or '?'}"
 
 
 # How each directory kind (UserDirectory.kind) hears of changes to users and sessions.
