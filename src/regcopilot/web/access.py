@@ -38,19 +38,20 @@ def access(level: Access) -> Callable[[F], F]:
 def access_map(routes: Iterable[Any]) -> dict[str, Access]:
     """Every declared path → its access (undeclared paths are Access.USER)."""
     found: dict[str, Access] = {}
-    for path, endpoint in _endpoints(routes, ""):
-        level = getattr(endpoint, _ATTR, None)
+    for path, route in every_route(routes):
+        level = getattr(route.endpoint, _ATTR, None)
         if level is not None:
             found[path] = level
     return found
 
 
-def _endpoints(routes: Iterable[Any], prefix: str) -> Iterator[tuple[str, Any]]:
+def every_route(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(full path, route) for every endpoint route, inside included routers too."""
     for route in routes:
         # FastAPI (0.16x) keeps an included router whole, behind a wrapper: look inside.
         inner = getattr(route, "original_router", None)
         if inner is not None:
             context = getattr(route, "include_context", None)
-            yield from _endpoints(inner.routes, prefix + getattr(context, "prefix", ""))
+            yield from every_route(inner.routes, prefix + getattr(context, "prefix", ""))
         elif hasattr(route, "endpoint") and hasattr(route, "path"):
-            yield prefix + route.path, route.endpoint
+            yield prefix + route.path, route

@@ -15,6 +15,7 @@ from regcopilot.web.access import access_map
 from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.hot import HotRoutes
 from regcopilot.web.middleware import SessionMiddleware
+from regcopilot.web.no_store import NoStore
 from regcopilot.web.routes import admin, auth, dashboard, health, nextauth, observability, pages
 from regcopilot.web.routes import console as console_routes
 from regcopilot.web.routes import invitations as invitation_routes
@@ -57,7 +58,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(session_routes.router)
     app.include_router(console_routes.router)
     app.include_router(session_routes.admin_router)
-    # Innermost: answered after the session check, before FastAPI's router.
+    # Around the router only: every answer a route makes is never stored (web/no_store.py;
+    # the hot routes and the middleware refusals carry the same header themselves).
+    app.add_middleware(NoStore)
+    # Innermost but for NoStore: answered after the session check, before FastAPI's router.
     app.add_middleware(
         HotRoutes, routes={"/api/health": health.health_hot, "/api/me": pages.me_hot}
     )

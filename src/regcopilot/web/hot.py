@@ -16,6 +16,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from regcopilot.web.no_store import NO_STORE
+
 # Scope → the JSON body, or None to let the router answer (e.g. no signed-in user).
 Body = Callable[[Scope], dict[str, Any] | None]
 
@@ -46,6 +48,7 @@ class HotRoutes:
                     "headers": [
                         (b"content-length", str(len(payload)).encode()),
                         (b"content-type", b"application/json"),
+                        NO_STORE,  # read with the session (web/no_store.py)
                     ],
                 })
                 await send({"type": "http.response.body", "body": payload})

@@ -20,7 +20,7 @@ from regcopilot.config import Settings
 from regcopilot.web.access import PUBLIC_PREFIXES, Access
 from regcopilot.web.migration import clear_named_header
 from regcopilot.web.next_path import login_location
-from regcopilot.web.refusals import error_body, send_refusal
+from regcopilot.web.refusals import MONITOR_NEEDED, error_body, send_refusal
 from regcopilot.web.services import Services
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
@@ -106,6 +106,8 @@ def renewing(send: Send, state: AuthState, settings: Settings) -> Send:
         await send(message)
 
     return wrapped
+
+MONITOR_REFUSAL = Refusal(401, MONITOR_NEEDED)
 
 
 def _cookie_at(value: bytes, needle: bytes, start: int = 0) -> int:
@@ -208,6 +210,8 @@ class SessionMiddleware:
             state.refused(answer)
             await self.app(scope, receive, send)
             return
+        if needs is Access.MONITOR and answer.status == 401:
+            answer = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
         await self._refuse(scope, send, answer)
 
     def _monitor_token_ok(self, scope: Scope) -> bool:

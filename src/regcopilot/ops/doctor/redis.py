@@ -14,13 +14,15 @@ from typing import Any
 from regcopilot.cache.redis import (
     CLUSTER_SCHEMES,
     SENTINEL_SCHEMES,
+    UNNEEDED_PASSWORD,
     RedisTarget,
     connect,
     parse_url,
     translated,
+    unneeded_password,
 )
 from regcopilot.cache.store import StoreError
-from regcopilot.ops.doctor.report import Facts, Problem
+from regcopilot.ops.doctor.report import WARN, Facts, Problem, Result
 from regcopilot.users.problems import mask, os_reason
 
 Step = tuple[str, Callable[[], Awaitable[str] | str]]
@@ -73,7 +75,7 @@ async def _tls(host: str, port: int, options: dict[str, Any], timeout_s: float) 
         f"{version}, certificate NOT verified (ssl_cert_reqs=none)"
 
 
-async def _ping(url: str, timeout_s: float) -> str:
+async def _ping(url: str, timeout_s: float) -> str | Result:
     client = connect(url, timeout_s)
     try:
         started = time.perf_counter()
@@ -86,7 +88,10 @@ async def _ping(url: str, timeout_s: float) -> str:
             version = info.get("redis_version", "?")
         except Exception:  # INFO may be renamed or forbidden by ACLs; PING is what counts
             pass
-        return f"PING answered in {ms:.1f} ms (Redis {version})"
+        answered = f"PING answered in {ms:.1f} ms (Redis {version})"
+        if await unneeded_password(client, url):  # the app's start log says the same, once
+            return Result("redis auth+ping", WARN, f"{answered}; {UNNEEDED_PASSWORD}")
+        return answered
     except StoreError as exc:
         line = str(exc)
         if line.startswith("authentication failed"):
@@ -152,7 +157,7 @@ def redis_checks(facts: Facts) -> list[Step]:
 
         steps.append(("redis reach", socket_file))
 
-    async def ping() -> str:
+    async def ping() -> str | Result:
         return await _ping(url, timeout_s)
 
     steps.append(("redis auth+ping", ping))

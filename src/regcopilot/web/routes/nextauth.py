@@ -215,7 +215,7 @@ async def signout(request: Request) -> Response:
     response = _answer(request, fields, callback_path(fields.get("callbackUrl"),
                                                       _base_url(request)))
     for header in await end_session(request):
-        response.headers.append("set-cookie", header)
+        response.headers.append(*header)
     return response
 
 
