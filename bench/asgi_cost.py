@@ -14,8 +14,6 @@ import tempfile
 import time
 from typing import Any
 
-from fastapi import FastAPI
-
 
 def scope_for(path: str, cookie: str | None = None) -> dict[str, Any]:
     headers = [(b"host", b"127.0.0.1:3000"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
@@ -51,13 +49,8 @@ async def main(n: int) -> None:
     data = tempfile.mkdtemp(prefix="regcopilot-asgi-cost-")
     os.environ.update(NEXTAUTH_SECRET="asgi-cost-" + "s" * 40, DATA_DIR=data,
                       DATABASE_URL=f"sqlite:///{data}/users.db", LOG_LEVEL="WARNING")
+    from bench.bare_app import app as bare
     from regcopilot.web.app import create_app  # after the environment is set
-
-    bare = FastAPI()
-
-    @bare.get("/api/health")
-    async def health() -> dict:
-        return {"status": "ok"}
 
     ours = create_app()
     async with ours.router.lifespan_context(ours):

@@ -139,6 +139,49 @@ async def test_idle_and_byte_by_byte_clients_are_closed_while_me_answers(tmp_pat
         server.stop()
 
 
+async def test_a_later_request_dribbling_its_headers_is_closed(tmp_path):
+    """On a kept-alive connection, the next request's headers get the same deadline from their
+    first byte, although the usual request (headers in one read) arms no timer at all
+    (web/connections.py). The keep-alive timeout is long here, so only the header deadline can
+    close it."""
+    timeout = 1.0
+    server, cookie = await _server_with_user(
+        tmp_path, HTTP_HEADER_TIMEOUT_SECONDS=timeout, HTTP_KEEPALIVE_TIMEOUT_SECONDS=120)
+    stop = asyncio.Event()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        request = f"GET /api/me HTTP/1.1\r\nHost: t\r\nCookie: {COOKIE}={cookie}\r\n\r\n"
+        for _ in range(3):  # complete requests, each headers in one write: answered
+            writer.write(request.encode())
+            assert b" 200 " in await reader.readline()
+            length = 0
+            while (line := await reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+
+        async def dribble() -> None:
+            for byte in b"GET /api/me HTTP/1.1\r\nHost: t\r\nX-Padding: " + b"p" * 500:
+                if stop.is_set() or writer.is_closing():
+                    return
+                try:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                except ConnectionError:
+                    return
+                await asyncio.sleep(timeout / 10)
+
+        dribbling = asyncio.create_task(dribble())
+        await asyncio.wait_for(_closed_by_server(reader), timeout=timeout * 20)
+        stop.set()
+        await dribbling
+        await eventually(lambda: "HTTP_HEADER_TIMEOUT_SECONDS" in server.log_path.read_text(),
+                         timeout=10)
+    finally:
+        stop.set()
+        server.stop()
+
+
 async def test_connection_cap_refuses_new_connections_and_says_so(tmp_path):
     server, cookie = await _server_with_user(
         tmp_path, HTTP_MAX_CONNECTIONS=10, HTTP_HEADER_TIMEOUT_SECONDS=60)

@@ -18,6 +18,7 @@ from regcopilot.names import Reason
 from regcopilot.users.directory import DirectoryUnavailable, judge
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
+from regcopilot.web.front_door import fast
 from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
 from regcopilot.web.migration import end_foreign_session
 from regcopilot.web.next_path import safe_next
@@ -238,6 +239,7 @@ async def logout(request: Request) -> Response:
 
 @router.get("/api/auth/session")
 @access(Access.OPTIONAL)
+@fast
 async def session(request: Request) -> Response:
     user = signed_in(request.scope)
     if user is None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.types import Scope
 
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import current_user, errors
-from regcopilot.web.middleware import signed_in
+from regcopilot.web.front_door import fast
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.routes.auth import login
@@ -43,13 +42,8 @@ def me_body(user: SessionUser) -> dict:
             "tenantRole": user.tenant_role, "tenantName": user.tenant_name}
 
 
-def me_hot(scope: Scope) -> dict | None:
-    """/api/me for web/hot.py; None (no user) leaves the refusal to the route."""
-    user = signed_in(scope)
-    return me_body(user) if user is not None else None
-
-
 @router.get("/api/me")
+@fast
 async def me(request: Request) -> dict:
     return me_body(current_user(request))
 

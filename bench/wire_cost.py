@@ -1,0 +1,165 @@
+"""The server's own CPU per request without sockets: uvicorn's HTTP protocol (ours with its
+connection guards, GuardedHttpProtocol; plain httptools for the others) is fed request bytes
+on a fake transport under uvloop, and the response is awaited. Everything the server process
+does per request is in it except the socket calls and the epoll wake-up, which are the same for
+every app — so differences between variants here are differences in their own code.
+
+    .venv/bin/python -m bench.wire_cost [--requests 20000] [--case me]
+
+Under valgrind the figure is an instruction count, which the other programs on a shared
+machine cannot disturb (bench/instructions runs it that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvloop
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from bench.bare_app import app as bare
+
+PEER = ("127.0.0.1", 5555)
+LOCAL = ("127.0.0.1", 3000)
+
+
+class Transport(asyncio.Transport):
+    """Collects what the protocol writes; never blocks, never closes by itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": PEER, "sockname": LOCAL}.get(name, default)
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def request_bytes(path: str, cookie: str | None) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1:3000", "User-Agent: bench"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def connection(app: Any, protocol: type[HttpToolsProtocol]) -> tuple[Any, Transport]:
+    """One kept-alive connection, as wrk holds 64 of; signals each completed response."""
+    config = Config(app, http=protocol, proxy_headers=True, access_log=False, lifespan="off",
+                    log_level="warning")
+    config.load()
+
+    class Driven(protocol):  # type: ignore[misc, valid-type]
+        done: asyncio.Future[None] | None = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.done is not None:
+                self.done.set_result(None)
+
+    conn = Driven(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    conn.connection_made(transport)
+    return conn, transport
+
+
+async def per_request_us(app: Any, protocol: type[HttpToolsProtocol], request: bytes,
+                         n: int) -> float:
+    conn, transport = connection(app, protocol)
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        conn.done = loop.create_future()
+        conn.data_received(request)
+        await conn.done
+
+    for _ in range(200):  # warm
+        await one()
+    status = transport.written[-2].split(b" ", 2)[1]
+    if status != b"200":
+        raise SystemExit(f"{request.splitlines()[0]!r} answered {status!r}")
+    transport.written.clear()
+    started = time.process_time()
+    for i in range(n):
+        await one()
+        if i & 255 == 0:
+            transport.written.clear()
+    return (time.process_time() - started) / n * 1e6
+
+
+@asynccontextmanager
+async def ours_signed_in() -> AsyncIterator[tuple[Any, str]]:
+    """Our app on SQLite with the in-memory cache, and a signed-in user's cookie."""
+    data = tempfile.mkdtemp(prefix="regcopilot-wire-cost-")
+    os.environ.update(NEXTAUTH_SECRET="wire-cost-" + "s" * 40, DATA_DIR=data,
+                      DATABASE_URL=f"sqlite:///{data}/users.db", LOG_LEVEL="WARNING")
+    from regcopilot.web.app import create_app  # after the environment is set
+
+    app = create_app()
+    async with app.router.lifespan_context(app):
+        services = app.state.services
+        login = await services.directory.add("bench@example.com", "-")
+        workspace = (await services.validator.validate(login.id)).tenant_id or ""
+        token, _ = services.tokens.issue(sub=login.id, email=login.email, tenant=workspace,
+                                         role=None)
+        yield app, f"regcopilot.session-token={token}"
+
+
+CASES = ("raw", "bare", "health", "me", "session")
+
+
+async def main(n: int, only: str | None) -> None:
+    from bench.raw_app import app as raw
+    from regcopilot.web.connections import GuardedHttpProtocol
+
+    async with ours_signed_in() as (ours, cookie):
+        table: dict[str, tuple[str, Any, type[HttpToolsProtocol], bytes]] = {
+            "raw": ("(R) raw ASGI app", raw, HttpToolsProtocol, request_bytes("/api/health", None)),
+            "bare": ("(0) bare FastAPI app", bare, HttpToolsProtocol,
+                     request_bytes("/api/health", None)),
+            "health": ("(1) ours /api/health", ours, GuardedHttpProtocol,
+                       request_bytes("/api/health", None)),
+            "me": ("(2) ours /api/me", ours, GuardedHttpProtocol,
+                   request_bytes("/api/me", cookie)),
+            "session": ("ours GET /api/auth/session", ours, GuardedHttpProtocol,
+                        request_bytes("/api/auth/session", cookie)),
+        }
+        for key in (only,) if only else CASES:
+            name, app, protocol, request = table[key]
+            print(f"{name:28} {await per_request_us(app, protocol, request, n):7.1f} µs per "
+                  "request", flush=True)
+
+
+def run(argv: list[str] | None = None, runner: Callable[..., Any] = uvloop.run) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--case", choices=CASES)
+    a = parser.parse_args(argv)
+    runner(main(a.requests, a.case))
+
+
+if __name__ == "__main__":
+    run()

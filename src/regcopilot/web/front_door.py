@@ -1,0 +1,174 @@
+"""The most requested GETs dispatched in front of FastAPI's own layers, through the same guards.
+
+Why: on the wire (bench/wire_cost.py: uvicorn's protocol fed request bytes, no sockets), a raw
+ASGI callable costs ~110,000 instructions a request; FastAPI's outer layers (its `__call__` with
+the telemetry check, ServerErrorMiddleware's send wrapper, the exception-telemetry and body-limit
+layers), its router's matching across the included routers, dependency solving and response
+serialisation come on top of it before any of our code runs. Here a route marked `@fast` is
+answered by:
+
+    CsrfMiddleware → SessionMiddleware → its own endpoint → orjson → two sends
+
+— the very guard instances of the app's middleware stack (the middleware stack keeps them for
+every other request), and the endpoint FastAPI would have called, found in the declared routes:
+the declared routes stay the one list of routes and the schema's source; this is only a faster
+dispatcher for a few of them. Only endpoints whose sole parameter is the Request (or none) and
+that need no dependency can be marked; `FastRoutes.from_routes` refuses any other.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from regcopilot.web.access import declared_routes
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ATTR = "__regcopilot_fast__"
+
+JSON = (b"content-type", b"application/json")
+# Content-Length values for every body a hot route sends, made once rather than per request.
+_LENGTHS = [str(n).encode() for n in range(4096)]
+
+
+def fast(endpoint: F) -> F:
+    """Mark a GET endpoint to be dispatched by the front door (under the router's decorator)."""
+    setattr(endpoint, _ATTR, True)
+    return endpoint
+
+
+def json_body(content: Any) -> bytes:
+    """The bytes Starlette's JSONResponse sends for str/int/bool/None/dict/list content (compact,
+    UTF-8): orjson, ~0.4 µs for /api/me's body where json.dumps took ~4.4 µs (measured on this
+    machine kind; tests/test_front_door.py compares the bytes)."""
+    return orjson.dumps(content)
+
+
+async def send_json(send: Send, body: bytes) -> None:
+    n = len(body)
+    length = _LENGTHS[n] if n < len(_LENGTHS) else str(n).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", length), JSON]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    call: Callable[..., Awaitable[Any]]
+    takes_request: bool
+
+
+class FastRoutes:
+    """path → the declared endpoint, for the GET routes marked `@fast`."""
+
+    def __init__(self, endpoints: dict[str, Endpoint],
+                 handlers: Mapping[Any, Callable[..., Any]] | None = None) -> None:
+        self.endpoints = endpoints
+        self.handlers = dict(handlers or {})
+
+    @classmethod
+    def from_routes(cls, routes: Iterable[Any],
+                    handlers: Mapping[Any, Callable[..., Any]] | None = None) -> FastRoutes:
+        found: dict[str, Endpoint] = {}
+        for path, route, included_with in declared_routes(routes):
+            if not getattr(route.endpoint, _ATTR, False):
+                continue
+            if not isinstance(route, APIRoute) or "GET" not in route.methods:
+                raise TypeError(f"@fast on {path}: only a GET APIRoute can be dispatched fast")
+            if included_with:
+                raise TypeError(f"@fast on {path}: its router was included with dependencies")
+            found[path] = Endpoint(route.endpoint, _takes_request(path, route))
+        return cls(found, handlers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self.endpoints[scope["path"]]
+        try:
+            if endpoint.takes_request:
+                result = await endpoint.call(Request(scope, receive))
+            else:
+                result = await endpoint.call()
+        except Exception as exc:
+            # What FastAPI's ExceptionMiddleware would answer (the app's refusal handlers);
+            # anything unhandled goes on to the server, which answers 500 as FastAPI's
+            # ServerErrorMiddleware would.
+            handler = self._handler(exc)
+            if handler is None:
+                raise
+            result = await handler(Request(scope, receive), exc)
+        if isinstance(result, Response):
+            await result(scope, receive, send)
+        else:
+            await send_json(send, json_body(result))
+
+
+    def _handler(self, exc: Exception) -> Callable[..., Any] | None:
+        for kind in type(exc).__mro__:
+            if kind in self.handlers:
+                return self.handlers[kind]
+        return None
+
+
+def _takes_request(path: str, route: APIRoute) -> bool:
+    """The endpoint gets nothing or the Request only: there is nothing for FastAPI to solve."""
+    dependant = route.dependant
+    solved = (dependant.path_params, dependant.query_params, dependant.header_params,
+              dependant.cookie_params, dependant.body_params, dependant.dependencies,
+              route.dependencies)
+    params = list(inspect.signature(route.endpoint).parameters.values())
+    if any(solved) or len(params) > 1:
+        raise TypeError(f"@fast on {path}: its endpoint needs FastAPI to solve parameters")
+    if route.status_code not in (None, 200) or route.response_model not in (None, dict):
+        raise TypeError(f"@fast on {path}: its endpoint's answer needs FastAPI to serialise it")
+    return bool(params)
+
+
+class FastFirst(FastAPI):
+    """FastAPI, with the `@fast` routes dispatched before its own layers (`enable_fast`)."""
+
+    _fast_paths: frozenset[str] = frozenset()
+    _front: ASGIApp | None = None
+
+    def enable_fast(self, guards: Sequence[tuple[type, dict[str, Any]]]) -> None:
+        """Call once every router is included. `guards` (outermost first) are added to the
+        middleware stack for every other request and wrapped around the fast routes here: one
+        list, so the two paths cannot be guarded differently."""
+        for cls, options in reversed(guards):
+            self.add_middleware(cls, **options)
+        if self.root_path:
+            return  # FastAPI rewrites the scope's root path; leave every request to it
+        routes = FastRoutes.from_routes(self.routes, self.exception_handlers)
+        front: ASGIApp = routes
+        for cls, options in reversed(guards):
+            front = cls(front, **options)
+        self._front, self._fast_paths = front, frozenset(routes.endpoints)
+
+    def telemetry_started(self) -> None:
+        """FastAPI traces and meters requests when OpenTelemetry is configured; the fast
+        routes would not be, so with telemetry on, every request takes FastAPI's way."""
+        native = getattr(self, "_native_telemetry", None)
+        if native is not None and native.enabled():
+            self._fast_paths = frozenset()
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        if self._front is not None:
+            raise RuntimeError(
+                "middleware added after enable_fast() would miss the fast routes: put it in "
+                "enable_fast's list instead")
+        super().add_middleware(middleware_class, *args, **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self._fast_paths and (
+                scope["method"] == "GET"):
+            scope["app"] = self
+            await self._front(scope, receive, send)  # type: ignore[misc]
+            return
+        await super().__call__(scope, receive, send)
