@@ -9,6 +9,7 @@ from regcopilot.auth.validator import DirectValidator, SessionValidator
 from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.redis import RedisStore
+from regcopilot.cache.store import SharedStore
 from regcopilot.cache.tiers import SharedOnlyCache, UncachedCache, ValidationCache
 from regcopilot.config import Settings
 from regcopilot.metrics.auth_metrics import AuthMetrics
@@ -50,7 +51,7 @@ _CACHES: dict[str, type[ValidationCache]] = {
 }
 
 
-def build_cache(settings: Settings, shared: RedisStore | None) -> ValidationCache:
+def build_cache(settings: Settings, shared: SharedStore | None) -> ValidationCache:
     return _CACHES[settings.CACHE_MODE](
         ttl=settings.cache_ttl, max_size=settings.MAX_CACHE_SIZE,
         prefix=settings.REDIS_KEY_PREFIX, shared=shared,

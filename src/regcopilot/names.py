@@ -31,3 +31,13 @@ class Source(StrEnum):
     CACHED = "cached"  # a tier of the cache
     COALESCED = "coalesced"  # another process's load, waited for
     DIRECTORY = "directory"  # the directory itself
+
+
+class Door(StrEnum):
+    """Which sign-in door a session was opened through (SignInContext.door)."""
+
+    API = "api"  # POST /api/auth/login with JSON
+    FORM = "form"  # the sign-in page's form
+    NEXTAUTH = "nextauth"  # NextAuth's credentials callback
+    GOTRUE = "gotrue"  # a GoTrue-compatible token endpoint
+    INVITATION = "invitation"  # accepting an invitation

@@ -13,9 +13,7 @@ cache applies (measured here: a decrypt and check ~41 µs, a cache hit ~0.5 µs)
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from dataclasses import replace
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -53,17 +51,6 @@ class NextAuthTokens(TokenFormat):
 
     def _new_jti(self) -> str:
         return str(uuid.uuid4())  # a v4 jti as next-auth's encode sets it
-
-    def reissue(self, claims: Claims) -> tuple[str, Claims]:
-        now = int(time.time())
-        again = Claims(claims.sub, claims.email, claims.tenant, claims.role, now,
-                       min(claims.exp, now + self.max_age), claims.jti, claims.name,
-                       claims.tenant_at)
-        return self._encode(again), again
-
-    def move(self, claims: Claims, tenant: str) -> str:
-        """The same session in another workspace (see SessionTokens.move)."""
-        return self._encode(replace(claims, tenant=tenant, tenant_at=int(time.time() * 1000)))
 
     def _encode(self, claims: Claims) -> str:
         payload = {

@@ -27,8 +27,11 @@ class InvalidToken(Exception):
     """Why a token was refused; str() is a short reason for logs and metrics."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Claims:
+    """Keyword-only: eight fields of mostly `str` built positionally once dropped one
+    (`tenant_at`, on the NextAuth upgrade) without any error."""
+
     sub: str
     email: str
     tenant: str
@@ -40,6 +43,10 @@ class Claims:
     # ms since the epoch when `tenant` was set by a sign-in or a switch: a cached validation
     # older than that, naming another workspace, is re-asked rather than believed.
     tenant_at: int = 0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class TokenFormat:
@@ -58,9 +65,22 @@ class TokenFormat:
     ) -> tuple[str, Claims]:
         """A new session; `tenant_at` stamps when its workspace was set (issue 13)."""
         now = int(time.time())
-        claims = Claims(sub, email, tenant, role, now, now + self.max_age, self._new_jti(),
-                        name, tenant_at=int(time.time() * 1000))
+        claims = Claims(sub=sub, email=email, tenant=tenant, role=role, iat=now,
+                        exp=now + self.max_age, jti=self._new_jti(), name=name,
+                        tenant_at=now_ms())
         return self._encode(claims), claims
+
+    def reissue(self, claims: Claims) -> tuple[str, Claims]:
+        """The same session (same jti, so one revocation ends both) in this format, expiring
+        no later than the original and no later than this format's own max age."""
+        now = int(time.time())
+        again = replace(claims, iat=now, exp=min(claims.exp, now + self.max_age))
+        return self._encode(again), again
+
+    def move(self, claims: Claims, tenant: str) -> str:
+        """The same session (subject, id, expiry) in another workspace: a sign-out still
+        ends it, and it lives no longer than the original."""
+        return self._encode(replace(claims, tenant=tenant, tenant_at=now_ms()))
 
     def _new_jti(self) -> str:
         return uuid.uuid4().hex
@@ -83,19 +103,6 @@ class SessionTokens(TokenFormat):
     def __init__(self, secret: str, max_age: int, **options: int) -> None:
         super().__init__(max_age, **options)
         self._secret = secret
-
-    def reissue(self, claims: Claims) -> tuple[str, Claims]:
-        """The same session (same jti, so one revocation ends both) in this format, expiring
-        no later than the original and no later than this format's own max age."""
-        now = int(time.time())
-        exp = min(claims.exp, now + self.max_age)
-        again = replace(claims, iat=now, exp=exp)
-        return self._encode(again), again
-
-    def move(self, claims: Claims, tenant: str) -> str:
-        """The same session (subject, id, expiry) in another workspace: a sign-out still
-        ends it, and it lives no longer than the original."""
-        return self._encode(replace(claims, tenant=tenant, tenant_at=int(time.time() * 1000)))
 
     def _encode(self, claims: Claims) -> str:
         payload = {

@@ -38,13 +38,12 @@ class SecurityLog:
             {"type": kind, "detail": detail, "client": client, "at": int(time.time() * 1000)}
         )
 
-    def invalid_token(self, reason: str, scope: dict[str, Any]) -> None:
+    def invalid_token(self, reason: str, client: str | None) -> None:
         self.counts["invalidTokens"] += 1
         key = _reason_key(reason)
         if key in self.invalid_token_reasons or len(self.invalid_token_reasons) < MAX_REASONS:
             self.invalid_token_reasons[key] += 1
-        client = scope.get("client")
-        self._event("invalid_token", reason[:120], client[0] if client else None)
+        self._event("invalid_token", reason[:120], client)
 
     def failed_login(self, email: str, client: str | None) -> None:
         self.counts["failedLogins"] += 1

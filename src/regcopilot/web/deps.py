@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
-from regcopilot.web.middleware import signed_in
+from regcopilot.auth.identity import SessionUser
+from regcopilot.web.auth_state import is_monitor, signed_in
 from regcopilot.web.services import Services
-from regcopilot.web.session import SessionUser
 
 
 def services(request: Request) -> Services:
@@ -32,7 +32,7 @@ def admin_user(request: Request) -> SessionUser:
 
 def monitor_or_admin(request: Request) -> None:
     """A monitor's bearer token (checked by the middleware) or a signed-in admin."""
-    if request.scope.get("state", {}).get("monitor", False):
+    if is_monitor(request.scope):
         return
     user = signed_in(request.scope)
     if user is None or not user.is_admin:

@@ -18,56 +18,38 @@ owns it, and a secret misconfigured on one tier must not sign people out of the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
 
-from starlette.types import Message, Scope, Send
+from starlette.types import Scope
 
-from regcopilot.auth.tokens import Claims, InvalidToken
-from regcopilot.cache.memory import MemoryStore
+from regcopilot.auth.authenticate import Credentials
+from regcopilot.auth.cookies import BASE_NAME, NEXTAUTH_NAME, SECURE_PREFIX
+from regcopilot.auth.sessions import SessionService
+from regcopilot.auth.tokens import InvalidToken, TokenFormat
 from regcopilot.config import Settings
-from regcopilot.metrics.auth_metrics import AuthMetrics
-from regcopilot.web.session import (
-    BASE_NAME,
-    NEXTAUTH_NAME,
-    SECURE_PREFIX,
-    SessionUser,
-    set_cookie_header,
-)
-
-if TYPE_CHECKING:
-    from regcopilot.web.services import Services
 
 Reader = Callable[[Scope, str], str | None]
 # NextAuth's chunks are 3,933 bytes; the token cap (auth/nextauth.py) is reached by the 5th.
 MAX_CHUNKS = 5
-# Sessions already counted as migrated in this process (parallel first requests, retries).
-COUNTED_MAX = 100_000
-UPGRADE = "session_upgrade"  # the scope-state key the middleware leaves the headers under
-
-
-class Codec(Protocol):
-    max_age: int
-
-    def decode(self, token: str) -> Claims: ...
-    def reissue(self, claims: Claims) -> tuple[str, Claims]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
     base: str  # cookie name without the __Secure- prefix
-    codec: Codec
+    codec: TokenFormat
     upgrade: bool  # convert to the configured format on first use
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
     token: str
-    codec: Codec
+    codec: TokenFormat
     names: tuple[str, ...]  # the cookies it came from, cleared on upgrade
     upgrade: bool
+
+    def credentials(self, client: str | None) -> Credentials:
+        return Credentials(self.token, self.codec, self.upgrade, client)
 
 
 def read_chunked(scope: Scope, name: str, read: Reader) -> tuple[str, tuple[str, ...]] | None:
@@ -96,24 +78,13 @@ def clear_named_header(settings: Settings, name: str) -> str:
 
 
 class ForeignSessions:
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        primary: Codec,
-        ours: Codec,
-        nextauth: Codec,
-        metrics: AuthMetrics,
-    ) -> None:
+    def __init__(self, settings: Settings, *, ours: TokenFormat, nextauth: TokenFormat) -> None:
         self.settings = settings
-        self.primary = primary
-        self.metrics = metrics
         self.prefix = SECURE_PREFIX if settings.secure_cookies else ""
         if settings.SESSION_COOKIE_FORMAT == "nextauth":
             self.sources = (Source(NEXTAUTH_NAME, nextauth, False), Source(BASE_NAME, ours, True))
         else:
             self.sources = (Source(NEXTAUTH_NAME, nextauth, True),)
-        self._counted = MemoryStore(COUNTED_MAX)
 
     def find(self, scope: Scope, read: Reader) -> Found | None:
         """The first foreign session cookie on the request (called only when the configured
@@ -124,47 +95,17 @@ class ForeignSessions:
                 return Found(found[0], source.codec, found[1], source.upgrade)
         return None
 
-    def upgrade(self, found: Found, claims: Claims, user: SessionUser) -> list[tuple[bytes, bytes]]:
-        """Set-Cookie headers moving a validated foreign session to the configured format."""
-        validated = Claims(user.id, user.email or claims.email, user.tenant_id, user.role,
-                           claims.iat, claims.exp, claims.jti, claims.name)
-        token, fresh = self.primary.reissue(validated)
-        max_age = fresh.exp - int(time.time())
-        if max_age <= 0:
-            return []  # about to expire anyway: nothing worth converting
-        headers = [set_cookie_header(self.settings, token, max_age)]
-        headers += [clear_named_header(self.settings, name) for name in found.names]
-        if self._counted.get_now(claims.jti) is None:
-            self._counted.set_now(claims.jti, True, max_age)
-            self.metrics.migrated()
-        return [(b"set-cookie", h.encode("latin-1")) for h in headers]
-
-
-def with_upgrade(send: Send, state: dict[str, Any]) -> Send:
-    """`send`, adding the upgrade's Set-Cookie headers to the response when there are any."""
-    headers = state.get(UPGRADE)
-    if not headers:
-        return send
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *headers]}
-        await send(message)
-
-    return sending
-
-
-async def end_foreign_session(svc: Services, scope: Scope, read: Reader) -> list[str]:
-    """Sign-out of a session still in the other format (signing out is its first request
-    here): revoke its jti — the id an upgraded copy shares — and clear its cookies."""
-    found = svc.foreign.find(scope, read)
-    if found is None:
-        return []
-    try:
-        claims = found.codec.decode(found.token)
-    except InvalidToken:
-        claims = None
-    if claims is not None:
-        # Durable like any logout: the record is created (already revoked) if it has none.
-        await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
-    return [clear_named_header(svc.settings, name) for name in found.names]
+    async def end(self, scope: Scope, read: Reader, sessions: SessionService) -> list[str]:
+        """Sign-out of a session still in the other format (signing out is its first request
+        here): revoke its jti — the id an upgraded copy shares — and clear its cookies."""
+        found = self.find(scope, read)
+        if found is None:
+            return []
+        try:
+            claims = found.codec.decode(found.token)
+        except InvalidToken:
+            claims = None
+        if claims is not None:
+            # Durable like any logout: the record is created (already revoked) if it has none.
+            await sessions.logout(claims.jti, claims.sub, claims.exp)
+        return [clear_named_header(self.settings, name) for name in found.names]

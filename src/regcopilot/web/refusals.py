@@ -16,14 +16,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
 
+from regcopilot.auth.identity import DIRECTORY_DOWN, RETRY_AFTER_SECONDS, Refusal
 from regcopilot.users.directory import DirectoryUnavailable
 
 log = logging.getLogger("regcopilot.auth")
 
-# A directory outage is retried by the validator's next caller anyway; 5 s keeps clients from
-# hammering a pool that is reconnecting without making a short blip feel long.
-RETRY_AFTER_SECONDS = 5
-DIRECTORY_DOWN = "user directory unavailable, try again shortly"
+__all__ = ["DIRECTORY_DOWN", "RETRY_AFTER_SECONDS", "directory_down", "error_body", "install",
+           "refusal", "refused", "retry_after", "send_refusal"]
 
 
 def retry_after(seconds: int = RETRY_AFTER_SECONDS) -> dict[str, str]:
@@ -37,6 +36,12 @@ def error_body(status: int, message: str, detail: Any = None) -> dict[str, Any]:
 def refusal(status: int, message: str, headers: dict[str, str] | None = None,
             detail: Any = None) -> JSONResponse:
     return JSONResponse(error_body(status, message, detail), status_code=status, headers=headers)
+
+
+def refused(answer: Refusal) -> JSONResponse:
+    """A use case's Refusal as the JSON refusal, with its Retry-After when it has one."""
+    headers = retry_after(answer.retry_after) if answer.retry_after is not None else None
+    return refusal(answer.status, answer.message, headers)
 
 
 def directory_down() -> JSONResponse:

@@ -8,16 +8,21 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from regcopilot.auth.authenticate import Authenticator, Credentials
+from regcopilot.auth.cookies import cookie_name
+from regcopilot.auth.identity import Refusal, SessionUser
 from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.password_pool import PasswordPool, default_workers
 from regcopilot.auth.passwords import Hasher
 from regcopilot.auth.rate_limit import LoginLimiter
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.sessions import SessionService
+from regcopilot.auth.sign_in import SignedIn, SignIn, SignInContext
 from regcopilot.auth.tokens import SessionTokens
 from regcopilot.auth.validator import SessionValidator
 from regcopilot.background import stop
 from regcopilot.cache.bus import EventBus
+from regcopilot.cache.store import SharedStore
 from regcopilot.cache.tiers import ValidationCache
 from regcopilot.config import Settings
 from regcopilot.factories import (
@@ -51,16 +56,23 @@ class Services:
     limiter: LoginLimiter
     foreign: ForeignSessions  # the other format's cookies (web/migration.py)
     passwords: PasswordPool
+    sessions: SessionService
+    security: SecurityLog
+    authenticator: Authenticator
+    signer: SignIn
     bus: EventBus | None = None
-    security: SecurityLog = field(default_factory=SecurityLog)
     feed_connected: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    sessions: SessionService = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.sessions = SessionService(
-            session_records(self.directory), self.revocations, self.metrics
-        )
+    async def authenticate(self, credentials: Credentials) -> SessionUser | Refusal:
+        """The use case every request's session goes through (auth/authenticate.py)."""
+        return await self.authenticator.authenticate(credentials)
+
+    async def sign_in(
+        self, email: str, password: str, context: SignInContext
+    ) -> SignedIn | Refusal:
+        """The use case every sign-in door calls (auth/sign_in.py)."""
+        return await self.signer.sign_in(email, password, context)
 
     async def start(self) -> None:
         await self.directory.open()
@@ -112,10 +124,13 @@ class Services:
         self.passwords.close()
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, *, shared: SharedStore | None = None) -> Services:
+    """The instance's graph. `shared` stands in for the Redis store (a MemoryStore, in the use
+    cases' unit tests); otherwise REDIS_URL decides."""
     prefix = settings.REDIS_KEY_PREFIX
     url = settings.REDIS_URL
-    shared = build_store(settings)
+    if shared is None:
+        shared = build_store(settings)
     bus = EventBus(url, build_keys(settings).events_channel) if url else None
     cache = build_cache(settings, shared)
     directory = build_directory(settings)
@@ -130,30 +145,44 @@ def build_services(settings: Settings) -> Services:
     ours = SessionTokens(secret, max_age, **clock)
     nextauth = NextAuthTokens(secret, max_age, **clock)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
+    revocations = RevocationList(prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY)
+    validator = build_validator(settings, cache, directory, metrics)
+    limiter = LoginLimiter(
+        prefix,
+        shared,
+        account_limit=settings.LOGIN_MAX_FAILURES_PER_ACCOUNT,
+        address_limit=settings.LOGIN_MAX_FAILURES_PER_ADDRESS,
+        window=settings.LOGIN_LOCKOUT_SECONDS,
+    )
+    passwords = PasswordPool(
+        Hasher(settings.PASSWORD_HASH_ROUNDS),
+        workers=settings.PASSWORD_WORKERS or default_workers(),
+        queue_size=settings.PASSWORD_QUEUE_SIZE,
+    )
+    sessions = SessionService(session_records(directory), revocations, metrics)
+    security = SecurityLog()
     return Services(
         settings=settings,
         directory=directory,
         cache=cache,
         tokens=tokens,
-        revocations=RevocationList(
-            prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY
-        ),
-        validator=build_validator(settings, cache, directory, metrics),
+        revocations=revocations,
+        validator=validator,
         metrics=metrics,
-        limiter=LoginLimiter(
-            prefix,
-            shared,
-            account_limit=settings.LOGIN_MAX_FAILURES_PER_ACCOUNT,
-            address_limit=settings.LOGIN_MAX_FAILURES_PER_ADDRESS,
-            window=settings.LOGIN_LOCKOUT_SECONDS,
+        limiter=limiter,
+        foreign=ForeignSessions(settings, ours=ours, nextauth=nextauth),
+        passwords=passwords,
+        sessions=sessions,
+        security=security,
+        authenticator=Authenticator(
+            primary=tokens, validator=validator, revocations=revocations, sessions=sessions,
+            metrics=metrics, security=security,
         ),
-        foreign=ForeignSessions(
-            settings, primary=tokens, ours=ours, nextauth=nextauth, metrics=metrics
-        ),
-        passwords=PasswordPool(
-            Hasher(settings.PASSWORD_HASH_ROUNDS),
-            workers=settings.PASSWORD_WORKERS or default_workers(),
-            queue_size=settings.PASSWORD_QUEUE_SIZE,
+        signer=SignIn(
+            directory=directory, tokens=tokens, cookie_name=cookie_name(settings),
+            limiter=limiter, passwords=passwords, cache=cache, validator=validator,
+            sessions=sessions, metrics=metrics, security=security,
+            default_tenant=settings.SUPABASE_DEMO_TENANT_ID,
         ),
         bus=bus,
     )

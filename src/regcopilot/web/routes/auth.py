@@ -10,28 +10,25 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from regcopilot.auth.password_pool import PasswordBusy
+from regcopilot.auth.identity import Refusal
 from regcopilot.auth.passwords import MAX_PASSWORD_BYTES
-from regcopilot.auth.rate_limit import RateLimited
+from regcopilot.auth.sign_in import SignedIn, SignInContext
 from regcopilot.auth.tokens import InvalidToken
-from regcopilot.names import Reason
-from regcopilot.users.directory import DirectoryUnavailable, judge
+from regcopilot.names import Door
 from regcopilot.web.access import Access, access
+from regcopilot.web.auth_state import refusal_of, signed_in
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.front_door import fast
-from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
-from regcopilot.web.migration import end_foreign_session
+from regcopilot.web.middleware import read_cookie
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
-from regcopilot.web.refusals import DIRECTORY_DOWN, directory_down, refusal, retry_after
+from regcopilot.web.refusals import directory_down, refusal, retry_after
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
-from regcopilot.workspaces.store import WorkspaceStore
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
 
 MAX_EMAIL = 320
 MAX_BODY_BYTES = 64 * 1024  # an email and a password; anything bigger is not a sign-in
-BAD_CREDENTIALS = "Invalid email or password"
 
 
 class LoginBody(BaseModel):
@@ -72,14 +69,9 @@ async def _read_login(request: Request) -> tuple[dict[str, Any], bool]:
     raise LoginFailed(415, "send application/json or a form with email and password")
 
 
-def _busy() -> LoginFailed:
-    return LoginFailed(503, "too many sign-ins in progress, try again shortly",
-                       retry_after(PasswordBusy.retry_after))
-
-
-async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _fields(fields: dict[str, Any]) -> LoginBody:
     try:
-        body = LoginBody.model_validate(
+        return LoginBody.model_validate(
             {"email": fields.get("email"), "password": fields.get("password")}
         )
     except ValidationError as exc:
@@ -87,77 +79,32 @@ async def _login(request: Request, fields: dict[str, Any]) -> tuple[str, dict[st
         where = err["loc"][0] if err["loc"] else "body"
         message = str(err["msg"]).removeprefix("Value error, ")
         raise LoginFailed(422, f"{where}: {message}") from None
-    svc = services(request)
-    ip = client_ip(request)
-    email = body.email.strip().lower()
-    try:
-        await svc.limiter.check(email, ip)
-    except RateLimited as limited:
-        svc.security.rate_limited(limited.what, ip)
-        raise LoginFailed(
-            429, "Too many failed sign-in attempts, try again later",
-            retry_after(limited.retry_after),
-        ) from None
-    if svc.passwords.full:  # refused before asking the directory anything
-        raise _busy()
-    try:
-        user = await svc.directory.find_by_email(email)
-    except DirectoryUnavailable:
-        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
-    verdict = judge(user, svc.settings.SUPABASE_DEMO_TENANT_ID)
-    try:
-        password_ok = await svc.passwords.verify(
-            body.password, user.password_hash if user else None
-        )
-    except PasswordBusy:
-        raise _busy() from None
-    if user is None or not password_ok or verdict.reason in (Reason.DELETED, Reason.NOT_FOUND):
-        svc.security.failed_login(email, ip)
-        await svc.limiter.failed(email, ip)
-        raise LoginFailed(401, BAD_CREDENTIALS)
-    if verdict.reason == Reason.BANNED:
-        svc.security.failed_login(email, ip)
-        raise LoginFailed(403, "This account is banned")
-    await svc.limiter.succeeded(email, ip)
-    try:  # the first sign-in makes a personal workspace; the session starts in the current one
-        workspace = await WorkspaceStore(svc.directory).ensure_personal(user)
-    except DirectoryUnavailable:
-        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
-    if workspace.tenant_id is None:
-        raise LoginFailed(403, "no accessible workspace")
-    cached = await svc.cache.get(user.id)
-    if cached is not None and not cached.is_valid:
-        # The directory just said yes (e.g. unbanned a moment ago, before the change feed
-        # reached us): a stale refusal must not log the new session straight out again.
-        await svc.validator.user_changed(user.id)
-    token, claims = svc.tokens.issue(
-        sub=user.id, email=user.email, tenant=workspace.tenant_id, role=user.role,
-        name=user.full_name,
-    )
-    try:
-        await svc.sessions.issued(
-            claims.jti, user.id, claims.exp, request.headers.get("user-agent"), ip
-        )
-    except DirectoryUnavailable:
-        # A session without its record could not be listed nor revoked by "sign out
-        # everywhere": no record, no session.
-        raise LoginFailed(503, DIRECTORY_DOWN, retry_after()) from None
-    svc.metrics.login(user.id)
-    try:
-        await svc.directory.record_sign_in(user.id)
-    except DirectoryUnavailable:
-        pass  # the sign-in stamp is bookkeeping; the login itself succeeded
-    return token, {
+
+
+async def _login(request: Request, fields: dict[str, Any], door: Door) -> SignedIn:
+    """The door's half of a sign-in: the fields checked, the use case asked."""
+    body = _fields(fields)
+    context = SignInContext(client_ip(request), request.headers.get("user-agent"), door)
+    answer = await services(request).sign_in(body.email, body.password, context)
+    if isinstance(answer, Refusal):
+        headers = retry_after(answer.retry_after) if answer.retry_after is not None else None
+        raise LoginFailed(answer.status, answer.message, headers)
+    return answer
+
+
+def signed_in_body(signed: SignedIn) -> dict[str, Any]:
+    user = signed.user
+    return {
         "user": {
             "id": user.id,
             "email": user.email,
-            "name": user.full_name,
-            "tenantId": workspace.tenant_id,
-            "tenantRole": workspace.role,
-            "tenantName": workspace.name,
+            "name": user.name,
+            "tenantId": user.tenant_id,
+            "tenantRole": user.tenant_role,
+            "tenantName": user.tenant_name,
             "role": user.role,
         },
-        "expires": datetime.fromtimestamp(claims.exp, UTC).isoformat(),
+        "expires": datetime.fromtimestamp(signed.expires, UTC).isoformat(),
     }
 
 
@@ -182,7 +129,7 @@ async def login(request: Request) -> Response:
     fields: dict[str, Any] = {}
     try:
         fields, is_form = await _read_login(request)
-        token, body = await _login(request, fields)
+        signed = await _login(request, fields, Door.FORM if is_form else Door.API)
     except LoginFailed as failure:
         if is_form:
             return render(
@@ -190,12 +137,11 @@ async def login(request: Request) -> Response:
                 status_code=failure.status,
             )
         return refusal(failure.status, failure.message, failure.headers)
-    settings = services(request).settings
-    cookie = set_cookie_header(settings, token, settings.SESSION_MAX_AGE_SECONDS)
+    cookie = set_cookie_header(services(request).settings, signed.token, signed.max_age)
     if is_form:
         response: Response = RedirectResponse(safe_next(fields.get("next")), status_code=303)
     else:
-        response = JSONResponse(body)
+        response = JSONResponse(signed_in_body(signed))
     response.headers.append("set-cookie", cookie)
     return response
 
@@ -224,7 +170,7 @@ async def logout(request: Request) -> Response:
             claims = None
         if claims is not None:
             await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
-    foreign = await end_foreign_session(svc, request.scope, read_cookie)
+    foreign = await svc.foreign.end(request.scope, read_cookie, svc.sessions)
     ctype = request.headers.get("content-type", "")
     response: Response
     if "form" in ctype:

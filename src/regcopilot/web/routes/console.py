@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.users.directory import DirectoryUnavailable, User
 from regcopilot.web.deps import current_user, services
 from regcopilot.web.pages import render
-from regcopilot.web.session import SessionUser
 
 router = APIRouter()
 PAGE_SIZE = 20

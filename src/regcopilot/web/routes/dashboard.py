@@ -7,10 +7,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.ops.monitor import THRESHOLDS
 from regcopilot.web.deps import current_user
 from regcopilot.web.pages import render
-from regcopilot.web.session import SessionUser
 
 router = APIRouter()
 

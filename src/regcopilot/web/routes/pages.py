@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import current_user, errors
 from regcopilot.web.front_door import fast
@@ -12,7 +13,6 @@ from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.routes.auth import login
 from regcopilot.web.routes.workspaces import workspace_choices
-from regcopilot.web.session import SessionUser
 
 router = APIRouter(responses=errors(401, 503))
 

@@ -13,11 +13,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.auth.sessions import ADMIN, USER
 from regcopilot.users.directory import is_uuid
 from regcopilot.users.sessions import SessionRecord
 from regcopilot.web.deps import admin_user, current_user, errors, services
-from regcopilot.web.session import SessionUser, clear_cookie_header
+from regcopilot.web.session import clear_cookie_header
 
 router = APIRouter(responses=errors(401, 404, 422, 503))
 admin_router = APIRouter(

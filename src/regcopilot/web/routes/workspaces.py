@@ -10,9 +10,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
+from regcopilot.auth.identity import SessionUser
 from regcopilot.users.directory import DirectoryUnavailable, is_uuid
+from regcopilot.web.auth_state import AuthState
 from regcopilot.web.deps import admin_user, current_user, errors, services, storable_text
-from regcopilot.web.session import SessionUser, set_cookie_header
+from regcopilot.web.middleware import read_cookie
+from regcopilot.web.session import cookie_name, set_cookie_header
 from regcopilot.workspaces.store import MAX_NAME, NotFound, WorkspaceStore
 
 router = APIRouter(prefix="/api/workspaces", responses=errors(400, 401, 403, 404, 409, 422, 503))
@@ -95,7 +98,7 @@ async def _switch(request: Request, user: SessionUser, tenant_id: str) -> tuple[
     svc.metrics.workspace("workspaceSwitches")
     claims = svc.tokens.decode(_token(request))
     token = svc.tokens.move(claims, tenant_id)
-    request.scope.setdefault("state", {})["reissue"] = None  # this response carries it
+    AuthState.of(request.scope).cookie_issued_by_route()  # this response carries it
     entry = await _run(svc.validator.validate(user.id))
     max_age = max(0, claims.exp - int(time.time()))
     return entry, set_cookie_header(svc.settings, token, max_age)
@@ -123,9 +126,6 @@ async def switch_form(request: Request, user: SessionUser = Depends(current_user
 
 
 def _token(request: Request) -> str:
-    from regcopilot.web.middleware import read_cookie
-    from regcopilot.web.session import cookie_name
-
     token = read_cookie(request.scope, cookie_name(services(request).settings))
     if token is None:  # the middleware let the request in, so it had one
         raise HTTPException(401, "not signed in")

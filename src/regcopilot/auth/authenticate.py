@@ -1,0 +1,132 @@
+"""The `authenticate` use case: is the session a request carries still good, and whose is it?
+
+Token → decoded (cached) → the user validated (near tier, shared tier, directory) → not
+revoked → the SessionUser, with a Renewal when the cookie must be re-issued. No HTTP here: the
+session middleware finds the cookie and turns the answer into a scope entry or a refusal.
+The warm path (everything cached) awaits nothing that does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from regcopilot.auth.identity import DOWN, ENDED, INVALID, Refusal, Renewal, SessionUser
+from regcopilot.auth.revocations import RevocationList
+from regcopilot.auth.sessions import SessionService
+from regcopilot.auth.tokens import Claims, InvalidToken, TokenFormat, now_ms
+from regcopilot.auth.validator import SessionValidator
+from regcopilot.cache.memory import MemoryStore
+from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.metrics.security import SecurityLog
+from regcopilot.names import Reason
+from regcopilot.users.directory import DirectoryUnavailable
+
+log = logging.getLogger("regcopilot.auth")
+
+# Sessions already counted as migrated in this process (parallel first requests, retries).
+COUNTED_MAX = 100_000
+REFUSED = {
+    Reason.NOT_FOUND: Refusal(401, "account not_found"),
+    Reason.DELETED: Refusal(401, "account deleted"),
+    Reason.BANNED: Refusal(401, "account banned"),
+    Reason.NO_WORKSPACE: Refusal(401, "no accessible workspace"),
+}
+UNKNOWN = Refusal(401, "account invalid")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A session token as a request presented it: in which format, whether that is the other
+    format (to be re-issued in the configured one), and from which client address (for the
+    security log)."""
+
+    token: str
+    format: TokenFormat
+    upgrade: bool = False
+    client: str | None = None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        primary: TokenFormat,
+        validator: SessionValidator,
+        revocations: RevocationList,
+        sessions: SessionService,
+        metrics: AuthMetrics,
+        security: SecurityLog,
+    ) -> None:
+        self.primary = primary  # the format SESSION_COOKIE_FORMAT issues
+        self.validator = validator
+        self.revocations = revocations
+        self.sessions = sessions
+        self.metrics = metrics
+        self.security = security
+        self._counted = MemoryStore(COUNTED_MAX)
+
+    async def authenticate(self, credentials: Credentials) -> SessionUser | Refusal:
+        try:
+            claims = credentials.format.decode(credentials.token)
+        except InvalidToken as exc:
+            self.security.invalid_token(str(exc), credentials.client)
+            return INVALID
+        validator = self.validator
+        try:
+            entry = await validator.validate(claims.sub)
+            if (entry.is_valid and entry.tenant_id != claims.tenant
+                    and entry.timestamp < claims.tenant_at):
+                # The session was moved to this workspace after the cached answer was made.
+                entry = await validator.refresh(claims.sub)
+        except DirectoryUnavailable as exc:
+            log.warning("User directory unavailable: %s", exc)
+            return DOWN
+        if not entry.is_valid:
+            # Before the revocation check: a ban or delete also revokes the user's sessions,
+            # and the user's state is the more telling answer (and the guide's
+            # deleted/banned-detected counts come from here).
+            return REFUSED.get(entry.reason, UNKNOWN) if entry.reason else UNKNOWN
+        if await self.revocations.is_revoked(claims.jti):
+            self.security.invalid_token("revoked", credentials.client)
+            return ENDED
+        self.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
+        user = SessionUser(
+            id=claims.sub,
+            email=claims.email,
+            tenant_id=entry.tenant_id or claims.tenant,
+            role=entry.role,
+            jti=claims.jti,
+            exp=claims.exp,
+            name=claims.name,
+            tenant_role=entry.tenant_role,
+            tenant_name=entry.tenant_name,
+        )
+        moved = bool(entry.tenant_id and entry.tenant_id != claims.tenant)
+        if credentials.upgrade:
+            user.renewal = self._upgrade(claims, user, moved)
+        elif moved:
+            assert entry.tenant_id is not None
+            user.renewal = Renewal(
+                self.primary.move(claims, entry.tenant_id),
+                max(0, claims.exp - int(time.time())),
+                moved_to=entry.tenant_id,
+            )
+        return user
+
+    def _upgrade(self, claims: Claims, user: SessionUser, moved: bool) -> Renewal | None:
+        """The validated session in the configured format, straight into the workspace it is
+        served in: one new cookie. None when it is about to expire anyway."""
+        validated = replace(
+            claims, sub=user.id, email=user.email or claims.email, tenant=user.tenant_id,
+            role=user.role, tenant_at=now_ms() if moved else claims.tenant_at,
+        )
+        token, fresh = self.primary.reissue(validated)
+        max_age = fresh.exp - int(time.time())
+        if max_age <= 0:
+            return None
+        if self._counted.get_now(claims.jti) is None:
+            self._counted.set_now(claims.jti, True, max_age)
+            self.metrics.migrated()
+        return Renewal(token, max_age, upgraded=True)

@@ -1,0 +1,155 @@
+"""The use cases on their own: sign_in() and authenticate() driven against a MemoryStore
+standing in for Redis and an in-memory SQLite directory — no server, no HTTP, milliseconds
+each. The same graph as the app's (web/services.build_services)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from regcopilot.auth.authenticate import Credentials
+from regcopilot.auth.identity import DOWN, ENDED, INVALID, Refusal, SessionUser
+from regcopilot.auth.nextauth import NextAuthTokens
+from regcopilot.auth.sign_in import BAD_CREDENTIALS, SignedIn, SignInContext
+from regcopilot.cache.memory import MemoryStore
+from regcopilot.config import load_settings
+from regcopilot.names import Door
+from regcopilot.web.services import Services, build_services
+from tests.support import TEST_HASH_ROUNDS, hash_password
+
+SECRET = "use-case-secret-" + "x" * 40
+PASSWORD = "correct horse battery"
+HERE = SignInContext("10.0.0.7", "pytest", Door.API)
+
+
+@pytest.fixture
+async def svc(tmp_path: Any) -> AsyncIterator[Services]:
+    settings = load_settings(
+        DATABASE_URL="sqlite:///:memory:", REDIS_URL=None, NEXTAUTH_SECRET=SECRET,
+        DATA_DIR=str(tmp_path), PASSWORD_HASH_ROUNDS=TEST_HASH_ROUNDS, PASSWORD_WORKERS=1,
+        LOGIN_MAX_FAILURES_PER_ACCOUNT=3,
+    )
+    services = build_services(settings, shared=MemoryStore(10_000))
+    await services.directory.open()
+    try:
+        yield services
+    finally:
+        await services.directory.close()
+        services.passwords.close()
+
+
+async def add(svc: Services, email: str) -> str:
+    return (await svc.directory.add(email, hash_password(PASSWORD))).id
+
+
+async def signed_in(svc: Services, email: str) -> SignedIn:
+    answer = await svc.sign_in(email, PASSWORD, HERE)
+    assert isinstance(answer, SignedIn), answer
+    return answer
+
+
+def ours(svc: Services, token: str) -> Credentials:
+    return Credentials(token, svc.tokens, False, "10.0.0.7")
+
+
+async def test_sign_in_opens_a_recorded_session_in_a_personal_workspace(svc: Services):
+    user_id = await add(svc, "ada@example.com")
+    signed = await signed_in(svc, "  Ada@Example.com ")  # normalised like the directory
+    assert signed.user.id == user_id and signed.session_id == signed.claims.jti
+    assert signed.cookie_name == "regcopilot.session-token"
+    assert signed.max_age == svc.settings.SESSION_MAX_AGE_SECONDS
+    assert signed.user.tenant_name == "Personal Workspace" and signed.user.tenant_role == "owner"
+    claims = svc.tokens.decode(signed.token)
+    assert claims.tenant == signed.user.tenant_id and claims.tenant_at > 0
+    records = await svc.sessions.active(user_id)
+    assert [r.id for r in records] == [signed.session_id]
+    assert records[0].user_agent == "pytest"
+
+
+async def test_wrong_passwords_are_refused_then_rate_limited(svc: Services):
+    await add(svc, "bob@example.com")
+    for _ in range(3):
+        answer = await svc.sign_in("bob@example.com", "wrong", HERE)
+        assert answer == Refusal(401, BAD_CREDENTIALS)
+    limited = await svc.sign_in("bob@example.com", PASSWORD, HERE)
+    assert isinstance(limited, Refusal) and limited.status == 429
+    assert limited.retry_after is not None and limited.retry_after > 0
+    assert svc.security.counts["failedLogins"] == 3
+
+
+async def test_a_banned_account_cannot_sign_in(svc: Services):
+    user_id = await add(svc, "eve@example.com")
+    await svc.directory.set_banned_until(user_id, datetime.now(UTC) + timedelta(hours=1))
+    answer = await svc.sign_in("eve@example.com", PASSWORD, HERE)
+    assert isinstance(answer, Refusal) and answer.status == 403
+
+
+async def test_authenticate_a_fresh_session_then_a_ban_then_a_sign_out(svc: Services):
+    user_id = await add(svc, "cy@example.com")
+    signed = await signed_in(svc, "cy@example.com")
+    user = await svc.authenticate(ours(svc, signed.token))
+    assert isinstance(user, SessionUser)
+    assert (user.id, user.tenant_id, user.jti) == (user_id, signed.user.tenant_id,
+                                                  signed.session_id)
+    assert user.renewal is None  # nothing to re-issue
+    await svc.directory.set_banned_until(user_id, datetime.now(UTC) + timedelta(hours=1))
+    await svc.validator.user_changed(user_id)
+    assert await svc.authenticate(ours(svc, signed.token)) == Refusal(401, "account banned")
+    await svc.directory.set_banned_until(user_id, None)
+    await svc.validator.user_changed(user_id)
+    await svc.sessions.logout(signed.session_id, user_id, signed.expires)
+    assert await svc.authenticate(ours(svc, signed.token)) is ENDED
+
+
+async def test_a_bad_token_is_invalid_and_logged_with_its_client(svc: Services):
+    assert await svc.authenticate(ours(svc, "not-a-token")) is INVALID
+    assert svc.security.counts["invalidTokens"] == 1
+    assert svc.security.recent[0]["client"] == "10.0.0.7"
+
+
+async def test_a_directory_that_cannot_answer_is_a_503_with_retry(svc: Services):
+    await add(svc, "di@example.com")
+    signed = await signed_in(svc, "di@example.com")
+    await svc.cache.invalidate(signed.user.id)
+    await svc.directory.close()
+    answer = await svc.authenticate(ours(svc, signed.token))
+    assert answer is DOWN and answer.retry_after
+    assert (await svc.sign_in("di@example.com", PASSWORD, HERE)) == DOWN
+
+
+async def test_an_upgraded_nextauth_session_keeps_its_tenant_at(svc: Services):
+    """The bug of issue 20: the upgrade rebuilt Claims positionally and dropped tenant_at, so
+    the upgraded session forgot when its workspace was set."""
+    await add(svc, "nx@example.com")
+    signed = await signed_in(svc, "nx@example.com")
+    nextauth = NextAuthTokens(SECRET, svc.settings.SESSION_MAX_AGE_SECONDS)
+    switched_at = signed.claims.tenant_at - 5_000  # any stamp other than "now"
+    token, _ = nextauth.reissue(replace(signed.claims, tenant_at=switched_at))
+    user = await svc.authenticate(Credentials(token, nextauth, True, None))
+    assert isinstance(user, SessionUser) and user.renewal is not None
+    assert user.renewal.upgraded and user.renewal.moved_to is None
+    upgraded = svc.tokens.decode(user.renewal.token)
+    assert upgraded.jti == signed.session_id  # the same session: one sign-out ends both
+    assert upgraded.tenant == signed.user.tenant_id
+    assert upgraded.tenant_at == switched_at
+    assert svc.metrics.process_totals()["migratedSessions"] == 1
+
+
+async def test_a_session_naming_a_lost_workspace_is_renewed_into_the_current_one(svc: Services):
+    await add(svc, "mo@example.com")
+    signed = await signed_in(svc, "mo@example.com")
+    elsewhere = replace(signed.claims, tenant="00000000-0000-4000-8000-000000000000",
+                        tenant_at=0)
+    token = svc.tokens.reissue(elsewhere)[0]
+    before = int(time.time() * 1000)
+    user = await svc.authenticate(ours(svc, token))
+    assert isinstance(user, SessionUser) and user.renewal is not None
+    assert user.renewal.moved_to == signed.user.tenant_id and not user.renewal.upgraded
+    renewed = svc.tokens.decode(user.renewal.token)
+    assert renewed.tenant == signed.user.tenant_id and renewed.tenant_at >= before
+    assert renewed.jti == signed.session_id and renewed.exp == signed.expires
