@@ -59,6 +59,9 @@ def cross_site_reason(scope: Scope, trusted_origin: str | None) -> str | None:
 class CsrfMiddleware:
     """Pure ASGI, before the session middleware: a forged request never reaches a route."""
 
+    # Methods it lets through without looking (web/front_door.py leaves it out for them).
+    passes_methods = SAFE_METHODS
+
     def __init__(
         self,
         app: ASGIApp,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +19,7 @@ from regcopilot.names import Door
 from regcopilot.web.access import Access, access
 from regcopilot.web.auth_state import refusal_of, signed_in
 from regcopilot.web.deps import client_ip, errors, services, storable_text
-from regcopilot.web.front_door import fast
+from regcopilot.web.front_door import FastJSONResponse, fast
 from regcopilot.web.middleware import read_cookie
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
@@ -198,7 +199,7 @@ async def session(request: Request) -> Response:
             # A session that no longer validates is ended here too, as on protected routes.
             response.headers.append("set-cookie", clear_cookie_header(svc.settings))
         return response
-    return JSONResponse(
+    return FastJSONResponse(
         {
             "user": {
                 "id": user.id,
@@ -211,6 +212,12 @@ async def session(request: Request) -> Response:
                 "name": user.name,
                 "currentTenantId": user.tenant_id,
             },
-            "expires": datetime.fromtimestamp(user.exp, UTC).isoformat(),
+            "expires": expires_at(user.exp),
         }
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def expires_at(exp: int) -> str:
+    """ISO 8601, as NextAuth sends it; the same session asks again and again (~1.3 µs each)."""
+    return datetime.fromtimestamp(exp, UTC).isoformat()
