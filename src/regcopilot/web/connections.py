@@ -83,7 +83,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             cls.limits = Limits.from_settings(Settings())
         self._limits = cls.limits
         self._header_timer: asyncio.TimerHandle | None = None
-        self._awaiting_headers = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -98,22 +97,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         super().connection_lost(exc)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._awaiting_headers = True
-
-    def on_headers_complete(self) -> None:
-        self._awaiting_headers = False
-        self._cancel_header_timer()
-        super().on_headers_complete()
-
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # A later request on a kept-alive connection gets its deadline only if its headers
-        # did not all come in this read: the usual request (one read, headers complete) then
-        # arms and cancels no timer, which was ~1,200 instructions and two allocations of
-        # every request (bench/wire_cost.py). The deadline still starts at its first byte.
-        if self._awaiting_headers and self._header_timer is None:
+        # Where the request stands after this read, from uvicorn's own state rather than from
+        # parser callbacks of ours: headers complete ⇔ the current cycle was made from the
+        # current scope (on_message_begin makes a scope, on_headers_complete its cycle). The
+        # usual request (headers in one read) thus arms and cancels no timer, and no hook of
+        # ours runs per parser event; a later request on a kept-alive connection whose headers
+        # span reads gets its deadline at the end of the read that began it.
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            if self._header_timer is not None:
+                self._cancel_header_timer()
+        elif self.parser.should_upgrade():
+            self._cancel_header_timer()  # a WebSocket now: no HTTP request to wait for
+        elif self._header_timer is None:
             self._arm_header_timer()
 
     def _arm_header_timer(self) -> None:
