@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Debian packages the test suite and the benchmarks use (load generator, browser, CLI tools).
+# Debian packages the test suite and the benchmarks use (load generator, browser, CLI tools;
+# valgrind for bench/instructions.py).
 # Installs only what is missing; a no-op on a machine that has them all.
 set -euo pipefail
-packages=(curl jq bc wrk nginx-light chromium redis-tools openssl prometheus)
+packages=(curl jq bc wrk nginx-light chromium redis-tools openssl prometheus valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
