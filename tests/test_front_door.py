@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from regcopilot.web.app import create_app
 from regcopilot.web.csrf import CsrfMiddleware
 from regcopilot.web.front_door import FastFirst, fast
+from regcopilot.web.middleware import SessionMiddleware
 from tests.conftest import serve
 from tests.support import COOKIE
 
@@ -49,7 +50,7 @@ async def test_every_fast_route_answers_as_fastapi_would(settings_for):
     settings = settings_for()
     async with serve(settings) as app:
         front = app.client._transport.app  # type: ignore[attr-defined]
-        paths = sorted(front._fast_paths)
+        paths = sorted(front._fronts)
         assert {"/api/health", "/api/me", "/api/auth/session"} <= set(paths)
         user_id = await app.add_user("fast@example.com", tenant="acme")
         assert (await app.login("fast@example.com")).status_code == 200
@@ -105,6 +106,25 @@ async def test_the_guards_run_on_the_fast_routes(settings_for):
         assert (await app.client.get("/api/auth/session", headers=ok)).json() == {}
         # Other methods still reach FastAPI's router.
         assert (await app.client.post("/api/health")).status_code == 405
+
+
+def test_each_fast_route_keeps_the_guards_that_act_on_it(settings_for):
+    """A guard is left out of a fast route's chain only when it says it passes that request
+    whatever it carries: CSRF never looks at a GET, the session check not at a public path."""
+    app = create_app(settings_for())
+
+    def chain(path: str) -> list[type]:
+        layer, kinds = app._fronts[path], []
+        while hasattr(layer, "app"):
+            kinds.append(type(layer))
+            layer = layer.app
+        return kinds
+
+    assert chain("/api/me") == [SessionMiddleware]
+    assert chain("/api/auth/session") == [SessionMiddleware]
+    assert chain("/api/health") == []
+    # Every other request still meets both, in FastAPI's stack.
+    assert [m.cls for m in app.user_middleware] == [CsrfMiddleware, SessionMiddleware]
 
 
 def test_the_fast_routes_stay_in_the_schema(settings_for):
@@ -187,7 +207,7 @@ async def test_an_exception_in_a_fast_endpoint_gets_the_apps_handler():
 
     app.add_exception_handler(StarletteHTTPException, teapot)
     app.enable_fast([])
-    assert "/boom" in app._fast_paths
+    assert "/boom" in app._fronts
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         r = await client.get("/boom")

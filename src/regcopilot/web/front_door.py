@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import orjson
@@ -56,41 +56,23 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    call: Callable[..., Awaitable[Any]]
-    takes_request: bool
+class FastEndpoint:
+    """One `@fast` route's declared endpoint, called as FastAPI would call it."""
 
+    __slots__ = ("call", "handlers", "takes_request")
 
-class FastRoutes:
-    """path → the declared endpoint, for the GET routes marked `@fast`."""
-
-    def __init__(self, endpoints: dict[str, Endpoint],
-                 handlers: Mapping[Any, Callable[..., Any]] | None = None) -> None:
-        self.endpoints = endpoints
-        self.handlers = dict(handlers or {})
-
-    @classmethod
-    def from_routes(cls, routes: Iterable[Any],
-                    handlers: Mapping[Any, Callable[..., Any]] | None = None) -> FastRoutes:
-        found: dict[str, Endpoint] = {}
-        for path, route, included_with in declared_routes(routes):
-            if not getattr(route.endpoint, _ATTR, False):
-                continue
-            if not isinstance(route, APIRoute) or "GET" not in route.methods:
-                raise TypeError(f"@fast on {path}: only a GET APIRoute can be dispatched fast")
-            if included_with:
-                raise TypeError(f"@fast on {path}: its router was included with dependencies")
-            found[path] = Endpoint(route.endpoint, _takes_request(path, route))
-        return cls(found, handlers)
+    def __init__(self, call: Callable[..., Awaitable[Any]], takes_request: bool,
+                 handlers: Mapping[Any, Callable[..., Any]]) -> None:
+        self.call = call
+        self.takes_request = takes_request
+        self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        endpoint = self.endpoints[scope["path"]]
         try:
-            if endpoint.takes_request:
-                result = await endpoint.call(Request(scope, receive))
+            if self.takes_request:
+                result = await self.call(Request(scope, receive))
             else:
-                result = await endpoint.call()
+                result = await self.call()
         except Exception as exc:
             # What FastAPI's ExceptionMiddleware would answer (the app's refusal handlers);
             # anything unhandled goes on to the server, which answers 500 as FastAPI's
@@ -111,12 +93,26 @@ class FastRoutes:
             (b"content-length", _LENGTHS[n] if n < _LENGTHS_MADE else str(n).encode()), JSON]})
         await send({"type": "http.response.body", "body": body})
 
-
     def _handler(self, exc: Exception) -> Callable[..., Any] | None:
         for kind in type(exc).__mro__:
             if kind in self.handlers:
                 return self.handlers[kind]
         return None
+
+
+def fast_endpoints(routes: Iterable[Any],
+                   handlers: Mapping[Any, Callable[..., Any]]) -> dict[str, FastEndpoint]:
+    """path → its endpoint, for every declared GET route marked `@fast`."""
+    found: dict[str, FastEndpoint] = {}
+    for path, route, included_with in declared_routes(routes):
+        if not getattr(route.endpoint, _ATTR, False):
+            continue
+        if not isinstance(route, APIRoute) or "GET" not in route.methods:
+            raise TypeError(f"@fast on {path}: only a GET APIRoute can be dispatched fast")
+        if included_with:
+            raise TypeError(f"@fast on {path}: its router was included with dependencies")
+        found[path] = FastEndpoint(route.endpoint, _takes_request(path, route), handlers)
+    return found
 
 
 def _takes_request(path: str, route: APIRoute) -> bool:
@@ -136,44 +132,51 @@ def _takes_request(path: str, route: APIRoute) -> bool:
 class FastFirst(FastAPI):
     """FastAPI, with the `@fast` routes dispatched before its own layers (`enable_fast`)."""
 
-    _fast_paths: frozenset[str] = frozenset()
-    _front: ASGIApp | None = None
+    _fronts: Mapping[str, ASGIApp] = MappingProxyType({})  # set by enable_fast
+    _enabled = False
 
     def enable_fast(self, guards: Sequence[tuple[type, dict[str, Any]]]) -> None:
         """Call once every router is included. `guards` (outermost first) are added to the
-        middleware stack for every other request and wrapped around the fast routes here: one
-        list, so the two paths cannot be guarded differently. A guard that lets GET through
-        whatever the request (its `passes_methods` says so: the CSRF check) is left out of the
-        fast routes' chain, which only ever sees GET: one coroutine less per request."""
+        middleware stack for every other request and wrapped around each fast route here: one
+        list, so the two ways cannot be guarded differently. A guard whose `passes(method,
+        path)` says it lets that request through whatever it carries (the CSRF check for GET,
+        the session check for a public path) is left out of that route's chain: one coroutine
+        and its checks less per request, decided once by the guard itself."""
         for cls, options in reversed(guards):
             self.add_middleware(cls, **options)
+        self._enabled = True
         if self.root_path:
             return  # FastAPI rewrites the scope's root path; leave every request to it
-        routes = FastRoutes.from_routes(self.routes, self.exception_handlers)
-        front: ASGIApp = routes
-        for cls, options in reversed(guards):
-            if "GET" not in getattr(cls, "passes_methods", ()):
-                front = cls(front, **options)
-        self._front, self._fast_paths = front, frozenset(routes.endpoints)
+        fronts: dict[str, ASGIApp] = {}
+        for path, endpoint in fast_endpoints(self.routes, dict(self.exception_handlers)).items():
+            front: ASGIApp = endpoint
+            for cls, options in reversed(guards):
+                guard = cls(front, **options)
+                passes = getattr(guard, "passes", None)
+                if passes is None or not passes("GET", path):
+                    front = guard
+            fronts[path] = front
+        self._fronts = fronts
 
     def telemetry_started(self) -> None:
         """FastAPI traces and meters requests when OpenTelemetry is configured; the fast
         routes would not be, so with telemetry on, every request takes FastAPI's way."""
         native = getattr(self, "_native_telemetry", None)
         if native is not None and native.enabled():
-            self._fast_paths = frozenset()
+            self._fronts = MappingProxyType({})
 
     def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
-        if self._front is not None:
+        if self._enabled:
             raise RuntimeError(
                 "middleware added after enable_fast() would miss the fast routes: put it in "
                 "enable_fast's list instead")
         super().add_middleware(middleware_class, *args, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self._fast_paths and (
-                scope["method"] == "GET"):
-            scope["app"] = self
-            await self._front(scope, receive, send)  # type: ignore[misc]
-            return
+        if scope["type"] == "http" and scope["method"] == "GET":
+            front = self._fronts.get(scope["path"])
+            if front is not None:
+                scope["app"] = self
+                await front(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
