@@ -1,6 +1,6 @@
 """CPU per request inside the app, without a server or a network: an ASGI driver calls the app
 N times and divides the process CPU time. Compares a bare one-route FastAPI app with our
-/api/health and /api/me (a signed-in user, SQLite, in-memory cache).
+/api/health, /api/me and GET /api/auth/session (a signed-in user, SQLite, in-memory cache).
 
     .venv/bin/python -m bench.asgi_cost [--requests 20000]
 """
@@ -64,9 +64,10 @@ async def main(n: int) -> None:
         cookie = f"regcopilot.session-token={token}"
         cases = (("bare FastAPI /api/health", bare, scope_for("/api/health")),
                  ("ours /api/health", ours, scope_for("/api/health")),
-                 ("ours /api/me", ours, scope_for("/api/me", cookie)))
+                 ("ours /api/me", ours, scope_for("/api/me", cookie)),
+                 ("ours GET /api/auth/session", ours, scope_for("/api/auth/session", cookie)))
         for name, app, scope in cases:
-            print(f"{name:26} {await per_request_us(app, scope, n):7.1f} µs per request")
+            print(f"{name:28} {await per_request_us(app, scope, n):7.1f} µs per request")
 
 
 if __name__ == "__main__":
