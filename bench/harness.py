@@ -163,7 +163,7 @@ def our_env(db_url: str, redis_url: str, prefix: str, mode: str, data: Path,
         "NEXTAUTH_SECRET": SECRET,
         "NEXTAUTH_URL": "http://127.0.0.1:3000",
         "OBSERVABILITY_TOKEN": OBS_TOKEN,
-        "CACHE_MODE": mode,
+        "BENCH_CACHE_MODE": mode,
         "CACHE_TTL_SECONDS": str(ttl),
         "SESSION_VALIDATION_INTERVAL_SECONDS": str(ttl),
         "DATA_DIR": str(data),
@@ -173,10 +173,17 @@ def our_env(db_url: str, redis_url: str, prefix: str, mode: str, data: Path,
 
 
 def our_server(name: str, env: dict[str, str], logs: Path) -> Server:
+    """`regcopilot serve`, or for a benchmark variant the same server composed with the
+    variant's classes (bench/variants.py)."""
     port = free_port()
-    argv = [str(ROOT / ".venv" / "bin" / "regcopilot"), "serve", "--host", "127.0.0.1",
-            "--port", str(port)]
-    return Server(name, argv, env, port, logs)
+    mode = env.get("BENCH_CACHE_MODE", "tiered")
+    if mode == "tiered":
+        argv = [str(ROOT / ".venv" / "bin" / "regcopilot"), "serve", "--host", "127.0.0.1",
+                "--port", str(port)]
+        return Server(name, argv, env, port, logs)
+    argv = [str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.variants", mode,
+            "--host", "127.0.0.1", "--port", str(port)]
+    return Server(name, argv, {"PYTHONPATH": str(ROOT), **env}, port, logs)
 
 
 def plain_server(name: str, module: str, env: dict[str, str], logs: Path) -> Server:

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from regcopilot.users.backends import open_directory
 from regcopilot.users.changes import Change, FeedCursor
-from regcopilot.users.directory import FOREVER, judge, open_directory
+from regcopilot.users.directory import FOREVER, judge
 from tests.support import eventually, hash_password, verify_password
 
 HASH = hash_password("correct horse battery")

@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from regcopilot.users.backends import open_directory
 from regcopilot.users.changes import HOLE_GRACE_SECONDS, FeedCursor
-from regcopilot.users.directory import PRUNE_BATCH, open_directory
+from regcopilot.users.directory import PRUNE_BATCH
 from tests.conftest import PASSWORD
 from tests.support import COOKIE, RedisServer, eventually, hash_password, validation_key
 

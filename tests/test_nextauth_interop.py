@@ -104,8 +104,9 @@ async def test_nextauth_cookie_is_accepted_then_upgraded(instance, next_auth):
 
         r = await get(app, f"{NA}={token}")
         assert r.status_code == 200, r.text
-        assert r.json() == {"id": uid, "email": "ada@example.com", "tenantId": WORKSPACE[uid],
-                            "role": None, "tenantRole": "owner", "tenantName": "ws-1"}
+        assert r.json() == {"id": uid, "email": "ada@example.com", "name": "Ada Lovelace",
+                            "tenantId": WORKSPACE[uid], "role": None, "tenantRole": "owner",
+                            "tenantName": "ws-1"}
         cookies = set_cookies(r)
         assert set(cookies) == {OURS, NA}
         assert attr(cookies[NA], "Max-Age") == "0" and value_of(cookies[NA]) == ""

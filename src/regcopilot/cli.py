@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from regcopilot.config import ConfigError, Settings, load_settings
+from regcopilot.cli_workspaces import app as workspaces_app
+from regcopilot.config import Settings
+from regcopilot.names import Revocation
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor
 from regcopilot.ops.monitor import monitor
-from regcopilot.workspaces.cli import app as workspaces_app
+from regcopilot.tool import run, settings_or_exit, with_admin
 
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
 users = typer.Typer(help="Manage users in the user directory.", no_args_is_help=True)
@@ -25,14 +26,6 @@ app.add_typer(sessions_cli, name="sessions")
 app.add_typer(workspaces_app, name="workspaces")
 
 T = TypeVar("T")
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -87,65 +80,6 @@ def serve(
     )
 
 
-def run(work: Callable[[Settings], Awaitable[T]]) -> T:
-    settings = settings_or_exit()
-    try:
-        return asyncio.run(work(settings))
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-async def _with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
-    from regcopilot.cache.store import StoreError
-    from regcopilot.factories import (
-        TOOL_REDIS_TIMEOUT_MS,
-        build_directory,
-        build_keys,
-        build_store,
-    )
-    from regcopilot.users.admin import UnknownUser, UserAdmin
-    from regcopilot.users.directory import DirectoryUnavailable
-
-    directory = build_directory(settings)
-    store = build_store(settings, timeout_ms=TOOL_REDIS_TIMEOUT_MS)
-    keys = build_keys(settings)
-
-    async def drop_shared(user_id: str) -> None:
-        # Running instances hear the directory's trigger; Redis is cleared here too so an
-        # instance started later cannot read the stale entry.
-        if store is not None:
-            try:
-                await store.delete(keys.validation(user_id))
-            except StoreError as exc:
-                typer.echo(f"warning: Redis not cleared ({exc})", err=True)
-
-    from regcopilot.users.sessions import session_records
-
-    records = session_records(directory)
-
-    async def end_sessions(user_id: str, reason: str) -> int:
-        # Written to the session records: the table's trigger tells every running instance.
-        return len(await records.revoke_all(user_id, reason))
-
-    try:
-        await directory.open()
-        return await action(UserAdmin(directory, drop_shared, end_sessions))
-    except DirectoryUnavailable as exc:
-        typer.echo(f"error: user directory unavailable: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except UnknownUser as exc:
-        typer.echo(f"error: no user with id {exc}", err=True)
-        raise typer.Exit(1) from None
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        await directory.close()
-        if store is not None:
-            await store.close()
-
-
 @users.command("add")
 def users_add(
     email: Annotated[str, typer.Option(help="Sign-in email.")],
@@ -170,7 +104,7 @@ def users_add(
             )
             typer.echo(f"created {user.email} id={user.id}{' (admin)' if admin else ''}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -191,7 +125,7 @@ def users_list(limit: Annotated[int, typer.Option(min=1)] = 100) -> None:
                 )
                 typer.echo(f"{u.id:36}  {u.email:32}  {u.role or '-':6}  {state}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -209,7 +143,7 @@ def users_ban(
             end = await ua.ban(user_id, until, seconds)
             typer.echo(f"banned {user_id} until {end.isoformat()}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -223,7 +157,7 @@ def users_unban(user_id: str) -> None:
             await ua.unban(user_id)
             typer.echo(f"unbanned {user_id}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -240,7 +174,7 @@ def users_delete(
             await ua.delete(user_id, soft=soft)
             typer.echo(f"deleted {user_id}{' (soft)' if soft else ''}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -254,7 +188,7 @@ def users_invalidate(user_id: str) -> None:
             await ua.invalidate(user_id)
             typer.echo(f"invalidated {user_id}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -283,7 +217,7 @@ def sessions_list(email: Annotated[str, typer.Option(help="The user's email.")])
                            f"{r.address or '-':15}  {(r.user_agent or '-')[:60]}")
             typer.echo(f"{len(rows)} active session(s) for {user.email}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 
@@ -306,15 +240,15 @@ def sessions_revoke(
             user = await _user_by_email(ua, email)
             records = session_records(ua.directory)
             if session_id is None:
-                n = len(await records.revoke_all(user.id, "admin"))
+                n = len(await records.revoke_all(user.id, Revocation.ADMIN))
                 typer.echo(f"revoked {n} session(s) of {user.email}")
                 return
-            if await records.revoke(session_id, "admin", user_id=user.id) is None:
+            if await records.revoke(session_id, Revocation.ADMIN, user_id=user.id) is None:
                 typer.echo(f"error: {user.email} has no active session {session_id}", err=True)
                 raise typer.Exit(1)
             typer.echo(f"revoked session {session_id} of {user.email}")
 
-        await _with_admin(s, act)
+        await with_admin(s, act)
 
     run(work)
 

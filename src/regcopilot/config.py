@@ -50,9 +50,6 @@ class Settings(BaseSettings):
     # been applied (cache/freshness.py); CACHE_TTL_SECONDS whenever that cannot be proved.
     CACHE_MAX_AGE_SECONDS: int = 6 * 3600
     MAX_CACHE_SIZE: int = 10_000
-    # Benchmark-only: "redis-only" skips the near tier (the upstream design), "none" asks the
-    # directory on every request. Production leaves the default.
-    CACHE_MODE: Literal["tiered", "redis-only", "none"] = "tiered"
     SESSION_VALIDATION_INTERVAL_SECONDS: int = 300
     SESSION_MAX_AGE_SECONDS: int = 86_400
     # The session cookie this tier issues: its own (default), or NextAuth v4's cookie and JWE

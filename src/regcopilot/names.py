@@ -41,3 +41,40 @@ class Door(StrEnum):
     NEXTAUTH = "nextauth"  # NextAuth's credentials callback
     GOTRUE = "gotrue"  # a GoTrue-compatible token endpoint
     INVITATION = "invitation"  # accepting an invitation
+
+
+class Count(StrEnum):
+    """The process counters (metrics/counters.py), as they are named in Redis, in
+    /api/observability's `process` totals and, translated, in /metrics."""
+
+    LOGINS = "logins"
+    VALIDATIONS = "validations"
+    CACHE_HITS = "cacheHits"
+    CACHE_MISSES = "cacheMisses"
+    DATABASE_QUERIES = "databaseQueries"
+    FAILURES = "failures"
+    DELETED_DETECTED = "deletedDetected"
+    BANNED_DETECTED = "bannedDetected"
+    COALESCED = "coalesced"
+    # Sessions moved from the other cookie format on first use (auth/authenticate.py).
+    MIGRATED_SESSIONS = "migratedSessions"
+    # Session records (auth/sessions.py): issued, and revoked by the reason given.
+    SESSIONS_ISSUED = "sessionsIssued"
+    SESSIONS_REVOKED_LOGOUT = "sessionsRevokedLogout"
+    SESSIONS_REVOKED_USER = "sessionsRevokedUser"
+    SESSIONS_REVOKED_ADMIN = "sessionsRevokedAdmin"
+    SESSIONS_REVOKED_BAN_OR_DELETE = "sessionsRevokedBanOrDelete"
+    # Workspaces: switches asked for; sessions moved off a workspace they lost; lost access.
+    WORKSPACE_SWITCHES = "workspaceSwitches"
+    WORKSPACE_AUTO_SWITCHES = "workspaceAutoSwitches"
+    WORKSPACE_ACCESS_LOST = "workspaceAccessLost"
+
+
+class Revocation(StrEnum):
+    """Why a session was revoked (regcopilot_sessions.revoked_reason)."""
+
+    LOGOUT = "logout"  # signed out
+    USER = "user"  # the user ended it (one session, or "everywhere else")
+    ADMIN = "admin"  # an admin ended it
+    BAN = "ban"  # the account was banned
+    DELETE = "delete"  # the account was deleted

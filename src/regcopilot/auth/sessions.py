@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.background import stop
 from regcopilot.metrics.auth_metrics import AuthMetrics
+from regcopilot.names import Revocation
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.users.sessions import Revoked, SessionRecord, SessionRecords
 
@@ -30,7 +31,6 @@ PRUNE_BATCH = 1000  # ...at most this many expired rows per statement...
 PRUNE_MAX_BATCHES = 10  # ...and this many statements per pass: bounded work, never a long lock
 RELOAD_RETRY_SECONDS = 1.0
 
-LOGOUT, USER, ADMIN, BAN, DELETE = "logout", "user", "admin", "ban", "delete"
 
 
 class SessionService:
@@ -48,6 +48,8 @@ class SessionService:
         self.touch_seconds = touch_seconds
         self.feed_connected = False
         self._seen: set[str] = set()
+        # On every request: set.add itself, bound once (no Python frame of ours per request).
+        self.seen = self._seen.add
         # Revocations the database could not take yet (it was down): written by the next pass.
         self._undurable: dict[str, tuple[str, int, str]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -95,10 +97,6 @@ class SessionService:
         """From the change feed: a session revoked by anyone, anywhere."""
         self.revocations.remember(session_id, expires)
 
-    # --- request path ------------------------------------------------------------------
-    def seen(self, session_id: str) -> None:
-        self._seen.add(session_id)
-
     # --- issuing and revoking -----------------------------------------------------------
     async def issued(
         self, session_id: str, user_id: str, expires: int, user_agent: str | None,
@@ -111,15 +109,15 @@ class SessionService:
         """Never fails for the user: with the database down, the session is refused here and
         through Redis at once, and written to the table as soon as it answers."""
         try:
-            done = await self.records.revoke(session_id, LOGOUT, user_id=user_id,
+            done = await self.records.revoke(session_id, Revocation.LOGOUT, user_id=user_id,
                                              expires=expires)
         except DirectoryUnavailable as exc:
             log.warning("Logout kept in memory until the directory answers: %s", exc)
-            self._undurable[session_id] = (user_id, expires, LOGOUT)
+            self._undurable[session_id] = (user_id, expires, Revocation.LOGOUT)
             done = None
         await self.revocations.revoke(session_id, expires)
         if done is not None:
-            self.metrics.sessions_revoked(LOGOUT)
+            self.metrics.sessions_revoked(Revocation.LOGOUT)
 
     async def revoke(self, user_id: str, session_id: str, reason: str) -> bool:
         """Revoke one session of this user; False when it is not theirs or not active."""
@@ -148,7 +146,8 @@ class SessionService:
         """Stamp last_seen_at for the sessions used since the last flush (one statement)."""
         if not self._seen:
             return 0
-        batch, self._seen = self._seen, set()
+        batch = set(self._seen)
+        self._seen.clear()  # the same set: `seen` is bound to its add
         try:
             await self.records.touch(sorted(batch), datetime.now(UTC))
         except DirectoryUnavailable:

@@ -27,8 +27,8 @@ from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.security import SecurityLog
 from regcopilot.names import Door, Reason
 from regcopilot.users.directory import (
+    Accounts,
     DirectoryUnavailable,
-    UserDirectory,
     judge,
     normalize_email,
 )
@@ -81,7 +81,8 @@ class SignIn:
     def __init__(
         self,
         *,
-        directory: UserDirectory,
+        accounts: Accounts,
+        workspaces: WorkspaceStore,
         tokens: TokenFormat,
         cookie_name: str,
         limiter: LoginLimiter,
@@ -93,7 +94,8 @@ class SignIn:
         security: SecurityLog,
         default_tenant: str,
     ) -> None:
-        self.directory = directory
+        self.accounts = accounts
+        self.workspaces = workspaces
         self.tokens = tokens
         self.cookie_name = cookie_name
         self.limiter = limiter
@@ -104,7 +106,6 @@ class SignIn:
         self.metrics = metrics
         self.security = security
         self.default_tenant = default_tenant
-        self.workspaces = WorkspaceStore(directory)
 
     async def sign_in(
         self, email: str, password: str, context: SignInContext
@@ -119,7 +120,7 @@ class SignIn:
         if self.passwords.full:  # refused before asking the directory anything
             return BUSY
         try:
-            user = await self.directory.find_by_email(email)
+            user = await self.accounts.find_by_email(email)
         except DirectoryUnavailable:
             return DOWN
         verdict = judge(user, self.default_tenant)
@@ -161,7 +162,7 @@ class SignIn:
             return DOWN
         self.metrics.login(user.id)
         try:
-            await self.directory.record_sign_in(user.id)
+            await self.accounts.record_sign_in(user.id)
         except DirectoryUnavailable:
             log.debug("Sign-in stamp of %s skipped: directory unavailable", user.id)
         signed = SessionUser(

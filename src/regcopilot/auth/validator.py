@@ -1,22 +1,20 @@
 """SessionValidator: is the user behind a session still allowed in?
 
-Read top to bottom: near tier → shared tier → (one caller per user, cluster-wide) directory.
+Read top to bottom: near tier → the cache's get_or_load (shared tier, then one load per user
+cluster-wide: cache/single_flight.py) → the directory.
 A directory that cannot answer raises DirectoryUnavailable: the caller answers 503, nothing is
 cached, nobody is logged out.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 
 from regcopilot.cache.entry import CacheEntry
-from regcopilot.cache.store import StoreError
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
-from regcopilot.names import Reason, Source
+from regcopilot.names import Count, Reason, Source
 from regcopilot.users.changes import Change
 from regcopilot.users.directory import (
     CurrentWorkspace,
@@ -29,9 +27,6 @@ from regcopilot.workspaces.store import WorkspaceStore
 
 log = logging.getLogger("regcopilot.cache")
 
-LOCK_SECONDS = 2.0  # a holder that dies frees the lock after this
-LOCK_WAIT_SECONDS = 0.5  # then waiters stop waiting and ask the directory themselves
-LOCK_POLL_SECONDS = 0.005
 MAX_ATTEMPTS = 2
 
 CACHED, COALESCED, DIRECTORY = Source.CACHED, Source.COALESCED, Source.DIRECTORY
@@ -49,7 +44,6 @@ class SessionValidator:
         self.directory = directory
         self.metrics = metrics
         self.default_tenant = default_tenant
-        self._inflight: dict[str, asyncio.Future[tuple[CacheEntry, str]]] = {}
 
     def cached(self, user_id: str) -> CacheEntry | None:
         """validate()'s near-tier hit, counted the same, without a coroutine: what a warm
@@ -67,7 +61,7 @@ class SessionValidator:
         if entry is not None:
             return entry
         started = time.perf_counter()
-        entry, source, leader = await self._single_flight(user_id)
+        entry, source, leader = await self.cache.get_or_load(user_id, self._load)
         self._record(user_id, started, entry, source=source, leader=leader)
         return entry
 
@@ -87,82 +81,6 @@ class SessionValidator:
             queried=leader and source == DIRECTORY,
             reason=entry.reason,
         )
-
-    async def _single_flight(self, user_id: str) -> tuple[CacheEntry, str, bool]:
-        """Concurrent near-tier misses for one user in this process share one lookup:
-        one Redis GET, and at most one directory query."""
-        running = self._inflight.get(user_id)
-        if running is not None:
-            entry, source = await asyncio.shield(running)
-            return entry, source, False
-        future: asyncio.Future[tuple[CacheEntry, str]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._inflight[user_id] = future
-        try:
-            result = await self._lookup(user_id)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning without waiters
-            raise
-        else:
-            future.set_result(result)
-            return result[0], result[1], True
-        finally:
-            del self._inflight[user_id]
-
-    async def _lookup(self, user_id: str) -> tuple[CacheEntry, str]:
-        entry = await self.cache.get_shared(user_id)
-        if entry is not None:
-            return entry, CACHED
-        return await self._load_once_in_cluster(user_id)
-
-    async def _load_once_in_cluster(self, user_id: str) -> tuple[CacheEntry, str]:
-        """Across processes, a short Redis lock lets one load while the others watch Redis."""
-        if not self.cache.shared_usable:
-            return await self._load(user_id), DIRECTORY
-        store = self.cache.shared
-        assert store is not None
-        lock_key = self.cache.lock_prefix + user_id
-        try:
-            token = await store.try_lock(lock_key, LOCK_SECONDS)
-        except StoreError:
-            # Redis is sick: no holder can fill it either, so waiting would only cost time.
-            return await self._load(user_id), DIRECTORY
-        if token is None:
-            entry = await self._wait_for_holder(user_id)
-            if entry is not None:
-                return entry, COALESCED
-            return await self._load(user_id), DIRECTORY
-        try:
-            entry = await self.cache.get_shared(user_id)  # filled while we took the lock?
-            if entry is not None:
-                return entry, COALESCED
-            return await self._load(user_id), DIRECTORY
-        finally:
-            with contextlib.suppress(StoreError):
-                await store.unlock(lock_key, token)
-
-    async def _wait_for_holder(self, user_id: str) -> CacheEntry | None:
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while time.monotonic() < deadline and self.cache.shared_usable:
-            await asyncio.sleep(LOCK_POLL_SECONDS)
-            entry = await self.cache.get_shared(user_id)
-            if entry is not None:
-                return entry
-            if not await self._lock_held(user_id):
-                # The holder is done but its answer is gone (another instance's change notice
-                # dropped it): waiting on would sit out the whole LOCK_WAIT_SECONDS (measured:
-                # 1 access-lost trial in 30 took 516 ms). One last look, then ask ourselves.
-                return await self.cache.get_shared(user_id)
-        return None
-
-    async def _lock_held(self, user_id: str) -> bool:
-        assert self.cache.shared is not None
-        try:
-            return await self.cache.shared.exists(self.cache.lock_prefix + user_id)
-        except StoreError:
-            return True  # cannot tell: keep waiting, as before
 
     async def _load(self, user_id: str) -> CacheEntry:
         """Ask the directory; if the user changed while we asked, ask again before caching."""
@@ -197,9 +115,9 @@ class SessionValidator:
         lost, or none was stored yet): store the new one. Its trigger tells every instance,
         which then reloads once and finds nothing left to move."""
         if workspace.lost:
-            self.metrics.workspace("workspaceAccessLost")
+            self.metrics.workspace(Count.WORKSPACE_ACCESS_LOST)
             if workspace.tenant_id is not None:
-                self.metrics.workspace("workspaceAutoSwitches")
+                self.metrics.workspace(Count.WORKSPACE_AUTO_SWITCHES)
         if workspace.tenant_id is None:
             return  # nothing to switch to: the session is refused
         try:
@@ -238,14 +156,3 @@ def _entry(verdict: Verdict, asked_at: int, seq: int | None = None) -> CacheEntr
         tenant_role=verdict.tenant_role,
         tenant_name=verdict.tenant_name,
     )
-
-
-class DirectValidator(SessionValidator):
-    """CACHE_MODE=none (the benchmark's baseline): the directory on every request, no
-    coalescing, nothing cached."""
-
-    async def validate(self, user_id: str) -> CacheEntry:
-        started = time.perf_counter()
-        entry = await self._load(user_id)
-        self._record(user_id, started, entry, source=DIRECTORY, leader=True)
-        return entry

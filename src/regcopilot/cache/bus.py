@@ -31,6 +31,7 @@ class EventBus:
         self.channel = channel
         self.connected = False
         self.connects = 0  # subscriptions made; more than one means the line dropped
+        self.pongs = 0  # PINGs answered: the line is alive
         self._handlers: list[Handler] = []
         self._on_connect: list[Callable[[], Any]] = []
         self._task: asyncio.Task[None] | None = None
@@ -96,6 +97,7 @@ class EventBus:
                 self._dispatch(message.get("data"))
             if loop.time() - last_ping >= self.ping_seconds:
                 await self._publisher.ping()
+                self.pongs += 1
                 last_ping = loop.time()
 
     def _dispatch(self, data: Any) -> None:

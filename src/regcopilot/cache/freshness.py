@@ -72,9 +72,6 @@ class Freshness:
             _, forgotten = last.popitem(last=False)
             self.floor = max(self.floor or 0, forgotten)
 
-    def last_change(self, user_id: str) -> int | None:
-        return self._last.get(user_id)
-
     def provable(self, user_id: str, entry: CacheEntry) -> bool:
         """An entry another process wrote may be served: this process has read the log it
         must be checked against, and the user has no change after it."""

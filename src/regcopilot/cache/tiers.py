@@ -25,6 +25,7 @@ from regcopilot.cache.entry import CacheEntry, upstream_shaped
 from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
+from regcopilot.cache.single_flight import Loaded, Loader, SingleFlight
 from regcopilot.cache.store import SharedStore, StoreError
 from regcopilot.names import Backend
 from regcopilot.users.changes import Change
@@ -90,6 +91,7 @@ class ValidationCache:
         # When each user was last invalidated here: an answer older than that is stale even
         # if another process wrote it to Redis after we dropped the key.
         self._invalidated: LRUCache[str, int] = LRUCache(RECENT_INVALIDATIONS)
+        self._flight = SingleFlight(self)
 
     # --- the backend as the guide names it -------------------------------------------
     @property
@@ -201,6 +203,11 @@ class ValidationCache:
 
     async def get(self, user_id: str) -> CacheEntry | None:
         return self.peek(user_id) or await self.get_shared(user_id)
+
+    async def get_or_load(self, user_id: str, loader: Loader) -> Loaded:
+        """After a near-tier miss: the shared tier's answer, or `loader`'s — run once per
+        user at a time in this process and, through a Redis lock, in the cluster."""
+        return await self._flight.get_or_load(user_id, loader)
 
     # --- writes ---------------------------------------------------------------------
     def entry_ttl(self, entry: CacheEntry, banned_until: datetime | None = None) -> float:
@@ -331,21 +338,3 @@ class ValidationCache:
     @property
     def reported_max_size(self) -> int | None:
         return None if self.backend == Backend.REDIS else self.max_size
-
-
-class SharedOnlyCache(ValidationCache):
-    """CACHE_MODE=redis-only (a benchmark variant): no near tier, every request asks Redis."""
-
-    def peek(self, user_id: str) -> CacheEntry | None:
-        return None
-
-    def _keep_near(self, key: str, entry: CacheEntry, ttl: float) -> None:
-        return None
-
-
-class UncachedCache(SharedOnlyCache):
-    """CACHE_MODE=none (a benchmark variant): nothing is cached anywhere; paired with
-    DirectValidator, which asks the directory on every request."""
-
-    async def put(self, user_id: str, entry: CacheEntry, ttl: float) -> None:
-        return None

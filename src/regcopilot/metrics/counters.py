@@ -9,6 +9,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from regcopilot.names import Count, Revocation
+
 # Validation latency bucket upper bounds in ms; the last bucket is everything above.
 LATENCY_BOUNDS_MS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 HOURS_KEPT = 24
@@ -16,36 +18,14 @@ ACTIVE_USERS_CAP = 200_000
 DAY_MS = 86_400_000
 SEEN_REFRESH_MS = 60_000
 
-COUNTER_NAMES = (
-    "logins",
-    "validations",
-    "cacheHits",
-    "cacheMisses",
-    "databaseQueries",
-    "failures",
-    "deletedDetected",
-    "bannedDetected",
-    "coalesced",
-    # Sessions moved from the other cookie format on first use (web/migration.py).
-    "migratedSessions",
-    # Session records (auth/sessions.py): issued, and revoked by the reason given.
-    "sessionsIssued",
-    "sessionsRevokedLogout",
-    "sessionsRevokedUser",
-    "sessionsRevokedAdmin",
-    "sessionsRevokedBanOrDelete",
-    # workspaces: switches asked for; sessions moved off a workspace they lost; lost access
-    "workspaceSwitches",
-    "workspaceAutoSwitches",
-    "workspaceAccessLost",
-)
+COUNTER_NAMES = tuple(c.value for c in Count)  # plain strs: see metrics/auth_metrics.py
 # A revocation's reason (auth/sessions.py) → the counter it adds to.
 SESSION_REVOKED_COUNTERS = {
-    "logout": "sessionsRevokedLogout",
-    "user": "sessionsRevokedUser",
-    "admin": "sessionsRevokedAdmin",
-    "ban": "sessionsRevokedBanOrDelete",
-    "delete": "sessionsRevokedBanOrDelete",
+    Revocation.LOGOUT: Count.SESSIONS_REVOKED_LOGOUT,
+    Revocation.USER: Count.SESSIONS_REVOKED_USER,
+    Revocation.ADMIN: Count.SESSIONS_REVOKED_ADMIN,
+    Revocation.BAN: Count.SESSIONS_REVOKED_BAN_OR_DELETE,
+    Revocation.DELETE: Count.SESSIONS_REVOKED_BAN_OR_DELETE,
 }
 
 
@@ -96,7 +76,7 @@ class Counters:
         self.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, ms)] += 1
 
     def login(self, ts_ms: int) -> None:
-        self.values["logins"] += 1
+        self.values[Count.LOGINS] += 1
         key = hour_key(ts_ms / 1000)
         self.logins_hourly[key] = self.logins_hourly.get(key, 0) + 1
         if len(self.logins_hourly) > HOURS_KEPT + 1:

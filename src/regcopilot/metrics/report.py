@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from regcopilot.metrics.counters import Snapshot, last_hours, percentile
+from regcopilot.names import Count
 
 COST_PER_QUERY = 0.01 / 1000  # dollars, the guide's figure: $0.01 per 1,000 queries
 
@@ -68,7 +69,7 @@ def build(
     # Per-hour averages over at least one hour: a minute-old process must not extrapolate.
     per_hour_base = max(hours, 1.0)
     c = snap.counters
-    total, hits = c["validations"], c["cacheHits"]
+    total, hits = c[Count.VALIDATIONS], c[Count.CACHE_HITS]
     hit_rate = round(hits / total * 100, 2) if total else 0.0
     avg_ms = round(snap.time_sum_ms / total, 3) if total else 0.0
     hourly = {h: snap.logins_hourly.get(h, 0) for h in last_hours(now_ms / 1000)}
@@ -80,21 +81,21 @@ def build(
                 "startTime": iso_ms(snap.start_ms),
             },
             "logins": {
-                "total": c["logins"],
+                "total": c[Count.LOGINS],
                 "last24Hours": hourly,
                 "lastLoginTimestamp": iso_ms(snap.last_login_ms) if snap.last_login_ms else None,
-                "averagePerHour": round(c["logins"] / per_hour_base, 1),
+                "averagePerHour": round(c[Count.LOGINS] / per_hour_base, 1),
             },
             "validations": {
                 "total": total,
                 "cacheHits": hits,
-                "cacheMisses": c["cacheMisses"],
+                "cacheMisses": c[Count.CACHE_MISSES],
                 "cacheHitRate": hit_rate,
-                "databaseQueries": c["databaseQueries"],
-                "failures": c["failures"],
+                "databaseQueries": c[Count.DATABASE_QUERIES],
+                "failures": c[Count.FAILURES],
                 "averageTimeMs": avg_ms,
                 "averagePerHour": round(total / per_hour_base, 1),
-                "coalescedMisses": c["coalesced"],
+                "coalescedMisses": c[Count.COALESCED],
                 "latencyMs": {
                     "p50": percentile(snap.latency, 0.50),
                     "p95": percentile(snap.latency, 0.95),
@@ -103,10 +104,10 @@ def build(
             },
             "users": {
                 "activeCount": snap.active_users,
-                "deletedDetected": c["deletedDetected"],
-                "bannedDetected": c["bannedDetected"],
+                "deletedDetected": c[Count.DELETED_DETECTED],
+                "bannedDetected": c[Count.BANNED_DETECTED],
             },
-            "costs": costs(total, c["databaseQueries"], per_hour_base),
+            "costs": costs(total, c[Count.DATABASE_QUERIES], per_hour_base),
             "performance": {
                 "cacheEffectiveness": effectiveness(hit_rate),
                 "recommendedCacheTTL": ttl_advice(hit_rate),
@@ -114,7 +115,7 @@ def build(
             },
             "scope": snap.scope,
             # Added key: sessions moved from the Node tier's NextAuth cookie (docs/migration.md).
-            "migratedSessions": c["migratedSessions"],
+            "migratedSessions": c[Count.MIGRATED_SESSIONS],
         },
         "validationCache": {
             "size": cache_size,

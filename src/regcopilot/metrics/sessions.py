@@ -11,14 +11,15 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from regcopilot.names import Count
 from regcopilot.users.directory import DirectoryUnavailable
 
 NS = "regcopilot"
 REVOKED = {  # label value → counter name in the snapshot
-    "logout": "sessionsRevokedLogout",
-    "user": "sessionsRevokedUser",
-    "admin": "sessionsRevokedAdmin",
-    "ban_or_delete": "sessionsRevokedBanOrDelete",
+    "logout": Count.SESSIONS_REVOKED_LOGOUT,
+    "user": Count.SESSIONS_REVOKED_USER,
+    "admin": Count.SESSIONS_REVOKED_ADMIN,
+    "ban_or_delete": Count.SESSIONS_REVOKED_BAN_OR_DELETE,
 }
 
 
@@ -33,12 +34,12 @@ async def active_sessions(services: Any) -> int | None:
 def sessions_block(counters: dict[str, int], active: int | None, revoked_in_memory: int
                    ) -> dict[str, Any]:
     return {
-        "issued": counters.get("sessionsIssued", 0),
+        "issued": counters.get(Count.SESSIONS_ISSUED, 0),
         "revoked": {
-            "logout": counters.get("sessionsRevokedLogout", 0),
-            "user": counters.get("sessionsRevokedUser", 0),
-            "admin": counters.get("sessionsRevokedAdmin", 0),
-            "banOrDelete": counters.get("sessionsRevokedBanOrDelete", 0),
+            "logout": counters.get(Count.SESSIONS_REVOKED_LOGOUT, 0),
+            "user": counters.get(Count.SESSIONS_REVOKED_USER, 0),
+            "admin": counters.get(Count.SESSIONS_REVOKED_ADMIN, 0),
+            "banOrDelete": counters.get(Count.SESSIONS_REVOKED_BAN_OR_DELETE, 0),
         },
         "active": active,
         "revokedHeldInMemory": revoked_in_memory,
@@ -49,7 +50,7 @@ def session_families(counters: dict[str, int] | None, active: int | None) -> lis
     out: list[Metric] = []
     if counters is not None:
         out.append(CounterMetricFamily(f"{NS}_sessions_issued", "Sessions issued (sign-ins).",
-                                       value=counters.get("sessionsIssued", 0)))
+                                       value=counters.get(Count.SESSIONS_ISSUED, 0)))
         revoked = CounterMetricFamily(f"{NS}_sessions_revoked",
                                       "Sessions revoked, by reason.", labels=["reason"])
         for label, name in REVOKED.items():

@@ -28,27 +28,28 @@ from prometheus_client.core import (
 
 from regcopilot import __version__
 from regcopilot.metrics.counters import LATENCY_BOUNDS_MS, Snapshot
+from regcopilot.names import Count
 
 NS = "regcopilot"
 BACKENDS = ("redis", "in-memory", "redis-disconnected", "redis-error")
 
 # counter name in the snapshot → (metric name without _total, help)
 COUNTERS = {
-    "logins": ("logins", "Successful sign-ins."),
-    "validations": ("validations", "Session validations (every protected request)."),
-    "cacheHits": ("validation_cache_hits", "Validations answered from the cache."),
-    "cacheMisses": ("validation_cache_misses", "Validations the cache could not answer."),
-    "databaseQueries": ("database_queries", "User directory queries made by validations."),
-    "failures": ("validation_failures", "Validations that refused the session."),
-    "deletedDetected": ("deleted_users_detected", "Sessions of deleted users refused."),
-    "bannedDetected": ("banned_users_detected", "Sessions of banned users refused."),
-    "coalesced": ("coalesced_misses", "Misses answered by another request's query."),
-    "migratedSessions": ("migrated_sessions",
+    Count.LOGINS: ("logins", "Successful sign-ins."),
+    Count.VALIDATIONS: ("validations", "Session validations (every protected request)."),
+    Count.CACHE_HITS: ("validation_cache_hits", "Validations answered from the cache."),
+    Count.CACHE_MISSES: ("validation_cache_misses", "Validations the cache could not answer."),
+    Count.DATABASE_QUERIES: ("database_queries", "User directory queries made by validations."),
+    Count.FAILURES: ("validation_failures", "Validations that refused the session."),
+    Count.DELETED_DETECTED: ("deleted_users_detected", "Sessions of deleted users refused."),
+    Count.BANNED_DETECTED: ("banned_users_detected", "Sessions of banned users refused."),
+    Count.COALESCED: ("coalesced_misses", "Misses answered by another request's query."),
+    Count.MIGRATED_SESSIONS: ("migrated_sessions",
                          "Sessions moved from the other cookie format (NextAuth) on first use."),
-    "workspaceSwitches": ("workspace_switches", "Workspace switches asked for (API)."),
-    "workspaceAutoSwitches": ("workspace_automatic_switches",
+    Count.WORKSPACE_SWITCHES: ("workspace_switches", "Workspace switches asked for (API)."),
+    Count.WORKSPACE_AUTO_SWITCHES: ("workspace_automatic_switches",
                               "Sessions moved to another workspace after losing theirs."),
-    "workspaceAccessLost": ("workspace_access_lost",
+    Count.WORKSPACE_ACCESS_LOST: ("workspace_access_lost",
                             "Current workspaces found no longer accessible."),
 }
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from regcopilot.users.directory import FOREVER, UserDirectory, is_uuid
+from regcopilot.names import Revocation
+from regcopilot.users.directory import FOREVER, AccountAdmin, is_uuid
 
 Invalidate = Callable[[str], Awaitable[None]]
 # Revoke every session of a user, with the reason recorded (auth/sessions.py); returns how many.
@@ -38,7 +39,7 @@ def ban_end(until: datetime | None, seconds: int | None) -> datetime:
 class UserAdmin:
     def __init__(
         self,
-        directory: UserDirectory,
+        directory: AccountAdmin,
         invalidate: Invalidate | None = None,
         revoke_sessions: RevokeSessions | None = None,
     ) -> None:
@@ -64,7 +65,7 @@ class UserAdmin:
                   ) -> datetime:
         end = ban_end(until, seconds)
         await self._after(user_id, await self.directory.set_banned_until(_check(user_id), end))
-        await self._end_sessions(user_id, "ban")
+        await self._end_sessions(user_id, Revocation.BAN)
         return end
 
     async def unban(self, user_id: str) -> None:
@@ -72,7 +73,7 @@ class UserAdmin:
 
     async def delete(self, user_id: str, *, soft: bool = False) -> None:
         await self._after(user_id, await self.directory.delete(_check(user_id), soft=soft))
-        await self._end_sessions(user_id, "delete")
+        await self._end_sessions(user_id, Revocation.DELETE)
 
     async def invalidate(self, user_id: str) -> None:
         await self.directory.announce(_check(user_id))

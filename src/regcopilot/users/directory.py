@@ -155,26 +155,22 @@ class LogSnapshot:
     last: dict[str, int]
 
 
-class UserDirectory(Protocol):
-    """One protocol for SQLite and PostgreSQL; callers never learn which one they hold."""
+class Accounts(Protocol):
+    """Account reads, for sign-in and validation (judged by `judge` above), and the sign-in
+    stamp."""
 
-    kind: str
-
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def ping(self) -> None: ...
     async def get(self, user_id: str) -> User | None: ...
     async def get_with_workspace(self, user_id: str) -> tuple[User | None, CurrentWorkspace]:
         """The account and the session's current workspace in one statement (one round
         trip): what the validator asks."""
         ...
-    async def rows(self, sql: str, *params: Any) -> list[tuple]:
-        """A read in the shared SQL dialect (regcopilot.workspaces.sql)."""
-        ...
-    async def batch(self, statements: list[tuple[str, tuple]]) -> list[int]:
-        """Writes in one transaction; the row count of each."""
-        ...
     async def find_by_email(self, email: str) -> User | None: ...
+    async def record_sign_in(self, user_id: str) -> None: ...
+
+
+class AccountAdmin(Protocol):
+    """Admin reads and writes on accounts (users/admin.py, the console, the CLI)."""
+
     async def add(
         self,
         email: str,
@@ -185,20 +181,39 @@ class UserDirectory(Protocol):
         full_name: str | None = None,
     ) -> User: ...
     async def list(self, limit: int = 100) -> list[User]: ...
-    async def set_banned_until(self, user_id: str, until: datetime | None) -> bool: ...
-    async def delete(self, user_id: str, *, soft: bool = False) -> bool: ...
-    async def record_sign_in(self, user_id: str) -> None: ...
-    async def announce(self, user_id: str) -> None:
-        """Tell every watcher this user changed (used when nothing in the row did)."""
-        ...
-    async def count(self) -> int: ...
-    async def read_log(self) -> LogSnapshot:
-        """The retained change log, read once at start (bounded by pruning)."""
-        ...
     async def page(
         self, email_contains: str = "", offset: int = 0, limit: int = 50
     ) -> tuple[list[User], int]:
         """Users whose email contains the text, newest first, and how many match."""
+        ...
+    async def count(self) -> int: ...
+    async def set_banned_until(self, user_id: str, until: datetime | None) -> bool: ...
+    async def delete(self, user_id: str, *, soft: bool = False) -> bool: ...
+    async def announce(self, user_id: str) -> None:
+        """Tell every watcher this user changed (used when nothing in the row did)."""
+        ...
+
+
+class WorkspaceTables(Protocol):
+    """The workspace tables, in the SQL of users/dialect.py ({p}, {tenants}, …), rendered by
+    the backend (workspaces/store.py)."""
+
+    kind: str
+
+    async def rows(self, sql: str, *params: Any) -> list[tuple]:
+        """A read."""
+        ...
+    async def batch(self, statements: list[tuple[str, tuple]]) -> list[int]:
+        """Writes in one transaction; the row count of each."""
+        ...
+    async def find_by_email(self, email: str) -> User | None: ...
+
+
+class ChangeFeed(Protocol):
+    """The directory's change log: read once at start, then followed."""
+
+    async def read_log(self) -> LogSnapshot:
+        """The retained change log, read once at start (bounded by pruning)."""
         ...
     async def watch(
         self,
@@ -215,26 +230,15 @@ class UserDirectory(Protocol):
         ...
 
 
-def open_directory(
-    url: str,
-    *,
-    timeout: float = 2.0,
-    pool_size: int = 10,
-    statement_cache_size: int = 100,
-    log_keep_seconds: float = DEFAULT_LOG_KEEP_SECONDS,
-) -> UserDirectory:
-    if url.startswith("sqlite:"):
-        from regcopilot.users.sqlite import SqliteDirectory
+class UserDirectory(Accounts, AccountAdmin, WorkspaceTables, ChangeFeed, Protocol):
+    """What a backend (SQLite, PostgreSQL) implements: every role above, and its life cycle.
+    Callers take the narrowest role they use, and never learn which backend they hold."""
 
-        return SqliteDirectory(
-            url.removeprefix("sqlite:///"), timeout=timeout, log_keep_seconds=log_keep_seconds
-        )
-    from regcopilot.users.postgres import PostgresDirectory
+    kind: str
 
-    return PostgresDirectory(
-        url, timeout=timeout, pool_size=pool_size, statement_cache_size=statement_cache_size,
-        log_keep_seconds=log_keep_seconds,
-    )
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
 
 
 def normalize_email(email: str) -> str:

@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 
 from regcopilot.background import cancelling
+from regcopilot.users import workspace_schema
 from regcopilot.users.changes import Change, FeedCursor
+from regcopilot.users.dialect import SESSION, render, split_session
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
     NO_WORKSPACE,
@@ -32,8 +34,6 @@ from regcopilot.users.directory import (
 )
 from regcopilot.users.rows import COLUMNS, new_meta, to_user
 from regcopilot.users.schema import NOTIFY_CHANNEL, POSTGRES_DDL, POSTGRES_DDL_LOCK
-from regcopilot.workspaces import schema as workspace_schema
-from regcopilot.workspaces.sql import SESSION, render, split_session
 
 log = logging.getLogger("regcopilot.users")
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import aiosqlite
 
+from regcopilot.users import workspace_schema
 from regcopilot.users.changes import Change, FeedCursor
+from regcopilot.users.dialect import SESSION, render, split_session
 from regcopilot.users.directory import (
     DEFAULT_LOG_KEEP_SECONDS,
     NO_WORKSPACE,
@@ -33,8 +35,6 @@ from regcopilot.users.directory import (
 )
 from regcopilot.users.rows import COLUMNS, new_meta, to_user
 from regcopilot.users.schema import SQLITE_DDL
-from regcopilot.workspaces import schema as workspace_schema
-from regcopilot.workspaces.sql import SESSION, render, split_session
 
 log = logging.getLogger("regcopilot.users")
 

@@ -17,7 +17,8 @@ class Access(StrEnum):
     USER = "user"  # the default: a signed-in user, or the middleware refuses
     PUBLIC = "public"  # nobody is authenticated (sign-in, health, the sign-in page)
     OPTIONAL = "optional"  # the user if the session is good, never refused (/api/auth/session)
-    MONITOR = "monitor"  # a monitor's bearer token, or else as USER
+    MONITOR = "monitor"  # a monitor's bearer token, or else a signed-in admin
+    ADMIN = "admin"  # a signed-in admin (authenticated as USER; the route answers 403)
 
 
 # Paths no route declares: a static mount, should one be added, is public.

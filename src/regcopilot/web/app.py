@@ -18,12 +18,13 @@ from regcopilot.web.routes import console as console_routes
 from regcopilot.web.routes import prometheus as prometheus_routes
 from regcopilot.web.routes import sessions as session_routes
 from regcopilot.web.routes import workspaces as workspace_routes
-from regcopilot.web.services import build_services
+from regcopilot.web.services import Services, build_services
 
 
-def create_app(settings: Settings | None = None) -> FastFirst:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastFirst:
+    """`services`: a graph built elsewhere (bench/variants.py); by default from settings."""
     settings = settings or load_settings()
-    services = build_services(settings)
+    services = services or build_services(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastFirst) -> AsyncIterator[None]:

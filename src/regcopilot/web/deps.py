@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import HTTPException, Request
 from pydantic import BaseModel
 
 from regcopilot.auth.identity import SessionUser
-from regcopilot.web.auth_state import is_monitor, signed_in
+from regcopilot.web.access import Access
+from regcopilot.web.middleware import AuthState, signed_in
 from regcopilot.web.services import Services
 
 
@@ -23,20 +26,39 @@ def current_user(request: Request) -> SessionUser:
     return user
 
 
-def admin_user(request: Request) -> SessionUser:
-    user = current_user(request)
-    if not user.is_admin:
-        raise HTTPException(403, "admin role required")
-    return user
+def admitted(level: Access, state: AuthState) -> bool:
+    """The one rule of who may call a route declared `level`, on what the session middleware
+    found: the dependency of admin routes (requires, below) and the admin pages ask it."""
+    user = state.user
+    if level is Access.ADMIN:
+        return user is not None and user.is_admin
+    if level is Access.MONITOR:
+        return state.monitor or (user is not None and user.is_admin)
+    if level is Access.USER:
+        return user is not None
+    return True
 
 
-def monitor_or_admin(request: Request) -> None:
-    """A monitor's bearer token (checked by the middleware) or a signed-in admin."""
-    if is_monitor(request.scope):
-        return
-    user = signed_in(request.scope)
-    if user is None or not user.is_admin:
-        raise HTTPException(401, "admin session or Authorization: Bearer token required")
+REFUSED = {
+    Access.ADMIN: (403, "admin role required"),
+    Access.MONITOR: (401, "admin session or Authorization: Bearer token required"),
+    Access.USER: (401, "not signed in"),
+}
+
+
+@functools.cache
+def requires(level: Access) -> Callable[[Request], None]:
+    """A route dependency refusing whoever web/access.admitted does not let in at `level`."""
+
+    def check(request: Request) -> None:
+        state = AuthState.of(request.scope)
+        if not admitted(level, state):
+            status, message = REFUSED[level]
+            if state.user is None and level is Access.ADMIN:
+                status, message = REFUSED[Access.USER]  # signed out: asked to sign in
+            raise HTTPException(status, message)
+
+    return check
 
 
 def client_ip(request: Request) -> str | None:

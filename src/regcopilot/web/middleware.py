@@ -9,18 +9,103 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import MutableMapping
+from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from regcopilot.auth.authenticate import Credentials
-from regcopilot.auth.identity import INVALID, NOT_SIGNED_IN, Refusal
+from regcopilot.auth.identity import INVALID, NOT_SIGNED_IN, Refusal, Renewal, SessionUser
+from regcopilot.config import Settings
 from regcopilot.web.access import PUBLIC_PREFIXES, Access
-from regcopilot.web.auth_state import AuthState
+from regcopilot.web.migration import clear_named_header
 from regcopilot.web.next_path import login_location
 from regcopilot.web.refusals import error_body, send_refusal
-from regcopilot.web.renewal import renewing
 from regcopilot.web.services import Services
-from regcopilot.web.session import clear_cookie_header, cookie_name
+from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
+
+# --- the answer, in the scope ---------------------------------------------------------------
+# One typed object under scope["auth"] (what Starlette's AuthenticationMiddleware keeps in
+# scope["auth"] and scope["user"]), read and written through its methods only. Read straight
+# from the scope: `request.state` builds a State object on every access, a cost the benchmark
+# profile showed on the hottest route.
+KEY = "auth"
+
+
+class AuthState:
+    __slots__ = ("clear", "monitor", "refusal", "renewal", "route_set_cookie", "user")
+
+    def __init__(self) -> None:
+        self.user: SessionUser | None = None
+        self.refusal: Refusal | None = None  # why there is no user (OPTIONAL routes read it)
+        self.monitor = False  # a monitor's bearer token was accepted
+        # The cookie the response must carry (a workspace moved, the other format upgraded)
+        # and the other format's cookies to clear with it.
+        self.renewal: Renewal | None = None
+        self.clear: tuple[str, ...] = ()
+        self.route_set_cookie = False  # a route issued its own session cookie meanwhile
+
+    @staticmethod
+    def of(scope: MutableMapping[str, Any]) -> AuthState:
+        """The request's state, made on first use."""
+        state = scope.get(KEY)
+        if state is None:
+            state = scope[KEY] = AuthState()
+        return state
+
+    def signed_in(self, user: SessionUser, clear: tuple[str, ...] = ()) -> None:
+        self.user = user
+        self.renewal = user.renewal
+        self.clear = clear if user.renewal is not None else ()
+
+    def refused(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+
+    def cookie_issued_by_route(self) -> None:
+        """The route's response carries the session cookie itself (a workspace switch): the
+        middleware's renewal would overwrite it."""
+        self.route_set_cookie = True
+
+
+def signed_in(scope: Any) -> SessionUser | None:
+    """The one way to read the signed-in user (SessionMiddleware put it there)."""
+    state = scope.get(KEY)
+    return state.user if state is not None else None
+
+
+def refusal_of(scope: Any) -> Refusal | None:
+    """Why the session middleware found no user (None: not asked, e.g. a public route)."""
+    state = scope.get(KEY)
+    return state.refusal if state is not None else None
+
+
+# --- the cookie re-issued on the response --------------------------------------------------
+# When authenticate() says so (a Renewal): the validated workspace is not the one the cookie
+# names (access to it was lost, or the cookie predates a switch made elsewhere:
+# X-Workspace-Changed says so), or the session came in the other cookie format (its cookies
+# are cleared with it).
+HEADER = b"x-workspace-changed"
+
+
+def renewing(send: Send, state: AuthState, settings: Settings) -> Send:
+    """Wrap `send`: the renewal's headers join the response start, unless the route issued
+    its own session cookie meanwhile (the other format's cookies are cleared either way)."""
+
+    async def wrapped(message: Message) -> None:
+        renewal = state.renewal
+        if message["type"] == "http.response.start" and renewal is not None:
+            headers = list(message.get("headers", []))
+            if not state.route_set_cookie:
+                if renewal.moved_to is not None and not renewal.upgraded:
+                    headers.append((HEADER, renewal.moved_to.encode("latin-1")))
+                cookie = set_cookie_header(settings, renewal.token, renewal.max_age)
+                headers.append((b"set-cookie", cookie.encode("latin-1")))
+            headers += [(b"set-cookie", clear_named_header(settings, name).encode("latin-1"))
+                        for name in state.clear]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
 
 
 def _cookie_at(value: bytes, needle: bytes, start: int = 0) -> int:

@@ -38,6 +38,7 @@ from regcopilot.metrics.security import SecurityLog
 from regcopilot.users.directory import DirectoryUnavailable, UserDirectory
 from regcopilot.users.sessions import session_records
 from regcopilot.web.migration import ForeignSessions
+from regcopilot.workspaces.store import WorkspaceStore
 
 log = logging.getLogger("regcopilot")
 
@@ -124,15 +125,22 @@ class Services:
         self.passwords.close()
 
 
-def build_services(settings: Settings, *, shared: SharedStore | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    shared: SharedStore | None = None,
+    cache_kind: type[ValidationCache] = ValidationCache,
+    validator_kind: type[SessionValidator] = SessionValidator,
+) -> Services:
     """The instance's graph. `shared` stands in for the Redis store (a MemoryStore, in the use
-    cases' unit tests); otherwise REDIS_URL decides."""
+    cases' unit tests); otherwise REDIS_URL decides. The kinds are the classes composed
+    (bench/variants.py passes its benchmark variants; the product never does)."""
     prefix = settings.REDIS_KEY_PREFIX
     url = settings.REDIS_URL
     if shared is None:
         shared = build_store(settings)
     bus = EventBus(url, build_keys(settings).events_channel) if url else None
-    cache = build_cache(settings, shared)
+    cache = build_cache(settings, shared, cache_kind)
     directory = build_directory(settings)
     metrics = AuthMetrics(
         ClusterMetrics(url, prefix) if url else None, active_cap=settings.ACTIVE_USERS_TRACKED
@@ -146,7 +154,7 @@ def build_services(settings: Settings, *, shared: SharedStore | None = None) -> 
     nextauth = NextAuthTokens(secret, max_age, **clock)
     tokens = nextauth if settings.SESSION_COOKIE_FORMAT == "nextauth" else ours
     revocations = RevocationList(prefix, shared, bus, max_local=settings.REVOCATIONS_KEPT_LOCALLY)
-    validator = build_validator(settings, cache, directory, metrics)
+    validator = build_validator(settings, cache, directory, metrics, validator_kind)
     limiter = LoginLimiter(
         prefix,
         shared,
@@ -179,7 +187,8 @@ def build_services(settings: Settings, *, shared: SharedStore | None = None) -> 
             metrics=metrics, security=security,
         ),
         signer=SignIn(
-            directory=directory, tokens=tokens, cookie_name=cookie_name(settings),
+            accounts=directory, workspaces=WorkspaceStore(directory), tokens=tokens,
+            cookie_name=cookie_name(settings),
             limiter=limiter, passwords=passwords, cache=cache, validator=validator,
             sessions=sessions, metrics=metrics, security=security,
             default_tenant=settings.SUPABASE_DEMO_TENANT_ID,

@@ -12,17 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from regcopilot.users.directory import CurrentWorkspace, User, UserDirectory, is_uuid
-from regcopilot.workspaces.schema import QUIET_SETTING, ROLES, STATUSES
-from regcopilot.workspaces.sql import ACTIVE, render
+from regcopilot.users.dialect import ACTIVE, render
+from regcopilot.users.directory import CurrentWorkspace, User, WorkspaceTables, is_uuid
+from regcopilot.users.workspace_schema import QUIET_SETTING, ROLES, STATUSES
 
 Invalidate = Callable[[str], Awaitable[None]]
 MANAGERS = ("owner", "admin")
 MAX_NAME = 200
-
-
-class NotAllowed(Exception):
-    """The caller may not do this to this workspace (HTTP 403)."""
 
 
 class NotFound(LookupError):
@@ -52,7 +48,7 @@ def _ws(row: tuple) -> Workspace:
 
 
 class WorkspaceStore:
-    def __init__(self, directory: UserDirectory, invalidate: Invalidate | None = None) -> None:
+    def __init__(self, directory: WorkspaceTables, invalidate: Invalidate | None = None) -> None:
         self.directory = directory
         self._invalidate = invalidate
 
@@ -75,7 +71,7 @@ class WorkspaceStore:
         rows = await self._rows(
             "SELECT t.id, t.name, t.slug, t.type, m.role FROM {members} m"
             " JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.user_id = ? AND {ACTIVE} ORDER BY t.type = 'personal' DESC, t.name",
+            f" WHERE m.user_id = {{p}} AND {ACTIVE} ORDER BY t.type = 'personal' DESC, t.name",
             user_id,
         )
         return [_ws(r) for r in rows]
@@ -86,7 +82,7 @@ class WorkspaceStore:
             return None
         rows = await self._rows(
             "SELECT id, name, slug, type, NULL, owner_id FROM {tenants}"
-            " WHERE id = ? AND deleted_at IS NULL",
+            " WHERE id = {p} AND deleted_at IS NULL",
             tenant_id,
         )
         return (_ws(rows[0]), str(rows[0][5])) if rows else None
@@ -97,7 +93,7 @@ class WorkspaceStore:
             return None
         rows = await self._rows(
             "SELECT m.role FROM {members} m JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.user_id = ? AND m.tenant_id = ? AND {ACTIVE}",
+            f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE}",
             user_id, tenant_id,
         )
         return rows[0][0] if rows else None
@@ -106,7 +102,7 @@ class WorkspaceStore:
         rows = await self._rows(
             "SELECT m.user_id, u.email, m.role, m.status, m.joined_at FROM {members} m"
             " JOIN {users} u ON u.id = m.user_id"
-            " WHERE m.tenant_id = ? AND m.deleted_at IS NULL ORDER BY m.joined_at, u.email",
+            " WHERE m.tenant_id = {p} AND m.deleted_at IS NULL ORDER BY m.joined_at, u.email",
             tenant_id,
         )
         return [{"userId": str(r[0]), "email": r[1], "role": r[2], "status": r[3],
@@ -121,17 +117,17 @@ class WorkspaceStore:
                     ) -> list[tuple[str, tuple]]:
         return [
             (self._sql("INSERT INTO {tenants} (id, name, slug, type, owner_id)"
-                       " VALUES (?, ?, ?, ?, ?)"),
+                       " VALUES ({p}, {p}, {p}, {p}, {p})"),
              (_param(self, tenant_id), name, slug, kind, _param(self, owner))),
             (self._sql("INSERT INTO {members} (id, tenant_id, user_id, role, status, joined_at)"
-                       " VALUES (?, ?, ?, 'owner', 'active', {now})"),
+                       " VALUES ({p}, {p}, {p}, 'owner', 'active', {now})"),
              (_param(self, str(uuid.uuid4())), _param(self, tenant_id), _param(self, owner))),
         ]
 
     def _set_current(self, user_id: str, tenant_id: str) -> tuple[str, tuple]:
         return (
             self._sql("INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
-                      " VALUES (?, ?, {now}) ON CONFLICT (user_id) DO UPDATE SET"
+                      " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
                       " current_tenant_id = excluded.current_tenant_id,"
                       " updated_at = excluded.updated_at"),
             (_param(self, user_id), _param(self, tenant_id)),
@@ -144,7 +140,7 @@ class WorkspaceStore:
         if workspace.tenant_id is not None:
             return workspace
         owned = await self._rows(
-            "SELECT 1 FROM {tenants} WHERE owner_id = ? AND type = 'personal'", user.id
+            "SELECT 1 FROM {tenants} WHERE owner_id = {p} AND type = 'personal'", user.id
         )
         if owned:
             return workspace
@@ -177,10 +173,10 @@ class WorkspaceStore:
             return False
         sql = self._sql(
             "INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
-            " SELECT CAST(? AS {uuid}), CAST(? AS {uuid}), {now}"
+            " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
             " WHERE EXISTS (SELECT 1 FROM {members} m"
             " JOIN {tenants} t ON t.id = m.tenant_id"
-            f" WHERE m.user_id = ? AND m.tenant_id = ? AND {ACTIVE})"
+            f" WHERE m.user_id = {{p}} AND m.tenant_id = {{p}} AND {ACTIVE})"
             " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
             " updated_at = excluded.updated_at"
         )
@@ -222,7 +218,8 @@ class WorkspaceStore:
             raise NotFound("no user with that email")
         sql = self._sql(
             "INSERT INTO {members} (id, tenant_id, user_id, role, status, invited_by, joined_at)"
-            " VALUES (?, ?, ?, ?, 'active', ?, {now}) ON CONFLICT (tenant_id, user_id) DO UPDATE"
+            " VALUES ({p}, {p}, {p}, {p}, 'active', {p}, {now})"
+            " ON CONFLICT (tenant_id, user_id) DO UPDATE"
             " SET role = excluded.role, status = 'active', deleted_at = NULL,"
             " joined_at = excluded.joined_at, updated_at = {now}"
         )
@@ -245,13 +242,13 @@ class WorkspaceStore:
             return False
         sets, params = [], []
         if role is not None:
-            sets.append("role = ?")
+            sets.append("role = {p}")
             params.append(role)
         if status is not None:
-            sets.append("status = ?")
+            sets.append("status = {p}")
             params.append(status)
         sql = self._sql(f"UPDATE {{members}} SET {', '.join(sets)}, updated_at = {{now}}"
-                        " WHERE tenant_id = ? AND user_id = ? AND deleted_at IS NULL")
+                        " WHERE tenant_id = {p} AND user_id = {p} AND deleted_at IS NULL")
         (count,) = await self.directory.batch(
             [(sql, (*params, _param(self, tenant_id), _param(self, user_id)))]
         )
@@ -264,7 +261,7 @@ class WorkspaceStore:
         if not is_uuid(user_id):
             return False
         sql = self._sql("UPDATE {members} SET status = 'removed', deleted_at = {now},"
-                        " updated_at = {now} WHERE tenant_id = ? AND user_id = ?"
+                        " updated_at = {now} WHERE tenant_id = {p} AND user_id = {p}"
                         " AND deleted_at IS NULL")
         (count,) = await self.directory.batch(
             [(sql, (_param(self, tenant_id), _param(self, user_id)))]

@@ -11,12 +11,13 @@ from regcopilot.auth.password_pool import PasswordBusy
 from regcopilot.auth.passwords import BCRYPT_MAX_BYTES, MAX_PASSWORD_BYTES
 from regcopilot.users.admin import UnknownUser, UserAdmin
 from regcopilot.users.directory import User
-from regcopilot.web.deps import admin_user, errors, services, storable_text
+from regcopilot.web.access import Access
+from regcopilot.web.deps import errors, requires, services, storable_text
 from regcopilot.web.refusals import retry_after
 
 router = APIRouter(
     prefix="/api/admin",
-    dependencies=[Depends(admin_user)],
+    dependencies=[Depends(requires(Access.ADMIN))],
     responses=errors(400, 401, 403, 404, 422, 503),
 )
 

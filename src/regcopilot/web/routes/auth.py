@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from regcopilot.auth.identity import Refusal
@@ -17,13 +17,13 @@ from regcopilot.auth.sign_in import SignedIn, SignInContext
 from regcopilot.auth.tokens import InvalidToken
 from regcopilot.names import Door
 from regcopilot.web.access import Access, access
-from regcopilot.web.auth_state import refusal_of, signed_in
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.front_door import FastJSONResponse, fast
-from regcopilot.web.middleware import read_cookie
+from regcopilot.web.middleware import read_cookie, refusal_of, signed_in
 from regcopilot.web.next_path import safe_next
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import directory_down, refusal, retry_after
+from regcopilot.web.routes.pages import user_json
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
 
 router = APIRouter(responses=errors(400, 401, 403, 413, 415, 422, 429, 503, html=True))
@@ -94,19 +94,8 @@ async def _login(request: Request, fields: dict[str, Any], door: Door) -> Signed
 
 
 def signed_in_body(signed: SignedIn) -> dict[str, Any]:
-    user = signed.user
-    return {
-        "user": {
-            "id": user.id,
-            "email": user.email,
-            "name": user.name,
-            "tenantId": user.tenant_id,
-            "tenantRole": user.tenant_role,
-            "tenantName": user.tenant_name,
-            "role": user.role,
-        },
-        "expires": datetime.fromtimestamp(signed.expires, UTC).isoformat(),
-    }
+    return {"user": user_json(signed.user),
+            "expires": datetime.fromtimestamp(signed.expires, UTC).isoformat()}
 
 
 LOGIN_BODY = {
@@ -145,6 +134,14 @@ async def login(request: Request) -> Response:
         response = JSONResponse(signed_in_body(signed))
     response.headers.append("set-cookie", cookie)
     return response
+
+
+@router.post("/login", response_class=HTMLResponse, include_in_schema=False)
+@access(Access.PUBLIC)
+async def login_form(request: Request) -> Response:
+    """The sign-in form posts here, so a failure re-renders the form at /login (with the email
+    kept) instead of leaving the browser on /api/auth/login."""
+    return await login(request)
 
 
 def _form_again(fields: dict[str, Any], error: str) -> dict[str, Any]:
@@ -201,17 +198,9 @@ async def session(request: Request) -> Response:
         return response
     return FastJSONResponse(
         {
-            "user": {
-                "id": user.id,
-                "email": user.email,
-                "tenantId": user.tenant_id,
-                "tenantRole": user.tenant_role,
-                "tenantName": user.tenant_name,
-                "role": user.role,
-                # What next-auth/react's useSession reads (the upstream's session callback).
-                "name": user.name,
-                "currentTenantId": user.tenant_id,
-            },
+            # currentTenantId: what next-auth/react's useSession reads (the upstream's
+            # session callback).
+            "user": {**user_json(user), "currentTenantId": user.tenant_id},
             "expires": expires_at(user.exp),
         }
     )

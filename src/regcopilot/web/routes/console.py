@@ -12,7 +12,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.auth.identity import SessionUser
 from regcopilot.users.directory import DirectoryUnavailable, User
-from regcopilot.web.deps import current_user, services
+from regcopilot.web.access import Access
+from regcopilot.web.deps import admitted, current_user, services
+from regcopilot.web.middleware import AuthState
 from regcopilot.web.pages import render
 
 router = APIRouter()
@@ -37,7 +39,7 @@ async def console(
     q: str = Query("", max_length=320, description="Part of an email."),
     page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
-    if not user.is_admin:
+    if not admitted(Access.ADMIN, AuthState.of(request.scope)):
         return render(request, "admin.html", {"user": user, "forbidden": True}, status_code=403)
     svc = services(request)
     try:

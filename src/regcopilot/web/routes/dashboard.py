@@ -9,7 +9,9 @@ from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.auth.identity import SessionUser
 from regcopilot.ops.monitor import THRESHOLDS
-from regcopilot.web.deps import current_user
+from regcopilot.web.access import Access
+from regcopilot.web.deps import admitted, current_user
+from regcopilot.web.middleware import AuthState
 from regcopilot.web.pages import render
 
 router = APIRouter()
@@ -26,7 +28,7 @@ async def dashboard(
     user: SessionUser = Depends(current_user),
     refresh: int = Query(5, ge=1, le=300, description="Seconds between refreshes."),
 ) -> Response:
-    if not user.is_admin:
+    if not admitted(Access.ADMIN, AuthState.of(request.scope)):
         return render(request, "dashboard.html", {"user": user, "forbidden": True},
                       status_code=403)
     return render(request, "dashboard.html", {

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Depends, Request
 
 from regcopilot.metrics.report import build
 from regcopilot.metrics.sessions import active_sessions, sessions_block
+from regcopilot.names import Count
 from regcopilot.web.access import Access, access
-from regcopilot.web.deps import errors, monitor_or_admin, services
+from regcopilot.web.deps import errors, requires, services
 
 router = APIRouter(responses=errors(401, 503))
 
@@ -48,9 +49,9 @@ async def observability_report(request: Request) -> dict:
                 snap.counters, await active_sessions(svc), len(svc.revocations.local)
             ),
             "workspaces": {
-                "switches": snap.counters.get("workspaceSwitches", 0),
-                "automaticSwitches": snap.counters.get("workspaceAutoSwitches", 0),
-                "accessLost": snap.counters.get("workspaceAccessLost", 0),
+                "switches": snap.counters.get(Count.WORKSPACE_SWITCHES, 0),
+                "automaticSwitches": snap.counters.get(Count.WORKSPACE_AUTO_SWITCHES, 0),
+                "accessLost": snap.counters.get(Count.WORKSPACE_ACCESS_LOST, 0),
             },
         },
     )
@@ -61,7 +62,7 @@ async def observability_report(request: Request) -> dict:
     return body
 
 
-@router.get("/api/observability", dependencies=[Depends(monitor_or_admin)])
+@router.get("/api/observability", dependencies=[Depends(requires(Access.MONITOR))])
 @access(Access.MONITOR)
 async def observability(request: Request) -> dict:
     return await observability_report(request)

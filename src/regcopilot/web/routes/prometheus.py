@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from regcopilot.metrics.sessions import active_sessions, session_families
 from regcopilot.ops.exposition import families, render
 from regcopilot.web.access import Access, access
-from regcopilot.web.deps import monitor_or_admin, services
+from regcopilot.web.deps import requires, services
 
 router = APIRouter()
 # The classic text format, which every Prometheus 2.x and 3.x scrapes; the names used here are
@@ -17,7 +17,7 @@ router = APIRouter()
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@router.get("/metrics", dependencies=[Depends(monitor_or_admin)], include_in_schema=False)
+@router.get("/metrics", dependencies=[Depends(requires(Access.MONITOR))], include_in_schema=False)
 @access(Access.MONITOR)
 async def metrics(request: Request) -> Response:
     svc = services(request)

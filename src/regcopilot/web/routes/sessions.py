@@ -14,16 +14,17 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from regcopilot.auth.identity import SessionUser
-from regcopilot.auth.sessions import ADMIN, USER
+from regcopilot.names import Revocation
 from regcopilot.users.directory import is_uuid
 from regcopilot.users.sessions import SessionRecord
-from regcopilot.web.deps import admin_user, current_user, errors, services
+from regcopilot.web.access import Access
+from regcopilot.web.deps import current_user, errors, requires, services
 from regcopilot.web.session import clear_cookie_header
 
 router = APIRouter(responses=errors(401, 404, 422, 503))
 admin_router = APIRouter(
     prefix="/api/admin/users",
-    dependencies=[Depends(admin_user)],
+    dependencies=[Depends(requires(Access.ADMIN))],
     responses=errors(401, 403, 404, 422, 503),
 )
 
@@ -86,7 +87,7 @@ async def my_sessions(request: Request, user: SessionUser = Depends(current_user
 async def revoke_mine(
     session_id: str, request: Request, user: SessionUser = Depends(current_user)
 ) -> JSONResponse:
-    done = await services(request).sessions.revoke(user.id, session_id, USER)
+    done = await services(request).sessions.revoke(user.id, session_id, Revocation.USER)
     if not done:
         raise HTTPException(404, "no such active session")
     return _answer(request, Revoked(ok=True, revoked=1, current=session_id == user.jti))
@@ -98,7 +99,7 @@ async def revoke_all_mine(
     user: SessionUser = Depends(current_user),
 ) -> JSONResponse:
     keep = user.jti if body is not None and body.keepCurrent else None
-    n = await services(request).sessions.revoke_all(user.id, USER, keep=keep)
+    n = await services(request).sessions.revoke_all(user.id, Revocation.USER, keep=keep)
     return _answer(request, Revoked(ok=True, revoked=n, current=keep is None))
 
 
@@ -121,7 +122,7 @@ async def user_sessions(user_id: str, request: Request) -> SessionList:
 @admin_router.delete("/{user_id}/sessions/{session_id}", response_model=Revoked)
 async def revoke_users_session(user_id: str, session_id: str, request: Request) -> JSONResponse:
     user_id = await _existing(request, user_id)
-    done = await services(request).sessions.revoke(user_id, session_id, ADMIN)
+    done = await services(request).sessions.revoke(user_id, session_id, Revocation.ADMIN)
     if not done:
         raise HTTPException(404, "no such active session")
     return _answer(request, Revoked(ok=True, revoked=1,
@@ -132,5 +133,5 @@ async def revoke_users_session(user_id: str, session_id: str, request: Request) 
 async def revoke_users_sessions(user_id: str, request: Request) -> JSONResponse:
     user_id = await _existing(request, user_id)
     me = current_user(request)
-    n = await services(request).sessions.revoke_all(user_id, ADMIN)
+    n = await services(request).sessions.revoke_all(user_id, Revocation.ADMIN)
     return _answer(request, Revoked(ok=True, revoked=n, current=user_id == me.id))

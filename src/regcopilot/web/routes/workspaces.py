@@ -11,10 +11,11 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
 from regcopilot.auth.identity import SessionUser
+from regcopilot.names import Count
 from regcopilot.users.directory import DirectoryUnavailable, is_uuid
-from regcopilot.web.auth_state import AuthState
-from regcopilot.web.deps import admin_user, current_user, errors, services, storable_text
-from regcopilot.web.middleware import read_cookie
+from regcopilot.web.access import Access
+from regcopilot.web.deps import current_user, errors, requires, services, storable_text
+from regcopilot.web.middleware import AuthState, read_cookie
 from regcopilot.web.session import cookie_name, set_cookie_header
 from regcopilot.workspaces.store import MAX_NAME, NotFound, WorkspaceStore
 
@@ -95,7 +96,7 @@ async def _switch(request: Request, user: SessionUser, tenant_id: str) -> tuple[
     svc = services(request)
     if not await _run(store(request).switch(user.id, tenant_id)):
         raise HTTPException(403, "not an active member of that workspace")
-    svc.metrics.workspace("workspaceSwitches")
+    svc.metrics.workspace(Count.WORKSPACE_SWITCHES)
     claims = svc.tokens.decode(_token(request))
     token = svc.tokens.move(claims, tenant_id)
     AuthState.of(request.scope).cookie_issued_by_route()  # this response carries it
@@ -179,7 +180,7 @@ async def workspace_choices(request: Request, user: SessionUser) -> list[Any]:
         return []
 
 
-@pages.get("/api/admin/users/{user_id}/workspaces", dependencies=[Depends(admin_user)],
+@pages.get("/api/admin/users/{user_id}/workspaces", dependencies=[Depends(requires(Access.ADMIN))],
            responses=errors(400, 401, 403, 503))
 async def user_workspaces(user_id: str, request: Request) -> dict:
     """For the admin console: the workspaces a user can be in now, and the current one."""

@@ -1,13 +1,17 @@
-"""One SQL text for both directories: `{tenants}`-style table names, `{now}`, and `?`
-placeholders, rendered once per dialect (PostgreSQL numbers its placeholders)."""
+"""One SQL text for both directories, rendered once per backend: `{tenants}`-style table
+names, `{now}`, `{uuid}`, and `{p}` for each parameter — `$1`, `$2`, … for PostgreSQL, `?` for
+SQLite. str.format fills them, so a `?` in a literal or PostgreSQL's jsonb `?` operator is left
+alone (the regex this replaces rewrote every `?`)."""
 
 from __future__ import annotations
 
 import functools
-import re
+import string
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from regcopilot.users.rows import COLUMNS
+from regcopilot.users.directory import CurrentWorkspace
+from regcopilot.users.rows import COLUMNS, to_user
 
 NAMES = {
     "postgres": {
@@ -29,13 +33,37 @@ NAMES = {
 }
 
 
+class _Dialect(string.Formatter):
+    """Names from the backend's table; `{p}` the next placeholder, numbered from 1."""
+
+    def __init__(self, kind: str) -> None:
+        self.names = NAMES[kind]
+        self.numbered = kind == "postgres"
+
+    def render(self, template: str) -> str:
+        return self.vformat(template, (), _Counter(self.names, self.numbered))
+
+
+class _Counter(Mapping[str, Any]):
+    def __init__(self, names: Mapping[str, str], numbered: bool) -> None:
+        self.names, self.numbered, self.count = names, numbered, 0
+
+    def __getitem__(self, key: str) -> str:
+        if key != "p":
+            return self.names[key]
+        self.count += 1
+        return f"${self.count}" if self.numbered else "?"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 @functools.cache
 def render(kind: str, template: str) -> str:
-    text = template.format(**NAMES[kind])
-    if kind == "postgres":
-        count = iter(range(1, 1000))
-        text = re.sub(r"\?", lambda _m: f"${next(count)}", text)
-    return text
+    return _Dialect(kind).render(template)
 
 
 # Where a session is, decided in the same statement as the account: the stored current
@@ -59,7 +87,7 @@ FROM (
                        ELSE 2 END,
                   m2.joined_at, m2.tenant_id
          LIMIT 1) AS pick
-    FROM {users} u WHERE u.id = ?
+    FROM {users} u WHERE u.id = {p}
 ) x
 LEFT JOIN {members} m ON m.id = x.pick
 LEFT JOIN {tenants} t ON t.id = m.tenant_id"""
@@ -69,11 +97,8 @@ SESSION_WIDTH = len(COLUMNS.split(",")) + 4
 ACTIVE = "m.status = 'active' AND m.deleted_at IS NULL AND t.deleted_at IS NULL"
 
 
-def split_session(row: Any) -> tuple[Any, Any]:
+def split_session(row: Sequence[Any]) -> tuple[Any, CurrentWorkspace]:
     """A SESSION row → (User, CurrentWorkspace)."""
-    from regcopilot.users.directory import CurrentWorkspace
-    from regcopilot.users.rows import to_user
-
     width = SESSION_WIDTH - 4
     tenant, name, role, stored = (row[i] for i in range(width, SESSION_WIDTH))
     return to_user(row), CurrentWorkspace(

@@ -9,26 +9,26 @@ from typing import Annotated, Any
 import typer
 
 from regcopilot.config import Settings
+from regcopilot.tool import run, with_admin
 
 app = typer.Typer(help="Manage workspaces (tenants) and their members.", no_args_is_help=True)
 
 
 def _act(action: Any) -> None:
     """Run `action(store)` with a WorkspaceStore on the configured directory."""
-    from regcopilot import cli as root
     from regcopilot.workspaces.store import NotFound, WorkspaceStore
 
     async def work(settings: Settings) -> None:
-        async def with_admin(admin: Any) -> None:
+        async def with_admin_graph(admin: Any) -> None:
             try:
                 await action(WorkspaceStore(admin.directory, admin._invalidate))
             except NotFound as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(1) from None
 
-        await root._with_admin(settings, with_admin)
+        await with_admin(settings, with_admin_graph)
 
-    root.run(work)
+    run(work)
 
 
 async def _user_id(store: Any, who: str) -> str:

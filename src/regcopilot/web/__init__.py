@@ -1,0 +1,1 @@
+"""The HTTP layer: ASGI middleware, routes, pages; it translates HTTP and calls the use cases."""
