@@ -12,6 +12,8 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 
@@ -45,11 +47,12 @@ async def per_request_us(app: Any, scope: dict[str, Any], n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
-async def main(n: int) -> None:
+@asynccontextmanager
+async def ours_signed_in() -> AsyncIterator[tuple[Any, str]]:
+    """Our app on SQLite with the in-memory cache, started, and a signed-in user's cookie."""
     data = tempfile.mkdtemp(prefix="regcopilot-asgi-cost-")
     os.environ.update(NEXTAUTH_SECRET="asgi-cost-" + "s" * 40, DATA_DIR=data,
                       DATABASE_URL=f"sqlite:///{data}/users.db", LOG_LEVEL="WARNING")
-    from bench.bare_app import app as bare
     from regcopilot.web.app import create_app  # after the environment is set
 
     ours = create_app()
@@ -61,7 +64,13 @@ async def main(n: int) -> None:
         workspace = (await services.validator.validate(login.id)).tenant_id or ""
         token, _ = services.tokens.issue(
             sub=login.id, email=login.email, tenant=workspace, role=None)
-        cookie = f"regcopilot.session-token={token}"
+        yield ours, f"regcopilot.session-token={token}"
+
+
+async def main(n: int) -> None:
+    from bench.bare_app import app as bare
+
+    async with ours_signed_in() as (ours, cookie):
         cases = (("bare FastAPI /api/health", bare, scope_for("/api/health")),
                  ("ours /api/health", ours, scope_for("/api/health")),
                  ("ours /api/me", ours, scope_for("/api/me", cookie)),

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -26,6 +23,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from bench.asgi_cost import ours_signed_in
 from bench.bare_app import app as bare
 
 PEER = ("127.0.0.1", 5555)
@@ -108,24 +106,6 @@ async def per_request_us(app: Any, protocol: type[HttpToolsProtocol], request: b
         if i & 255 == 0:
             transport.written.clear()
     return (time.process_time() - started) / n * 1e6
-
-
-@asynccontextmanager
-async def ours_signed_in() -> AsyncIterator[tuple[Any, str]]:
-    """Our app on SQLite with the in-memory cache, and a signed-in user's cookie."""
-    data = tempfile.mkdtemp(prefix="regcopilot-wire-cost-")
-    os.environ.update(NEXTAUTH_SECRET="wire-cost-" + "s" * 40, DATA_DIR=data,
-                      DATABASE_URL=f"sqlite:///{data}/users.db", LOG_LEVEL="WARNING")
-    from regcopilot.web.app import create_app  # after the environment is set
-
-    app = create_app()
-    async with app.router.lifespan_context(app):
-        services = app.state.services
-        login = await services.directory.add("bench@example.com", "-")
-        workspace = (await services.validator.validate(login.id)).tenant_id or ""
-        token, _ = services.tokens.issue(sub=login.id, email=login.email, tenant=workspace,
-                                         role=None)
-        yield app, f"regcopilot.session-token={token}"
 
 
 CASES = ("raw", "bare", "health", "me", "session")
