@@ -1,19 +1,19 @@
 """The most requested GETs dispatched in front of FastAPI's own layers, through the same guards.
 
 Why: on the wire (bench/wire_cost.py: uvicorn's protocol fed request bytes, no sockets), a raw
-ASGI callable costs ~110,000 instructions a request; FastAPI's outer layers (its `__call__` with
-the telemetry check, ServerErrorMiddleware's send wrapper, the exception-telemetry and body-limit
-layers), its router's matching across the included routers, dependency solving and response
-serialisation come on top of it before any of our code runs. Here a route marked `@fast` is
-answered by:
+ASGI callable costs ~118,000 instructions a request (bench/instructions.py); FastAPI's outer
+layers (its `__call__` with the telemetry check, ServerErrorMiddleware's send wrapper, the
+exception-telemetry and body-limit layers), its router's matching across the included routers,
+dependency solving and response serialisation came on top of it before any of our code ran. A
+route marked `@fast` is answered by
 
-    CsrfMiddleware → SessionMiddleware → its own endpoint → orjson → two sends
+    FastFirst.__call__ → the guards that act on it → its own endpoint → orjson → two sends
 
-— the very guard instances of the app's middleware stack (the middleware stack keeps them for
-every other request), and the endpoint FastAPI would have called, found in the declared routes:
-the declared routes stay the one list of routes and the schema's source; this is only a faster
-dispatcher for a few of them. Only endpoints whose sole parameter is the Request (or none) and
-that need no dependency can be marked; `FastRoutes.from_routes` refuses any other.
+with the guards built from the same list as the app's middleware stack (`enable_fast`), and
+the endpoint FastAPI would have called, found in the declared routes: the declared routes stay
+the one list of routes and the schema's source; this is only a faster dispatcher for a few of
+them. Only endpoints whose sole parameter is the Request (or none) and that need no dependency
+can be marked; `fast_endpoints` refuses any other.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__regcopilot_fast__"
 
 JSON = (b"content-type", b"application/json")
-# Content-Length values for every body a hot route sends, made once rather than per request.
+# Content-Length values for every body a fast route sends, made once rather than per request.
 _LENGTHS_MADE = 4096
 _LENGTHS = [str(n).encode() for n in range(_LENGTHS_MADE)]
 
