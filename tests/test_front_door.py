@@ -212,3 +212,14 @@ async def test_an_exception_in_a_fast_endpoint_gets_the_apps_handler():
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         r = await client.get("/boom")
     assert r.status_code == 418 and r.json()["handled"]
+
+
+@pytest.mark.parametrize("value", ["é", "naïve 日本", "\u2028", "<>&", "\x00\x1f\x7f",
+                                   'a"b\\c\n\t', None, 0, True, [1, "x"]])
+def test_the_fast_encoder_sends_starlettes_bytes(value):
+    """orjson replaces json.dumps on the fast routes: escapes, non-ASCII and spacing must come
+    out as Starlette's JSONResponse writes them."""
+    from regcopilot.web.front_door import FastJSONResponse
+
+    body = {"user": {"name": value, "id": "x"}, "ü": value}
+    assert FastJSONResponse(body).body == JSONResponse(body).body
