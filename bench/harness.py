@@ -307,7 +307,7 @@ def machine(opts: Options) -> dict[str, Any]:
             break
     versions = {}
     for pkg in ("regcopilot", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "redis",
-                "hiredis", "asyncpg", "PyJWT", "cachetools", "pydantic"):
+                "hiredis", "asyncpg", "PyJWT", "cachetools", "pydantic", "orjson"):
         versions[pkg] = _version(pkg)
     peer_versions = {}
     if opts.peer:
