@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from regcopilot.web.access import every_route
+from regcopilot.web.access import declared_routes
 
 # Any id fits a path parameter: the answer may be 404/422, and still must not be stored.
 FILLER = "00000000-0000-4000-8000-000000000000"
@@ -16,7 +16,7 @@ FILLER = "00000000-0000-4000-8000-000000000000"
 
 def requests_for(app) -> list[tuple[str, str]]:
     found = []
-    for path, route in every_route(app.routes):
+    for path, route, _ in declared_routes(app.routes):
         concrete = re.sub(r"\{[^}]+\}", FILLER, path)
         for method in sorted(getattr(route, "methods", None) or {"GET"}):
             if method != "HEAD":
@@ -57,7 +57,7 @@ async def test_hot_path_and_middleware_refusals_are_not_stored(instance):
                                         headers={"origin": "https://elsewhere.example"})
         assert forged.status_code == 403 and forged.headers["cache-control"] == "no-store"
         assert (await app.login("me@example.com")).status_code == 200
-        hot = await app.client.get("/api/me")  # answered by web/hot.py, before the router
+        hot = await app.client.get("/api/me")  # answered by web/front_door.py, before the router
         assert hot.status_code == 200 and hot.headers["cache-control"] == "no-store"
         assert hot.headers.get_list("cache-control") == ["no-store"]
 

@@ -4,7 +4,8 @@ After a sign-out, Back must not show a page or a JSON body that was read with th
 answer that does not depend on it (health, the sign-in page) loses nothing by not being stored.
 
 One rule, NO_STORE, sent from the three places that send: this layer around FastAPI's router
-(every route, including any added later), the hot routes (web/hot.py) and the plain-ASGI
+(every route, including any added later), the fast routes' dispatcher (web/front_door.py's
+FastEndpoint, which puts it on every answer it sends) and the plain-ASGI
 refusals (web/refusals.send_refusal, for the session and CSRF checks). The layer is not put
 outermost because wrapping `send` costs the hottest route: `bench.asgi_cost --requests
 60000`, run three times interleaved on the shared 2-core machine, measured /api/me at
@@ -48,3 +49,8 @@ class NoStore:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+    def passes(self, _method: str, _path: str) -> bool:
+        """Left out of the fast routes' chains (web/front_door.py asks only for those): their
+        dispatcher sends NO_STORE itself, without a `send` wrapper on the hottest path."""
+        return True
