@@ -1,6 +1,6 @@
 """CPU per request inside the app, without a server or a network: an ASGI driver calls the app
 N times and divides the process CPU time. Compares a bare one-route FastAPI app with our
-/api/health and /api/me (a signed-in user, SQLite, in-memory cache).
+/api/health, /api/me and GET /api/auth/session (a signed-in user, SQLite, in-memory cache).
 
     .venv/bin/python -m bench.asgi_cost [--requests 20000]
 """
@@ -12,9 +12,9 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
-
-from fastapi import FastAPI
 
 
 def scope_for(path: str, cookie: str | None = None) -> dict[str, Any]:
@@ -47,18 +47,14 @@ async def per_request_us(app: Any, scope: dict[str, Any], n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
-async def main(n: int) -> None:
+@asynccontextmanager
+async def ours_signed_in() -> AsyncIterator[tuple[Any, str]]:
+    """Our app on SQLite with the in-memory cache, started, and a signed-in user's cookie."""
     data = tempfile.mkdtemp(prefix="regcopilot-asgi-cost-")
     os.environ.update(NEXTAUTH_SECRET="asgi-cost-" + "s" * 40, DATA_DIR=data,
                       DATABASE_URL=f"sqlite:///{data}/users.db", LOG_LEVEL="WARNING")
     from regcopilot.web.app import create_app  # after the environment is set
     from regcopilot.workspaces.store import WorkspaceStore
-
-    bare = FastAPI()
-
-    @bare.get("/api/health")
-    async def health() -> dict:
-        return {"status": "ok"}
 
     ours = create_app()
     async with ours.router.lifespan_context(ours):
@@ -70,12 +66,19 @@ async def main(n: int) -> None:
         workspace = workspace or ""
         token, _ = services.tokens.issue(
             sub=login.id, email=login.email, tenant=workspace, role=None)
-        cookie = f"regcopilot.session-token={token}"
+        yield ours, f"regcopilot.session-token={token}"
+
+
+async def main(n: int) -> None:
+    from bench.bare_app import app as bare
+
+    async with ours_signed_in() as (ours, cookie):
         cases = (("bare FastAPI /api/health", bare, scope_for("/api/health")),
                  ("ours /api/health", ours, scope_for("/api/health")),
-                 ("ours /api/me", ours, scope_for("/api/me", cookie)))
+                 ("ours /api/me", ours, scope_for("/api/me", cookie)),
+                 ("ours GET /api/auth/session", ours, scope_for("/api/auth/session", cookie)))
         for name, app, scope in cases:
-            print(f"{name:26} {await per_request_us(app, scope, n):7.1f} µs per request")
+            print(f"{name:28} {await per_request_us(app, scope, n):7.1f} µs per request")
 
 
 if __name__ == "__main__":

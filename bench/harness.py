@@ -1,9 +1,11 @@
 """bench/run: every variant on the same data and workload, alternated, medians reported.
 
 Variants (1,000 users with sessions, 64 connections, an authenticated GET rotating cookies):
+  (R) raw         any GET on a raw ASGI callable answering (0)'s bytes: the server's own limit
   (0) bare        GET /api/health on a bare FastAPI app (one route): what a user writes without us
   (1) ceiling     GET /api/health on our server (no authentication)
   (2) tiered      GET /api/me, ours as shipped: near cache + Redis
+  (2s) session    GET /api/auth/session on the same server: what every React page polls
   (3) redis-only  GET /api/me, near cache off: Redis on every request (the upstream design)
   (3b) upstream   GET /api/me on the upstream's design as its own tiny app: PyJWT decode, Redis
                   GET, json.loads on every request; asyncpg and SET EX 300 on a miss
@@ -63,6 +65,7 @@ class Options:
     connections: int
     peer: bool
     parts: set[str]
+    variants: set[str] | None
     model_seconds: float
     model_ttl: int
     model_event_seconds: float
@@ -89,7 +92,9 @@ class Variant:
 
 
 # Variants served by other apps: no /api/observability to read counters from.
-FOREIGN = frozenset({"bare", "upstream", "peer"})
+FOREIGN = frozenset({"raw", "bare", "upstream", "peer"})
+# Served by no app of ours and answering without a session: no warm-up needed.
+UNWARMED = frozenset({"raw", "bare", "ceiling"})
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -103,6 +108,8 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--no-peer", action="store_true", help="leave out fastapi-users")
     p.add_argument("--only", help=f"comma-separated parts of {','.join(PARTS)} (default all;"
                    " the profile needs py-spy and is left out in smoke mode)")
+    p.add_argument("--variants", help="comma-separated variant keys to run (default all: "
+                   "raw,bare,ceiling,tiered,session,redis-only,upstream,no-cache,peer)")
     p.add_argument("--out", type=Path, help="results folder (default bench/results/<time>)")
     a = p.parse_args(argv)
     smoke = a.smoke
@@ -112,7 +119,8 @@ def parse_args(argv: list[str]) -> Options:
     if not a.only and (smoke or profile.py_spy() is None):
         parts.discard("profile")
     peer_ready = (PEER_VENV / "bin" / "python").exists()
-    if a.no_peer or "variants" not in parts:
+    chosen = set(a.variants.split(",")) if a.variants else None
+    if a.no_peer or "variants" not in parts or (chosen is not None and "peer" not in chosen):
         peer = False
     elif smoke:
         peer = peer_ready  # optional in smoke: CI need not build the peer's venv
@@ -130,6 +138,7 @@ def parse_args(argv: list[str]) -> Options:
         connections=a.connections if not smoke else min(a.connections, 16),
         peer=peer,
         parts=parts,
+        variants=chosen,
         model_seconds=6 if smoke else 60,
         model_ttl=3 if smoke else 5,
         # Event-driven run: TTL 1 s (300× compression), the 6 h max age is 72 s of wall time;
@@ -298,7 +307,7 @@ def machine(opts: Options) -> dict[str, Any]:
             break
     versions = {}
     for pkg in ("regcopilot", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "redis",
-                "hiredis", "asyncpg", "PyJWT", "cachetools", "pydantic"):
+                "hiredis", "asyncpg", "PyJWT", "cachetools", "pydantic", "orjson"):
         versions[pkg] = _version(pkg)
     peer_versions = {}
     if opts.peer:
@@ -394,23 +403,28 @@ def run_variants(ctx: Context) -> dict[str, Any]:
         return s.start()
 
     try:
+        raw = plain_server("raw", "raw_app", {}, logs)
         bare = plain_server("bare", "bare_app", {}, logs)
         upstream = plain_server("upstream", "upstream_app", {
             "NEXTAUTH_SECRET": SECRET, "UPSTREAM_DATABASE_URL": ctx.ours_db,
             "UPSTREAM_REDIS_URL": redis.url, "UPSTREAM_KEY_PREFIX": "bench:upstream:",
             "UPSTREAM_COOKIE": OUR_COOKIE}, logs)
-        servers.extend(s.start() for s in (bare, upstream))
+        servers.extend(s.start() for s in (raw, bare, upstream))
         tiered = ours("tiered", "tiered")
         redis_only = ours("redis-only", "redis-only")
         no_cache = ours("no-cache", "none")
         tokens = ctx.ours_tokens
         variants = [
+            Variant("raw", "(R) raw ASGI app: the server's own limit", raw, "/api/health",
+                    tokens, OUR_COOKIE),
             Variant("bare", "(0) bare FastAPI app: one route, no auth", bare, "/api/health",
                     tokens, OUR_COOKIE),
             Variant("ceiling", "(1) ceiling: /api/health, no auth", tiered, "/api/health",
                     tokens, OUR_COOKIE),
             Variant("tiered", "(2) ours: near cache + Redis", tiered, "/api/me",
                     tokens, OUR_COOKIE),
+            Variant("session", "(2s) ours: GET /api/auth/session, near cache + Redis", tiered,
+                    "/api/auth/session", tokens, OUR_COOKIE),
             Variant("redis-only", "(3) ours, near cache off: Redis only (upstream design)",
                     redis_only, "/api/me", tokens, OUR_COOKIE),
             Variant("upstream", "(3b) upstream design as its own app: JWT + Redis GET + JSON",
@@ -418,6 +432,8 @@ def run_variants(ctx: Context) -> dict[str, Any]:
             Variant("no-cache", "(4) ours, no cache: directory every request", no_cache,
                     "/api/me", tokens, OUR_COOKIE),
         ]
+        if opts.variants is not None:
+            variants = [v for v in variants if v.key in opts.variants]
         peer_q: PeerQueries | None = None
         if opts.peer:
             peer_db = asyncio.run(ctx.pg.create("peer"))
@@ -439,7 +455,7 @@ def run_variants(ctx: Context) -> dict[str, Any]:
 
         # Warm every server once (caches filled, connections opened), then alternate.
         for v in variants:
-            if v.key in ("ceiling", "bare"):
+            if v.key in UNWARMED:
                 continue
             run_wrk(v.server.base + v.path, v.tokens, v.cookie, seconds=opts.warmup,
                     connections=opts.connections)

@@ -125,7 +125,7 @@ def _self(stacks: list[tuple[list[tuple[str, str]], int]]) -> Counter[str]:
 WATCH = ("SessionMiddleware._authenticate", "SessionValidator.validate", "SessionTokens.decode",
          "RevocationList.is_revoked", "ValidationCache.peek", "SessionValidator._record",
          "read_cookie", "solve_dependencies", "serialize_response", "current_user",
-         "HTTPConnection.query_params", "_IncludedRouter._match", "HotRoutes.__call__",
+         "HTTPConnection.query_params", "_IncludedRouter._match", "FastEndpoint.__call__",
          "APIRouter.__call__", "Router.__call__")
 
 

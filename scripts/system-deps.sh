@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the test suite and the benchmarks use (load generator, browser, CLI tools,
-# PgBouncer for the change feed behind a pooler).
+# PgBouncer for the change feed behind a pooler, redis-sentinel for failover, valgrind for
+# bench/instructions.py).
 # Installs only what is missing; a no-op on a machine that has them all.
 set -euo pipefail
-packages=(curl jq bc wrk nginx-light chromium redis-tools redis-sentinel openssl prometheus pgbouncer)
+packages=(curl jq bc wrk nginx-light chromium redis-tools redis-sentinel openssl prometheus pgbouncer valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -16,7 +16,7 @@ from tests.support import repo_root
 
 pytestmark = [pytest.mark.xdist_group("bench"), pytest.mark.slow]
 
-OURS = ("bare", "ceiling", "tiered", "redis-only", "upstream", "no-cache")
+OURS = ("raw", "bare", "ceiling", "tiered", "session", "redis-only", "upstream", "no-cache")
 
 
 def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:

@@ -74,6 +74,19 @@ async def _server_with_user(tmp_path: Path, **extra: object) -> tuple[ServerProc
         return server, r.cookies[COOKIE]
 
 
+async def _dribble(writer: asyncio.StreamWriter, stop: asyncio.Event, every: float) -> None:
+    """Request headers a byte every `every` seconds, never finished: until `stop` or closed."""
+    for byte in b"GET /api/me HTTP/1.1\r\nHost: t\r\nX-Padding: " + b"p" * 500:
+        if stop.is_set() or writer.is_closing():
+            return
+        try:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        except ConnectionError:
+            return
+        await asyncio.sleep(every)
+
+
 async def _closed_by_server(reader: asyncio.StreamReader) -> bool:
     """Reads until the server closes the connection (EOF or reset); any bytes are drained."""
     try:
@@ -100,20 +113,8 @@ async def test_idle_and_byte_by_byte_clients_are_closed_while_me_answers(tmp_pat
         status_line = await kept[0].readline()
         assert b" 200 " in status_line, status_line
 
-        async def dribble(writer: asyncio.StreamWriter) -> None:
-            request = b"GET /api/me HTTP/1.1\r\nHost: t\r\nX-Padding: " + b"p" * 500
-            for byte in request:  # never finishes its headers
-                if stop.is_set() or writer.is_closing():
-                    return
-                try:
-                    writer.write(bytes([byte]))
-                    await writer.drain()
-                except ConnectionError:
-                    return
-                await asyncio.sleep(timeout / 10)
-
         slow = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
-        dribblers = [asyncio.create_task(dribble(w)) for _, w in slow]
+        dribblers = [asyncio.create_task(_dribble(w, stop, timeout / 10)) for _, w in slow]
 
         codes: list[int] = []
 
@@ -134,6 +135,38 @@ async def test_idle_and_byte_by_byte_clients_are_closed_while_me_answers(tmp_pat
         assert codes and set(codes) == {200}, codes[:20]
         log = server.log_path.read_text()
         assert "HTTP_HEADER_TIMEOUT_SECONDS" in log, log[-2000:]
+    finally:
+        stop.set()
+        server.stop()
+
+
+async def test_a_later_request_dribbling_its_headers_is_closed(tmp_path):
+    """On a kept-alive connection, the next request's headers get the same deadline from their
+    first byte, although the usual request (headers in one read) arms no timer at all
+    (web/connections.py). The keep-alive timeout is long here, so only the header deadline can
+    close it."""
+    timeout = 1.0
+    server, cookie = await _server_with_user(
+        tmp_path, HTTP_HEADER_TIMEOUT_SECONDS=timeout, HTTP_KEEPALIVE_TIMEOUT_SECONDS=120)
+    stop = asyncio.Event()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        request = f"GET /api/me HTTP/1.1\r\nHost: t\r\nCookie: {COOKIE}={cookie}\r\n\r\n"
+        for _ in range(3):  # complete requests, each headers in one write: answered
+            writer.write(request.encode())
+            assert b" 200 " in await reader.readline()
+            length = 0
+            while (line := await reader.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+
+        dribbling = asyncio.create_task(_dribble(writer, stop, timeout / 10))
+        await asyncio.wait_for(_closed_by_server(reader), timeout=timeout * 20)
+        stop.set()
+        await dribbling
+        await eventually(lambda: "HTTP_HEADER_TIMEOUT_SECONDS" in server.log_path.read_text(),
+                         timeout=10)
     finally:
         stop.set()
         server.stop()

@@ -86,17 +86,18 @@ def test_monitor_exit_codes_and_guide_script(memory_server):
     assert "ALERT: Cache hit rate is 0" in out
     assert "WARNING: Using in-memory cache (in-memory) - not suitable for production" in out
 
-    # One cold validation: a 0 % hit rate is now a real alert.
+    # One cold validation: a 0 % hit rate, but on too few validations to grade (issue 25:
+    # a fresh instance does not alert; ops/grading.py).
     stack = contextlib.ExitStack()
     alice = stack.enter_context(s.session("alice@example.com"))
     assert alice.get("/api/me").status_code == 200
     code, out = monitor(endpoint, "--token", TOKEN)
-    assert code == 1, out
+    assert code == 0, out
     hit_row = next(line for line in out.splitlines() if line.startswith("Cache hit rate"))
-    assert "ALERT" in hit_row
+    assert "N/A" in hit_row and "too few validations to grade (1 of 100)" in hit_row
 
-    # Warm: 40 more requests from the cache, hit rate ≈ 97.6 % > 95 %.
-    for _ in range(40):
+    # Warm: 120 more requests from the cache, hit rate ≈ 99.2 % > 95 %, now graded.
+    for _ in range(120):
         assert alice.get("/api/me").status_code == 200
     code, out = monitor(s.base, "--token", TOKEN, "--json")
     body = json.loads(out)

@@ -51,6 +51,14 @@ def test_hit_rate_thresholds(rate, expected):
     assert status(with_("authentication.validations.cacheHitRate", rate), "hitRate") == expected
 
 
+@pytest.mark.parametrize(("total", "expected"), [(1, NA), (99, NA), (100, ALERT)])
+def test_a_low_hit_rate_is_graded_from_100_validations(total, expected):
+    body = with_("authentication.validations.total", total)
+    body["authentication"]["validations"]["cacheHitRate"] = 50.0
+    body["authentication"]["validations"]["averageTimeMs"] = 80.0
+    assert status(body, "hitRate") == expected and status(body, "avgValidationMs") == expected
+
+
 def test_no_validations_is_not_an_alert():
     body = with_("authentication.validations.total", 0)
     body["authentication"]["validations"]["cacheHitRate"] = 0.0

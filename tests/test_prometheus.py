@@ -104,7 +104,7 @@ def test_deployed_rules_in_prometheus_fire_on_a_served_instance(tmp_path):
                        timeout=30, interval=0.2, what="first scrape")
             assert query(base, 'up{job="regcopilot"}')[0]["value"][1] == "1"
             loaded = rules(base)
-            assert len(loaded) == 14, sorted(loaded)  # promtool counts 14 as well
+            assert len(loaded) == 15, sorted(loaded)  # promtool counts 15 as well
             wait_until(lambda: all(r.get("lastEvaluation", "").startswith("2")
                                    and r["health"] == "ok" for r in rules(base).values()),
                        timeout=30, interval=0.2, what="every rule evaluated without error")
@@ -177,7 +177,7 @@ def test_promtool_accepts_the_deployed_files(tmp_path):
     promtool = shutil.which("promtool") or "/usr/bin/promtool"
     done = subprocess.run([promtool, "check", "rules", str(DEPLOY / "alerts.yml")],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and "SUCCESS: 14 rules found" in done.stdout, done.stdout
+    assert done.returncode == 0 and "SUCCESS: 15 rules found" in done.stdout, done.stdout
     # The deployed scrape config, with a credentials file that exists on this machine.
     config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     token = tmp_path / "regcopilot-token"

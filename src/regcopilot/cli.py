@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
 
+from regcopilot import cli_help  # noqa: F401  (Typer help without <bool> and {user})
+from regcopilot.cli_args import EmailAlias, OptionalUserArg, UserArg, one_user
 from regcopilot.cli_workspaces import app as workspaces_app
-from regcopilot.config import Settings
+from regcopilot.config import SETTINGS_CHECKED, Settings
 from regcopilot.factories import doctor_parts
 from regcopilot.names import Revocation
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor_command
 from regcopilot.ops.monitor import monitor
-from regcopilot.tool import run, settings_or_exit, with_admin
+from regcopilot.tool import VERBOSE, run, settings_or_exit, with_admin
+from regcopilot.users.lookup import find_user
 
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
 users = typer.Typer(help="Manage users in the user directory.", no_args_is_help=True)
@@ -27,6 +31,13 @@ app.add_typer(sessions_cli, name="sessions")
 app.add_typer(workspaces_app, name="workspaces")
 
 T = TypeVar("T")
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Say which user directory a command uses, even the default one.",
+)] = False) -> None:
+    VERBOSE["on"] = verbose
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -65,6 +76,7 @@ def serve(
             raise typer.Exit(1)
     if (generated := preflight.observability_token(settings)) is not None:
         typer.echo(generated, err=True)
+    os.environ[SETTINGS_CHECKED] = "1"  # the workers load them again: say nothing twice
     setup_logging(settings.LOG_LEVEL)
     typer.echo(f"Regulatory Intelligence Copilot on http://{host}:{port} ({workers} worker(s))")
     options: dict[str, Any] = {
@@ -153,7 +165,7 @@ def users_list(limit: Annotated[int, typer.Option(min=1)] = 100) -> None:
 
 @users.command("ban")
 def users_ban(
-    user_id: str,
+    user: UserArg,
     until: Annotated[datetime | None, typer.Option(help="End of the ban (ISO time).")] = None,
     seconds: Annotated[int | None, typer.Option(help="Length of the ban in seconds.")] = None,
 ) -> None:
@@ -161,8 +173,9 @@ def users_ban(
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            end = await ua.ban(user_id, until, seconds)
-            typer.echo(f"banned {user_id} until {end.isoformat()}")
+            found = await find_user(ua.directory, user)
+            end = await ua.ban(found.id, until, seconds)
+            typer.echo(f"banned {found.email} ({found.id}) until {end.isoformat()}")
 
         await with_admin(s, act)
 
@@ -170,13 +183,14 @@ def users_ban(
 
 
 @users.command("unban")
-def users_unban(user_id: str) -> None:
+def users_unban(user: UserArg) -> None:
     """Lift a ban."""
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            await ua.unban(user_id)
-            typer.echo(f"unbanned {user_id}")
+            found = await find_user(ua.directory, user)
+            await ua.unban(found.id)
+            typer.echo(f"unbanned {found.email} ({found.id})")
 
         await with_admin(s, act)
 
@@ -185,16 +199,18 @@ def users_unban(user_id: str) -> None:
 
 @users.command("set-password")
 def users_set_password(
-    email: Annotated[str, typer.Option(help="The user's email.")],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True,
                                           confirmation_prompt=True, help="New password.")],
+    user_arg: OptionalUserArg = None,
+    email: EmailAlias = None,
 ) -> None:
     """Set a user's password: every session signed in before it ends, on every instance."""
+    who = one_user(user_arg, email)
     _long_enough(password)
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            user = await _user_by_email(ua, email)
+            user = await find_user(ua.directory, who)
             hashed = await _hashed(s, password)
             await ua.set_password(user.id, hashed)
             typer.echo(f"password set for {user.email}; earlier sessions ended")
@@ -206,15 +222,16 @@ def users_set_password(
 
 @users.command("delete")
 def users_delete(
-    user_id: str,
+    user: UserArg,
     soft: Annotated[bool, typer.Option(help="Set deleted_at instead of removing the row.")] = False,
 ) -> None:
     """Delete a user; locked out at once."""
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            await ua.delete(user_id, soft=soft)
-            typer.echo(f"deleted {user_id}{' (soft)' if soft else ''}")
+            found = await find_user(ua.directory, user)
+            await ua.delete(found.id, soft=soft)
+            typer.echo(f"deleted {found.email} ({found.id}){' (soft)' if soft else ''}")
 
         await with_admin(s, act)
 
@@ -222,41 +239,37 @@ def users_delete(
 
 
 @users.command("invalidate")
-def users_invalidate(user_id: str) -> None:
+def users_invalidate(user: UserArg) -> None:
     """Drop a user's cached validation on every instance."""
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            await ua.invalidate(user_id)
-            typer.echo(f"invalidated {user_id}")
+            found = await find_user(ua.directory, user)
+            await ua.invalidate(found.id)
+            typer.echo(f"invalidated {found.email} ({found.id})")
 
         await with_admin(s, act)
 
     run(work)
 
 
-async def _user_by_email(ua: Any, email: str) -> Any:
-    user = await ua.directory.find_by_email(email)
-    if user is None:
-        typer.echo(f"error: no user with email {email}", err=True)
-        raise typer.Exit(1)
-    return user
-
-
 @sessions_cli.command("list")
-def sessions_list(email: Annotated[str, typer.Option(help="The user's email.")]) -> None:
+def sessions_list(user_arg: OptionalUserArg = None, email: EmailAlias = None) -> None:
     """List a user's active sessions."""
     from regcopilot.users.session_stores import session_records
+    from regcopilot.web.user_agents import browser_name
+
+    who = one_user(user_arg, email)
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            user = await _user_by_email(ua, email)
+            user = await find_user(ua.directory, who)
             rows = await session_records(ua.directory).active(user.id)
-            typer.echo(f"{'id':32}  {'created (UTC)':16}  {'last seen':16}  {'address':15}  agent")
+            typer.echo(f"{'id':36}  {'created (UTC)':16}  {'last seen':16}  {'address':15}  agent")
             for r in rows:
-                seen = f"{r.last_seen_at:%Y-%m-%d %H:%M}" if r.last_seen_at else "-"
-                typer.echo(f"{r.id:32}  {r.created_at:%Y-%m-%d %H:%M}  {seen:16}  "
-                           f"{r.address or '-':15}  {(r.user_agent or '-')[:60]}")
+                seen = f"{r.seen_at:%Y-%m-%d %H:%M}"
+                typer.echo(f"{r.id:36}  {r.created_at:%Y-%m-%d %H:%M}  {seen:16}  "
+                           f"{r.address or '-':15}  {browser_name(r.user_agent) or '-'}")
             typer.echo(f"{len(rows)} active session(s) for {user.email}")
 
         await with_admin(s, act)
@@ -266,20 +279,22 @@ def sessions_list(email: Annotated[str, typer.Option(help="The user's email.")])
 
 @sessions_cli.command("revoke")
 def sessions_revoke(
-    email: Annotated[str, typer.Option(help="The user's email.")],
+    user_arg: OptionalUserArg = None,
+    email: EmailAlias = None,
     all_: Annotated[bool, typer.Option("--all", help="Revoke every session.")] = False,
     session_id: Annotated[str | None, typer.Option("--id", help="Revoke this session.")] = None,
 ) -> None:
     """Revoke one session (--id) or all of them (--all); refused everywhere within a second."""
     from regcopilot.users.session_stores import session_records
 
+    who = one_user(user_arg, email)
     if all_ == (session_id is not None):
         typer.echo("error: give exactly one of --all or --id", err=True)
         raise typer.Exit(2)
 
     async def work(s: Settings) -> None:
         async def act(ua: Any) -> None:
-            user = await _user_by_email(ua, email)
+            user = await find_user(ua.directory, who)
             records = session_records(ua.directory)
             if session_id is None:
                 n = len(await records.revoke_all(user.id, Revocation.ADMIN))

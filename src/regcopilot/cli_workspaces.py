@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
+from regcopilot.cli_args import EmailAlias, OptionalUserArg, UserArg, one_user
 from regcopilot.config import Settings
 from regcopilot.tool import run, with_admin
 
 app = typer.Typer(help="Manage workspaces (tenants) and their members.", no_args_is_help=True)
+TenantArg = Annotated[str, typer.Argument(metavar="WORKSPACE", help="Workspace (tenant) id.")]
 
 
 def _act(action: Any) -> None:
@@ -36,18 +38,13 @@ def _act(action: Any) -> None:
 
 
 async def _user_id(store: Any, who: str) -> str:
-    from regcopilot.workspaces.store import NotFound
+    from regcopilot.users.lookup import find_user
 
-    if "@" not in who:
-        return who
-    user = await store.directory.find_by_email(who)
-    if user is None:
-        raise NotFound(f"no user with email {who}")
-    return user.id
+    return (await find_user(store.directory, who)).id
 
 
 @app.command("list")
-def list_(user: Annotated[str, typer.Argument(help="User id or email.")]) -> None:
+def list_(user: UserArg) -> None:
     """The workspaces a user can be in now; * marks the current one."""
 
     async def act(store: Any) -> None:
@@ -64,7 +61,7 @@ def list_(user: Annotated[str, typer.Argument(help="User id or email.")]) -> Non
 @app.command()
 def create(
     name: Annotated[str, typer.Argument(help="Workspace name.")],
-    owner: Annotated[str, typer.Option(help="Owner's user id or email.")],
+    owner: Annotated[str, typer.Option(metavar="USER", help="Owner's user id or email.")],
 ) -> None:
     """Create a team workspace owned by a user."""
 
@@ -76,7 +73,7 @@ def create(
 
 
 @app.command()
-def members(tenant_id: str) -> None:
+def members(tenant_id: TenantArg) -> None:
     """List a workspace's members."""
 
     async def act(store: Any) -> None:
@@ -93,26 +90,29 @@ def members(tenant_id: str) -> None:
 
 @app.command("add-member")
 def add_member(
-    tenant_id: str,
-    email: Annotated[str, typer.Option(help="The member's sign-in email.")],
+    tenant_id: TenantArg,
+    user: OptionalUserArg = None,
+    email: EmailAlias = None,
     role: Annotated[str, typer.Option(help="owner, admin, member or viewer.")] = "member",
 ) -> None:
     """Add a user to a workspace (or re-activate their membership)."""
+    who = one_user(user, email)
 
     async def act(store: Any) -> None:
+        from regcopilot.users.lookup import find_user
         from regcopilot.workspaces.store import NotFound
 
         if await store.get(tenant_id) is None:
             raise NotFound(f"no workspace with id {tenant_id}")
-        added = await store.add_member(tenant_id, email, role)
+        member = await find_user(store.directory, who)
+        added = await store.add_member(tenant_id, member.email, role)
         typer.echo(f"added {added['email']} to {tenant_id} as {role}")
 
     _act(act)
 
 
 @app.command("remove-member")
-def remove_member(tenant_id: str, user: Annotated[str, typer.Argument(help="Id or email.")],
-                  ) -> None:
+def remove_member(tenant_id: TenantArg, user: UserArg) -> None:
     """Remove a member; their sessions leave the workspace at once."""
 
     async def act(store: Any) -> None:
@@ -126,8 +126,10 @@ def remove_member(tenant_id: str, user: Annotated[str, typer.Argument(help="Id o
 
 
 @app.command("set-role")
-def set_role(tenant_id: str, user: Annotated[str, typer.Argument(help="Id or email.")],
-             role: str) -> None:
+def set_role(tenant_id: TenantArg, user: UserArg,
+             role: Annotated[str, typer.Argument(metavar="ROLE",
+                                                 help="owner, admin, member or viewer.")]
+             ) -> None:
     """Change a member's role; takes effect at once."""
 
     async def act(store: Any) -> None:

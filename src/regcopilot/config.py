@@ -21,6 +21,10 @@ log = logging.getLogger("regcopilot.config")
 
 MIN_SECRET_BYTES = 32
 SECRET_FILE = ".nextauth_secret"
+NEW_SECRET = "make one with: openssl rand -base64 32"
+# Set by `regcopilot serve` once it has loaded (and warned about) the settings, for the uvicorn
+# workers it starts: they load them again, and would say every warning a second time.
+SETTINGS_CHECKED = "REGCOPILOT_SETTINGS_CHECKED"
 MULTI_HOST_REDIS_SCHEMES = ("redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 
 
@@ -279,12 +283,13 @@ def load_settings(
             if settings.production:
                 raise ConfigError(
                     f"NEXTAUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes in production "
-                    "(openssl rand -base64 32)"
+                    f"({NEW_SECRET})"
                 )
             if warn:
-                log.warning("NEXTAUTH_SECRET is shorter than %d bytes", MIN_SECRET_BYTES)
+                log.warning("NEXTAUTH_SECRET is shorter than %d bytes (%s)", MIN_SECRET_BYTES,
+                            NEW_SECRET)
     elif settings.production:
-        raise ConfigError("NEXTAUTH_SECRET is required when APP_ENV=production")
+        raise ConfigError(f"NEXTAUTH_SECRET is required when APP_ENV=production ({NEW_SECRET})")
     elif create_secret:
         settings.NEXTAUTH_SECRET, created = _load_or_create_secret(Path(settings.DATA_DIR))
         # Said once, when the file is made; load_settings runs in every CLI command and in

@@ -14,6 +14,18 @@ import typer
 from regcopilot.config import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
+VERBOSE = {"on": False}  # `regcopilot -v`: name the directory even when it is the default
+
+
+def directory_note(settings: Settings) -> str | None:
+    """`directory: …` unless it is the README's default file, already there: a shell without
+    the server's DATABASE_URL would otherwise read another file without a word. Printed after
+    a command's output, or at the end of its one error line."""
+    from regcopilot import where
+
+    if VERBOSE["on"] or where.worth_saying(settings.DATABASE_URL):
+        return f"directory: {where.directory(settings.DATABASE_URL)}"
+    return None
 
 
 def settings_or_exit() -> Settings:
@@ -40,19 +52,26 @@ async def with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) 
     from regcopilot.factories import build_admin
     from regcopilot.users.admin import UnknownUser
     from regcopilot.users.directory import DirectoryUnavailable
+    from regcopilot.users.lookup import unknown
+
+    note = directory_note(settings)
+
+    def failed(message: str) -> typer.Exit:
+        typer.echo(f"error: {message}" + (f" ({note})" if note else ""), err=True)
+        return typer.Exit(1)
 
     graph = build_admin(settings, lambda text: typer.echo(f"warning: {text}", err=True))
     try:
         await graph.open()
-        return await action(graph.admin)
+        result = await action(graph.admin)
     except DirectoryUnavailable as exc:
-        typer.echo(f"error: user directory unavailable: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise failed(f"user directory unavailable: {exc}") from None
     except UnknownUser as exc:
-        typer.echo(f"error: no user with id {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise failed(unknown(exc)) from None
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise failed(str(exc)) from None
     finally:
         await graph.close()
+    if note:
+        typer.echo(note, err=True)
+    return result

@@ -81,7 +81,9 @@ class Authenticator:
             return INVALID
         validator = self.validator
         try:
-            entry = await validator.validate(claims.sub)
+            entry = validator.cached(claims.sub)
+            if entry is None:
+                entry = await validator.validate(claims.sub)
             if entry.is_valid:
                 if entry.tenant_id != claims.tenant and entry.timestamp < claims.tenant_at:
                     # The session was moved to this workspace after the cached answer was

@@ -50,12 +50,22 @@ class SessionValidator:
         self.metrics = metrics
         self.default_tenant = default_tenant
 
-    async def validate(self, user_id: str) -> CacheEntry:
+    def cached(self, user_id: str) -> CacheEntry | None:
+        """validate()'s near-tier hit, counted the same, without a coroutine: what a warm
+        request asks (one awaited call less a request). None: ask validate()."""
         started = time.perf_counter()
         entry = self.cache.peek(user_id)
         if entry is not None:
-            self._record(user_id, started, entry, source=CACHED, leader=False)
+            log.debug("Using cached validation result")
+            self.metrics.cache_hit(user_id, (time.perf_counter() - started) * 1000,
+                                   entry.is_valid)
+        return entry
+
+    async def validate(self, user_id: str) -> CacheEntry:
+        entry = self.cached(user_id)
+        if entry is not None:
             return entry
+        started = time.perf_counter()
         entry, source, leader = await self.cache.get_or_load(user_id, self._load)
         self._record(user_id, started, entry, source=source, leader=leader)
         return entry

@@ -153,5 +153,8 @@ class MemoryStore:
         else:  # the window is not moved by later counts
             self._data[key] = (str(int(value) + 1), self._data[key][1])
 
+    async def unneeded_password(self) -> bool:
+        return False
+
     async def close(self) -> None:
         self._data.clear()

@@ -334,6 +334,12 @@ class RedisStore:
         version = info.get("redis_version") if isinstance(info, dict) else None
         return version if isinstance(version, str) else None
 
+    async def unneeded_password(self) -> bool:
+        """True when REDIS_URL gives a password this Redis does not have (anyone can connect).
+        redis-py signs in with HELLO 3 AUTH, which a server without a password accepts
+        whatever the password; a plain AUTH is refused there, and that refusal tells."""
+        return await unneeded_password(self._client, self.url)
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -366,6 +372,28 @@ _UNLOCK = (
 
 def _glob_escape(prefix: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+
+
+NO_PASSWORD_CONFIGURED = "without any password configured"
+UNNEEDED_PASSWORD = ("REDIS_URL gives a password, but this Redis has none configured and "
+                     "accepts any client: set requirepass on the server, or drop the password "
+                     "from REDIS_URL")
+
+
+async def unneeded_password(client: Any, url: str) -> bool:
+    """Ask with a plain AUTH (see RedisStore.unneeded_password); `doctor` asks the same way."""
+    scheme = url.partition("://")[0].lower()
+    if scheme not in ("redis", "rediss"):
+        return False  # Sentinel and Cluster sign in per node: not asked here
+    target = parse_url(url)
+    if target.password is None or target.username not in (None, "default"):
+        return False  # no password, or an ACL user's, which is meaningful
+    try:
+        await client.execute_command("AUTH", target.password)
+    except FAILURES as exc:
+        text = str(exc)
+        return NO_PASSWORD_CONFIGURED in text or "no password is set" in text
+    return False
 
 
 def describe(exc: BaseException) -> str:

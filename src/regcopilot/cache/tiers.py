@@ -12,6 +12,7 @@ Policy, in one place:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -25,6 +26,7 @@ from regcopilot.cache.entry import CacheEntry, upstream_shaped
 from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.memory import MemoryStore
+from regcopilot.cache.redis import UNNEEDED_PASSWORD
 from regcopilot.cache.single_flight import Loaded, Loader, SingleFlight
 from regcopilot.cache.store import SharedStore, StoreError
 from regcopilot.names import Backend
@@ -40,6 +42,10 @@ PROBE_MAX_SECONDS = 2.0
 # A fixed-interval error line for a long outage was ~7,200 lines an hour; one reminder a
 # minute still tells an operator tailing the log that the outage goes on, and for how long.
 REMINDER_SECONDS = 60.0
+# Said after the guide's "Redis cache unavailable (…) - using in-memory cache", which is kept
+# verbatim: what an operator checks next, in their words rather than the client library's.
+REDIS_HINT = ("Redis: check REDIS_URL (unset it to run on the in-memory cache alone), and run "
+              "`regcopilot doctor`: it names the step that fails (reach, TLS, password)")
 TTL_JITTER = 0.1  # entries written together must not all expire together
 SIZE_CACHE_SECONDS = 2.0
 MAX_PENDING_INVALIDATIONS = 10_000
@@ -84,6 +90,7 @@ class ValidationCache:
         self._pending_overflow = False
         self._probe: asyncio.Task[None] | None = None
         self._outage_logged = False  # the transition to "down" has been logged
+        self._password_asked = False  # whether REDIS_URL's password is needed at all
         self._reminded_at = 0.0
         self._size: tuple[float, int] | None = None
         # When each user was last invalidated here: an answer older than that is stale even
@@ -130,12 +137,18 @@ class ValidationCache:
         if self.breaker.success():
             await self._replay_invalidations()
             log.info("Redis cache connected successfully")
+        if not self._password_asked:
+            self._password_asked = True  # said once per process, as doctor says it
+            with contextlib.suppress(StoreError):
+                if await self.shared.unneeded_password():
+                    log.warning(UNNEEDED_PASSWORD)
 
     def _outage(self, exc: StoreError) -> None:
         """The first failure of an outage is logged; afterwards a reminder with its age."""
         now = time.monotonic()
         if not self._outage_logged:
             log.error("Redis cache unavailable (%s) - using in-memory cache", exc)
+            log.warning(REDIS_HINT)
             self._outage_logged, self._reminded_at = True, now
         elif now - self._reminded_at >= REMINDER_SECONDS:
             log.warning(
@@ -157,6 +170,7 @@ class ValidationCache:
     def _opened(self, error: str) -> None:
         """The store's failures opened the breaker (whichever caller's command failed)."""
         log.error("Redis cache failing (%s) - using in-memory cache", error)
+        log.warning(REDIS_HINT)
         self._outage_logged, self._reminded_at = True, time.monotonic()
 
     # --- reads ----------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from regcopilot.ops import endpoint, table
+from regcopilot.ops.grading import graded, too_few
 
 GUIDE_USERS = (100, 1_000, 10_000, 100_000)
 GUIDE_VALIDATIONS_PER_USER_HOUR = 12.0  # one validation per 5-minute interval
@@ -229,7 +230,8 @@ def live_text(report: dict[str, Any], url: str, prices: Prices, processes: int,
         table.number(validations_h, 1),
         table.number(validations_h, 1),
         table.number(c["queriesPerHour"]),
-        f"{float(vals['cacheHitRate']):.2f} %",
+        f"{float(vals['cacheHitRate']):.2f} %" + (
+            "" if graded(vals["total"]) else f" ({too_few(vals['total'])})"),
         f"${c['estimatedDatabaseCost']}",
         f"${c['costWithoutCache']}",
         f"${c['savings']} ({c['savingsPercentage']} %)",

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from regcopilot.ops import endpoint, table
+from regcopilot.ops.grading import graded, too_few
 
 OK, WARN, ALERT, NA = "OK", "WARN", "ALERT", "N/A"
 EXIT_OK, EXIT_ALERT, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 1, 2, 3
@@ -90,6 +91,8 @@ def evaluate(report: dict[str, Any], *, production: bool, history: History | Non
     rate = _num(auth, "validations", "cacheHitRate")
     if validations == 0:
         status, note = NA, "no validations yet"
+    elif not graded(validations):
+        status, note = NA, too_few(validations)
     else:
         status = ALERT if rate < HIT_RATE_ALERT else WARN if rate <= HIT_RATE_TARGET else OK
         note = f"{validations:,} validations" + (
@@ -105,7 +108,7 @@ def evaluate(report: dict[str, Any], *, production: bool, history: History | Non
                         "increase the cache TTL" if status != OK else ""))
 
     avg = _num(auth, "validations", "averageTimeMs")
-    if validations == 0:
+    if not graded(validations):  # a new instance's first validations include cold connects
         status = NA
     else:
         status = ALERT if avg > AVG_MS_ALERT else WARN if avg >= AVG_MS_TARGET else OK

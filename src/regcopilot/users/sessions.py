@@ -30,6 +30,12 @@ class SessionRecord:
     revoked_at: datetime | None
     revoked_reason: str | None
 
+    @property
+    def seen_at(self) -> datetime:
+        """When the session was last used, as far as is written: last_seen_at is stamped in a
+        batch once a minute (auth/sessions.py), and until then the sign-in is the last use."""
+        return self.last_seen_at or self.created_at
+
 
 @dataclass(frozen=True, slots=True)
 class Revoked:

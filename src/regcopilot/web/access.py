@@ -38,19 +38,24 @@ def access(level: Access) -> Callable[[F], F]:
 def access_map(routes: Iterable[Any]) -> dict[str, Access]:
     """Every declared path → its access (undeclared paths are Access.USER)."""
     found: dict[str, Access] = {}
-    for path, endpoint in _endpoints(routes, ""):
-        level = getattr(endpoint, _ATTR, None)
+    for path, route, _ in declared_routes(routes):
+        level = getattr(route.endpoint, _ATTR, None)
         if level is not None:
             found[path] = level
     return found
 
 
-def _endpoints(routes: Iterable[Any], prefix: str) -> Iterator[tuple[str, Any]]:
+def declared_routes(routes: Iterable[Any], prefix: str = "",
+                    dependencies: tuple[Any, ...] = ()) -> Iterator[tuple[str, Any, tuple]]:
+    """Every route with an endpoint: its full path, the route, and the dependencies its
+    routers were included with."""
     for route in routes:
         # FastAPI (0.16x) keeps an included router whole, behind a wrapper: look inside.
         inner = getattr(route, "original_router", None)
         if inner is not None:
             context = getattr(route, "include_context", None)
-            yield from _endpoints(inner.routes, prefix + getattr(context, "prefix", ""))
+            yield from declared_routes(
+                inner.routes, prefix + getattr(context, "prefix", ""),
+                (*dependencies, *getattr(context, "dependencies", ())))
         elif hasattr(route, "endpoint") and hasattr(route, "path"):
-            yield prefix + route.path, route.endpoint
+            yield prefix + route.path, route, dependencies

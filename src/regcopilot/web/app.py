@@ -6,15 +6,14 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-
 from regcopilot import __version__
 from regcopilot.config import Settings, load_settings
 from regcopilot.web import refusals
 from regcopilot.web.access import access_map
 from regcopilot.web.csrf import CsrfMiddleware
-from regcopilot.web.hot import HotRoutes
+from regcopilot.web.front_door import FastFirst
 from regcopilot.web.middleware import SessionMiddleware
+from regcopilot.web.no_store import NoStore
 from regcopilot.web.routes import admin, auth, dashboard, health, nextauth, observability, pages
 from regcopilot.web.routes import console as console_routes
 from regcopilot.web.routes import invitations as invitation_routes
@@ -25,25 +24,26 @@ from regcopilot.web.routes import workspaces as workspace_routes
 from regcopilot.web.services import Services, build_services
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastFirst:
     """`services`: a graph built elsewhere (bench/variants.py); by default from settings."""
     settings = settings or load_settings()
     services = services or build_services(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastFirst) -> AsyncIterator[None]:
         await services.start()
         # Everything built so far lives as long as the process: moving it out of the
         # collector's sight makes each full collection scan only per-request garbage (the
         # benchmark's p99 was set by ~60 ms full collections over ~100,000 startup objects).
         gc.collect()
         gc.freeze()
+        app.telemetry_started()
         try:
             yield
         finally:
             await services.close()
 
-    app = FastAPI(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
+    app = FastFirst(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
     app.state.services = services
     refusals.install(app)
     for module in (auth, nextauth, pages, health, observability, admin, prometheus_routes,
@@ -57,16 +57,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(session_routes.router)
     app.include_router(console_routes.router)
     app.include_router(session_routes.admin_router)
-    # Innermost: answered after the session check, before FastAPI's router.
-    app.add_middleware(
-        HotRoutes, routes={"/api/health": health.health_hot, "/api/me": pages.me_hot}
-    )
-    # What each route declared it needs (web/access.py), read once.
-    app.add_middleware(SessionMiddleware, services=services, access=access_map(app.routes))
-    # Added last, so it runs first: a forged cross-site request never reaches the session.
-    app.add_middleware(
-        CsrfMiddleware,
-        public_url=settings.NEXTAUTH_URL,
-        on_refused=services.security.csrf_refused,
-    )
+    app.enable_fast([
+        # First: a forged cross-site request never reaches the session.
+        (CsrfMiddleware, {"public_url": settings.NEXTAUTH_URL,
+                          "on_refused": services.security.csrf_refused}),
+        # What each route declared it needs (web/access.py), read once.
+        (SessionMiddleware, {"services": services, "access": access_map(app.routes)}),
+        # Around the router only: every answer a route makes is never stored (web/no_store.py;
+        # the fast routes and the middleware refusals carry the same header themselves).
+        (NoStore, {}),
+    ])
     return app

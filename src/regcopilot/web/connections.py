@@ -99,17 +99,25 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._cancel_header_timer()
         super().connection_lost(exc)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        if self._header_timer is None:  # a later request on a kept-alive connection
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Where the request stands after this read, from uvicorn's own state rather than from
+        # parser callbacks of ours: headers complete ⇔ the current cycle was made from the
+        # current scope (on_message_begin makes a scope, on_headers_complete its cycle). The
+        # usual request (headers in one read) thus arms and cancels no timer, and no hook of
+        # ours runs per parser event; a later request on a kept-alive connection whose headers
+        # span reads gets its deadline at the end of the read that began it.
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            if self._header_timer is not None:
+                self._cancel_header_timer()
+            if DRAIN.active:
+                # Draining (web/drain.py): answer, then close; this connection is not reused.
+                cycle.keep_alive = False
+        elif self.parser.should_upgrade():
+            self._cancel_header_timer()  # a WebSocket now: no HTTP request to wait for
+        elif self._header_timer is None:
             self._arm_header_timer()
-
-    def on_headers_complete(self) -> None:
-        self._cancel_header_timer()
-        super().on_headers_complete()
-        if DRAIN.active and self.cycle is not None:
-            # Draining (web/drain.py): answer, then close; this connection is not reused.
-            self.cycle.keep_alive = False
 
     def _arm_header_timer(self) -> None:
         self._header_timer = self.loop.call_later(

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from regcopilot.auth.identity import SessionUser
 from regcopilot.web.access import Access
 from regcopilot.web.middleware import AuthState, signed_in
+from regcopilot.web.refusals import MONITOR_NEEDED
 from regcopilot.web.services import Services
 
 
@@ -41,7 +42,7 @@ def admitted(level: Access, state: AuthState) -> bool:
 
 REFUSED = {
     Access.ADMIN: (403, "admin role required"),
-    Access.MONITOR: (401, "admin session or Authorization: Bearer token required"),
+    Access.MONITOR: (401, MONITOR_NEEDED),
     Access.USER: (401, "not signed in"),
 }
 

@@ -18,11 +18,21 @@ from starlette.types import Send
 
 from regcopilot.auth.identity import DIRECTORY_DOWN, RETRY_AFTER_SECONDS, Refusal
 from regcopilot.users.directory import DirectoryUnavailable
+from regcopilot.web.no_store import NO_STORE
 
 log = logging.getLogger("regcopilot.auth")
 
 __all__ = ["DIRECTORY_DOWN", "RETRY_AFTER_SECONDS", "directory_down", "error_body", "install",
            "refusal", "refused", "retry_after", "send_refusal"]
+
+
+# /api/observability and /metrics without a monitor's token or an admin's session: what to send,
+# and where `serve` put the token it generated (the setting's name, not this host's path).
+MONITOR_NEEDED = (
+    "send Authorization: Bearer <OBSERVABILITY_TOKEN>, or sign in as an admin; without "
+    "OBSERVABILITY_TOKEN set, `regcopilot serve` generated one into "
+    "DATA_DIR/.observability_token (./data/.observability_token by default)"
+)
 
 
 def retry_after(seconds: int = RETRY_AFTER_SECONDS) -> dict[str, str]:
@@ -85,8 +95,8 @@ async def send_refusal(
     ctype: bytes = b"application/json",
 ) -> None:
     """A refusal from plain ASGI middleware (before any route): the same body and headers as
-    the handlers' answers, never cached."""
-    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode())]
-    headers.append((b"cache-control", b"no-store"))
+    the handlers' answers, never stored (web/no_store.py)."""
+    headers = [*headers, (b"content-type", ctype), (b"content-length", str(len(body)).encode()),
+               NO_STORE]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from regcopilot import where
 from regcopilot.auth.authenticate import Authenticator, Credentials
 from regcopilot.auth.cookies import cookie_name
 from regcopilot.auth.identity import Refusal, SessionUser
@@ -87,6 +88,8 @@ class Services:
         return await self.signer.sign_in(email, password, context)
 
     async def start(self) -> None:
+        # Which directory, cache and feed this process serves from, before anything else.
+        log.info(where.start_line(self.settings, self.directory.kind))
         await self.directory.open()
         # The schema is known now: the session store and the audit trail are picked for it.
         self.sessions.records = session_records(self.directory)

@@ -14,12 +14,13 @@ from typing import Any
 from regcopilot.cache.redis import (
     CLUSTER_SCHEMES,
     SENTINEL_SCHEMES,
+    UNNEEDED_PASSWORD,
     RedisStore,
     RedisTarget,
     parse_url,
 )
 from regcopilot.cache.store import StoreError
-from regcopilot.ops.doctor.report import Facts, Problem
+from regcopilot.ops.doctor.report import WARN, Facts, Problem, Result
 from regcopilot.users.problems import mask, os_reason
 
 Step = tuple[str, Callable[[], Awaitable[str] | str]]
@@ -72,7 +73,7 @@ async def _tls(host: str, port: int, options: dict[str, Any], timeout_s: float) 
         f"{version}, certificate NOT verified (ssl_cert_reqs=none)"
 
 
-async def _ping(store: RedisStore) -> str:
+async def _ping(store: RedisStore) -> str | Result:
     """Through the store the app talks to Redis with (built by factories.py), so a failure is
     worded as the app's log words it."""
     try:
@@ -80,7 +81,10 @@ async def _ping(store: RedisStore) -> str:
         await store.ping()
         ms = (time.perf_counter() - started) * 1000
         version = await store.server_version() or "?"
-        return f"PING answered in {ms:.1f} ms (Redis {version})"
+        answered = f"PING answered in {ms:.1f} ms (Redis {version})"
+        if await store.unneeded_password():  # the app's start log says the same, once
+            return Result("redis auth+ping", WARN, f"{answered}; {UNNEEDED_PASSWORD}")
+        return answered
     except StoreError as exc:
         line = str(exc)
         if line.startswith("authentication failed"):
@@ -146,7 +150,7 @@ def redis_checks(facts: Facts) -> list[Step]:
 
         steps.append(("redis reach", socket_file))
 
-    async def ping() -> str:
+    async def ping() -> str | Result:
         return await _ping(facts.parts.store(url, timeout_s))
 
     steps.append(("redis auth+ping", ping))

@@ -19,6 +19,7 @@ from regcopilot.web.access import Access, access
 from regcopilot.web.deps import client_ip, errors, services, storable_text
 from regcopilot.web.middleware import read_cookie
 from regcopilot.web.next_path import destination
+from regcopilot.web.no_store import CLEAR_CACHE
 from regcopilot.web.pages import render
 from regcopilot.web.refusals import refusal, retry_after
 from regcopilot.web.routes.pages import user_json
@@ -167,13 +168,14 @@ async def logout(request: Request) -> Response:
     else:
         response = JSONResponse({"ok": True})
     for header in await end_session(request):
-        response.headers.append("set-cookie", header)
+        response.headers.append(*header)
     return response
 
 
-async def end_session(request: Request) -> list[str]:
+async def end_session(request: Request) -> list[tuple[str, str]]:
     """Sign-out, whichever door it came through: the session revoked (durably, on every
-    instance), and the Set-Cookie headers clearing its cookies in either format."""
+    instance), and the headers to send: Set-Cookie clearing its cookies in either format,
+    Clear-Site-Data for the browser's cache."""
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))
     if token:
@@ -185,4 +187,6 @@ async def end_session(request: Request) -> list[str]:
             await svc.sessions.logout(claims.jti, claims.sub, claims.exp)
             svc.audit.logout(claims.sub, claims.email, claims.name, client_ip(request))
     foreign = await svc.foreign.end(request.scope, read_cookie, svc.sessions)
-    return [clear_cookie_header(svc.settings), *foreign]
+    # Clear-Site-Data: Back shows no page that was read with the session.
+    return [("set-cookie", clear_cookie_header(svc.settings)),
+            *(("set-cookie", header) for header in foreign), CLEAR_CACHE]

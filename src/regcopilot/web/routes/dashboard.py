@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from regcopilot.auth.identity import SessionUser
+from regcopilot.ops.grading import MIN_GRADED_VALIDATIONS
 from regcopilot.ops.monitor import THRESHOLDS
 from regcopilot.web.access import Access
 from regcopilot.web.deps import admitted, current_user
@@ -16,10 +17,6 @@ from regcopilot.web.pages import render
 
 router = APIRouter()
 
-# Below this many validations the hit-rate tile shows the number but no grade: a new instance's
-# first validations are all misses (4 validations read "75.00 % · Poor" in red). 100 keeps the
-# cold misses of a handful of users under the 10 points between "alert" and "target".
-MIN_GRADED_VALIDATIONS = 100
 
 
 @router.get("/admin/observability", response_class=HTMLResponse, include_in_schema=False)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.types import Scope
 
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, services
 from regcopilot.web.drain import DRAIN
+from regcopilot.web.front_door import fast
 from regcopilot.web.refusals import retry_after
 
 router = APIRouter(responses=errors(503))
@@ -18,12 +18,9 @@ router = APIRouter(responses=errors(503))
 HEALTHY = {"status": "ok"}
 
 
-def health_hot(_scope: Scope) -> dict:
-    return HEALTHY
-
-
 @router.get("/api/health")
 @access(Access.PUBLIC)
+@fast
 async def health() -> dict:
     return HEALTHY
 

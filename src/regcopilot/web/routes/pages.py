@@ -6,12 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
-from starlette.types import Scope
 
 from regcopilot.auth.identity import SessionUser
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import current_user, errors, services
-from regcopilot.web.middleware import signed_in
+from regcopilot.web.front_door import fast
 from regcopilot.web.next_path import destination
 from regcopilot.web.pages import render
 from regcopilot.web.routes.workspaces import workspace_choices
@@ -50,13 +49,8 @@ def user_json(user: SessionUser) -> dict[str, Any]:
     }
 
 
-def me_hot(scope: Scope) -> dict | None:
-    """/api/me for web/hot.py; None (no user) leaves the refusal to the route."""
-    user = signed_in(scope)
-    return user_json(user) if user is not None else None
-
-
 @router.get("/api/me")
+@fast
 async def me(request: Request) -> dict:
     return user_json(current_user(request))
 

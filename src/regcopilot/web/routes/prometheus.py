@@ -34,4 +34,4 @@ async def metrics(request: Request) -> Response:
         scope=snap.scope,
     ), *session_families(usable.counters if usable else None, await active_sessions(svc)),
         *feed_families(svc.feed, svc.bus.state if svc.bus is not None else None)])
-    return Response(body, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+    return Response(body, media_type=CONTENT_TYPE)  # never stored: web/no_store.py

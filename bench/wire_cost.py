@@ -1,0 +1,148 @@
+"""The server's own CPU per request without sockets: uvicorn's HTTP protocol (ours with its
+connection guards, GuardedHttpProtocol; plain httptools for the others) is fed request bytes
+on a fake transport under uvloop, and the response is awaited. Everything the server process
+does per request is in it except the socket calls and the epoll wake-up, which are the same for
+every app — so differences between variants here are differences in their own code.
+
+    .venv/bin/python -m bench.wire_cost [--requests 20000] [--case me]
+
+Under valgrind the figure is an instruction count, which the other programs on a shared
+machine cannot disturb (bench/instructions runs it that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import uvloop
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from bench.asgi_cost import ours_signed_in
+from bench.bare_app import app as bare
+
+PEER = ("127.0.0.1", 5555)
+LOCAL = ("127.0.0.1", 3000)
+
+
+class Transport(asyncio.Transport):
+    """Collects what the protocol writes; never blocks, never closes by itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": PEER, "sockname": LOCAL}.get(name, default)
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def request_bytes(path: str, cookie: str | None) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1:3000", "User-Agent: bench"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def connection(app: Any, protocol: type[HttpToolsProtocol]) -> tuple[Any, Transport]:
+    """One kept-alive connection, as wrk holds 64 of; signals each completed response."""
+    config = Config(app, http=protocol, proxy_headers=True, access_log=False, lifespan="off",
+                    log_level="warning")
+    config.load()
+
+    class Driven(protocol):  # type: ignore[misc, valid-type]
+        done: asyncio.Future[None] | None = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self.done is not None:
+                self.done.set_result(None)
+
+    conn = Driven(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    conn.connection_made(transport)
+    return conn, transport
+
+
+async def per_request_us(app: Any, protocol: type[HttpToolsProtocol], request: bytes,
+                         n: int) -> float:
+    conn, transport = connection(app, protocol)
+    loop = asyncio.get_running_loop()
+
+    async def one() -> None:
+        conn.done = loop.create_future()
+        conn.data_received(request)
+        await conn.done
+
+    for _ in range(200):  # warm
+        await one()
+    status = transport.written[-2].split(b" ", 2)[1]
+    if status != b"200":
+        raise SystemExit(f"{request.splitlines()[0]!r} answered {status!r}")
+    transport.written.clear()
+    started = time.process_time()
+    for i in range(n):
+        await one()
+        if i & 255 == 0:
+            transport.written.clear()
+    return (time.process_time() - started) / n * 1e6
+
+
+CASES = ("raw", "bare", "health", "me", "session")
+
+
+async def main(n: int, only: str | None) -> None:
+    from bench.raw_app import app as raw
+    from regcopilot.web.connections import GuardedHttpProtocol
+
+    async with ours_signed_in() as (ours, cookie):
+        # Every case gets the same session cookie, as wrk sends it to every variant of
+        # bench/run: parsing it is the server's work, not the app's.
+        table: dict[str, tuple[str, Any, type[HttpToolsProtocol], bytes]] = {
+            "raw": ("(R) raw ASGI app", raw, HttpToolsProtocol,
+                    request_bytes("/api/health", cookie)),
+            "bare": ("(0) bare FastAPI app", bare, HttpToolsProtocol,
+                     request_bytes("/api/health", cookie)),
+            "health": ("(1) ours /api/health", ours, GuardedHttpProtocol,
+                       request_bytes("/api/health", cookie)),
+            "me": ("(2) ours /api/me", ours, GuardedHttpProtocol,
+                   request_bytes("/api/me", cookie)),
+            "session": ("ours GET /api/auth/session", ours, GuardedHttpProtocol,
+                        request_bytes("/api/auth/session", cookie)),
+        }
+        for key in (only,) if only else CASES:
+            name, app, protocol, request = table[key]
+            print(f"{name:28} {await per_request_us(app, protocol, request, n):7.1f} µs per "
+                  "request", flush=True)
+
+
+def run(argv: list[str] | None = None, runner: Callable[..., Any] = uvloop.run) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--case", choices=CASES)
+    a = parser.parse_args(argv)
+    runner(main(a.requests, a.case))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,189 @@
+"""The most requested GETs dispatched in front of FastAPI's own layers, through the same guards.
+
+Why: on the wire (bench/wire_cost.py: uvicorn's protocol fed request bytes, no sockets), a raw
+ASGI callable costs ~118,000 instructions a request (bench/instructions.py); FastAPI's outer
+layers (its `__call__` with the telemetry check, ServerErrorMiddleware's send wrapper, the
+exception-telemetry and body-limit layers), its router's matching across the included routers,
+dependency solving and response serialisation came on top of it before any of our code ran. A
+route marked `@fast` is answered by
+
+    FastFirst.__call__ → the guards that act on it → its own endpoint → orjson → two sends
+
+with the guards built from the same list as the app's middleware stack (`enable_fast`), and
+the endpoint FastAPI would have called, found in the declared routes: the declared routes stay
+the one list of routes and the schema's source; this is only a faster dispatcher for a few of
+them. Only endpoints whose sole parameter is the Request (or none) and that need no dependency
+can be marked; `fast_endpoints` refuses any other.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from regcopilot.web.access import declared_routes
+from regcopilot.web.no_store import CACHE_CONTROL, NO_STORE
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ATTR = "__regcopilot_fast__"
+
+JSON = (b"content-type", b"application/json")
+# Content-Length values for every body a fast route sends, made once rather than per request.
+_LENGTHS_MADE = 4096
+_LENGTHS = [str(n).encode() for n in range(_LENGTHS_MADE)]
+
+
+def fast(endpoint: F) -> F:
+    """Mark a GET endpoint to be dispatched by the front door (under the router's decorator)."""
+    setattr(endpoint, _ATTR, True)
+    return endpoint
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSONResponse rendered by orjson: the same bytes for this app's bodies (str, int, bool,
+    None, dict, list), for the fast routes that answer a Response rather than a dict (measured
+    in-process on GET /api/auth/session: json.dumps was ~4 of its ~20 µs)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class FastEndpoint:
+    """One `@fast` route's declared endpoint, called as FastAPI would call it."""
+
+    __slots__ = ("call", "handlers", "takes_request")
+
+    def __init__(self, call: Callable[..., Awaitable[Any]], takes_request: bool,
+                 handlers: Mapping[Any, Callable[..., Any]]) -> None:
+        self.call = call
+        self.takes_request = takes_request
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if self.takes_request:
+                result = await self.call(Request(scope, receive))
+            else:
+                result = await self.call()
+        except Exception as exc:
+            # What FastAPI's ExceptionMiddleware would answer (the app's refusal handlers);
+            # anything unhandled goes on to the server, which answers 500 as FastAPI's
+            # ServerErrorMiddleware would.
+            handler = self._handler(exc)
+            if handler is None:
+                raise
+            result = await handler(Request(scope, receive), exc)
+        if isinstance(result, Response):
+            # Never stored, as NoStore does for every other route (a Cache-Control the
+            # endpoint set is replaced, so there is never a second one).
+            headers = result.raw_headers
+            headers[:] = [h for h in headers if h[0] != CACHE_CONTROL]
+            headers.append(NO_STORE)
+            await result(scope, receive, send)
+            return
+        # The bytes Starlette's JSONResponse sends for str/int/bool/None/dict/list (compact,
+        # UTF-8; tests/test_front_door.py compares them): orjson took ~0.4 µs for /api/me's
+        # body where json.dumps took ~4.4 µs.
+        body = orjson.dumps(result)
+        n = len(body)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", _LENGTHS[n] if n < _LENGTHS_MADE else str(n).encode()), JSON,
+            NO_STORE]})
+        await send({"type": "http.response.body", "body": body})
+
+    def _handler(self, exc: Exception) -> Callable[..., Any] | None:
+        for kind in type(exc).__mro__:
+            if kind in self.handlers:
+                return self.handlers[kind]
+        return None
+
+
+def fast_endpoints(routes: Iterable[Any],
+                   handlers: Mapping[Any, Callable[..., Any]]) -> dict[str, FastEndpoint]:
+    """path → its endpoint, for every declared GET route marked `@fast`."""
+    found: dict[str, FastEndpoint] = {}
+    for path, route, included_with in declared_routes(routes):
+        if not getattr(route.endpoint, _ATTR, False):
+            continue
+        if not isinstance(route, APIRoute) or "GET" not in route.methods:
+            raise TypeError(f"@fast on {path}: only a GET APIRoute can be dispatched fast")
+        if included_with:
+            raise TypeError(f"@fast on {path}: its router was included with dependencies")
+        found[path] = FastEndpoint(route.endpoint, _takes_request(path, route), handlers)
+    return found
+
+
+def _takes_request(path: str, route: APIRoute) -> bool:
+    """The endpoint gets nothing or the Request only: there is nothing for FastAPI to solve."""
+    dependant = route.dependant
+    solved = (dependant.path_params, dependant.query_params, dependant.header_params,
+              dependant.cookie_params, dependant.body_params, dependant.dependencies,
+              route.dependencies)
+    params = list(inspect.signature(route.endpoint).parameters.values())
+    if any(solved) or len(params) > 1:
+        raise TypeError(f"@fast on {path}: its endpoint needs FastAPI to solve parameters")
+    if route.status_code not in (None, 200) or route.response_model not in (None, dict):
+        raise TypeError(f"@fast on {path}: its endpoint's answer needs FastAPI to serialise it")
+    return bool(params)
+
+
+class FastFirst(FastAPI):
+    """FastAPI, with the `@fast` routes dispatched before its own layers (`enable_fast`)."""
+
+    _fronts: Mapping[str, ASGIApp] = MappingProxyType({})  # set by enable_fast
+    _enabled = False
+
+    def enable_fast(self, guards: Sequence[tuple[type, dict[str, Any]]]) -> None:
+        """Call once every router is included. `guards` (outermost first) are added to the
+        middleware stack for every other request and wrapped around each fast route here: one
+        list, so the two ways cannot be guarded differently. A guard whose `passes(method,
+        path)` says it lets that request through whatever it carries (the CSRF check for GET,
+        the session check for a public path) is left out of that route's chain: one coroutine
+        and its checks less per request, decided once by the guard itself."""
+        for cls, options in reversed(guards):
+            self.add_middleware(cls, **options)
+        self._enabled = True
+        if self.root_path:
+            return  # FastAPI rewrites the scope's root path; leave every request to it
+        fronts: dict[str, ASGIApp] = {}
+        for path, endpoint in fast_endpoints(self.routes, dict(self.exception_handlers)).items():
+            front: ASGIApp = endpoint
+            for cls, options in reversed(guards):
+                guard = cls(front, **options)
+                passes = getattr(guard, "passes", None)
+                if passes is None or not passes("GET", path):
+                    front = guard
+            fronts[path] = front
+        self._fronts = fronts
+
+    def telemetry_started(self) -> None:
+        """FastAPI traces and meters requests when OpenTelemetry is configured; the fast
+        routes would not be, so with telemetry on, every request takes FastAPI's way."""
+        native = getattr(self, "_native_telemetry", None)
+        if native is not None and native.enabled():
+            self._fronts = MappingProxyType({})
+
+    def add_middleware(self, middleware_class: Any, *args: Any, **kwargs: Any) -> None:
+        if self._enabled:
+            raise RuntimeError(
+                "middleware added after enable_fast() would miss the fast routes: put it in "
+                "enable_fast's list instead")
+        super().add_middleware(middleware_class, *args, **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            front = self._fronts.get(scope["path"])
+            if front is not None:
+                scope["app"] = self
+                await front(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
