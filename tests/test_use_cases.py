@@ -153,3 +153,45 @@ async def test_a_session_naming_a_lost_workspace_is_renewed_into_the_current_one
     renewed = svc.tokens.decode(user.renewal.token)
     assert renewed.tenant == signed.user.tenant_id and renewed.tenant_at >= before
     assert renewed.jti == signed.session_id and renewed.exp == signed.expires
+
+
+async def test_a_session_without_a_workspace_gets_one_even_after_a_directory_blip(tmp_path: Any):
+    """The personal workspace for a session minted without one is made after validation
+    (which only reads and caches the refusal). A directory that fails during that step answers
+    503 — and the next request tries again rather than refusing (a 401 clears the cookie)."""
+    settings = load_settings(
+        DATABASE_URL=f"sqlite:///{tmp_path}/users.db", REDIS_URL=None, NEXTAUTH_SECRET=SECRET,
+        DATA_DIR=str(tmp_path), PASSWORD_HASH_ROUNDS=TEST_HASH_ROUNDS, PASSWORD_WORKERS=1,
+    )
+    svc = build_services(settings, shared=MemoryStore(10_000))
+    await svc.directory.open()
+    try:
+        user_id = await add(svc, "old@example.com")
+        token, _ = svc.tokens.issue(sub=user_id, email="old@example.com", tenant="", role=None)
+        refused = await svc.validator.validate(user_id)  # cached: nothing recorded yet
+        assert refused.reason == "no_workspace" and not refused.workspace_moved
+        await svc.directory.close()
+        assert await svc.authenticate(ours(svc, token)) is DOWN
+        await svc.directory.open()
+        user = await svc.authenticate(ours(svc, token))
+        assert isinstance(user, SessionUser) and user.tenant_name == "Personal Workspace"
+        assert user.renewal is not None and user.renewal.moved_to == user.tenant_id
+    finally:
+        await svc.directory.close()
+        svc.passwords.close()
+
+
+async def test_a_session_given_its_personal_workspace_is_still_void_after_a_password_change(
+        svc: Services):
+    """The answer cached after the personal workspace is made comes from the statement
+    validation reads, with the time of the password change in it: a session signed in before
+    that change is ended, not served (nor is its answer cached for every session)."""
+    user_id = await add(svc, "pw@example.com")
+    _, claims = svc.tokens.issue(sub=user_id, email="pw@example.com", tenant="", role=None)
+    earlier = replace(claims, auth_at=claims.auth_at - 60_000, tenant_at=0)
+    token = svc.tokens.reissue(earlier)[0]
+    assert await svc.directory.set_password(user_id, hash_password("another long password"))
+    assert await svc.authenticate(ours(svc, token)) is ENDED
+    entry = await svc.validator.validate(user_id)  # cached: the workspace, and the change
+    assert entry.is_valid and entry.tenant_name == "Personal Workspace"
+    assert entry.sessions_after is not None and entry.sessions_after > earlier.auth_at

@@ -4,7 +4,9 @@ changes, refusals, and the embedded default."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -317,3 +319,122 @@ async def test_existing_upstream_style_tables_are_used_as_is(settings_for, tmp_p
         finally:
             await conn.close()
         assert (note, region, anon_functions) == ("kept", "eu", 0)
+
+
+async def _directory_state(directory: str, app: Any) -> tuple:
+    """The change log's head and every row of the workspace tables, read from outside."""
+    url = app.services.settings.DATABASE_URL
+    if directory == "postgres":
+        conn = await asyncpg.connect(url)
+        try:
+            head = await conn.fetchval(
+                "SELECT coalesce(max(seq), 0) FROM public.regcopilot_user_changes")
+            rows = [[tuple(r) for r in await conn.fetch(f"SELECT * FROM copilot_core.{t}"
+                                                        " ORDER BY 1")]
+                    for t in ("tenants", "tenant_memberships", "user_tenant_contexts",
+                              "user_preferences")]
+        finally:
+            await conn.close()
+        return head, rows
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as conn:
+        head = conn.execute("SELECT coalesce(max(seq), 0) FROM auth_user_changes").fetchone()
+        rows = [conn.execute(f"SELECT * FROM copilot_core_{t} ORDER BY 1").fetchall()
+                for t in ("tenants", "tenant_memberships", "user_tenant_contexts",
+                              "user_preferences")]
+    return head, rows
+
+
+@contextlib.asynccontextmanager
+async def _writes_traced(directory: str, app: Any) -> AsyncIterator[list[str]]:
+    """SQLite: every write statement the app's own connection runs meanwhile (the session
+    records' once-a-minute flush aside). PostgreSQL: nothing traced (the state is compared)."""
+    statements: list[str] = []
+    if directory != "sqlite":
+        yield statements
+        return
+    db = app.services.directory._db  # the one connection the SQLite directory runs on
+
+    def seen(sql: str) -> None:
+        words = sql.lstrip().split(None, 3)
+        if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE", "REPLACE") \
+                and "auth_sessions" not in sql:
+            statements.append(sql)
+
+    await db.set_trace_callback(seen)
+    try:
+        yield statements
+    finally:
+        await db.set_trace_callback(None)
+
+
+@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+async def test_validation_never_writes_the_step_after_it_does(pair, directory):
+    """A validation that asks the directory (cache miss) of a session whose workspace was
+    lost, or of a user who never had one, writes nothing: the change log's head and the
+    workspace tables are unchanged (and, on SQLite, no write statement ran). authenticate()'s
+    step after the answer then records the served workspace / makes the personal one."""
+    from regcopilot.auth.authenticate import Credentials
+    from regcopilot.auth.identity import SessionUser
+
+    async with pair(directory, "memory") as (a, b):
+        s = await _team_with_member(a, b)
+        await sql(directory, a, a.services.settings.DATABASE_URL,
+                  "UPDATE {members} SET status = 'suspended' WHERE tenant_id = $1"
+                  " AND user_id = $2", s["team"], s["bob_id"])
+        svc = a.services
+        await svc.cache.invalidate(s["bob_id"])  # a miss, whether or not the notice came yet
+        before = await _directory_state(directory, a)
+        async with _writes_traced(directory, a) as writes:
+            entry = await svc.validator.validate(s["bob_id"])
+        assert (entry.is_valid, entry.tenant_id) == (True, s["bob_personal"])
+        assert entry.workspace_moved and entry.stored_tenant_id == s["team"]
+        assert writes == [] and await _directory_state(directory, a) == before
+
+        lost = a.counters()["workspaceAccessLost"]
+        user = await svc.authenticate(Credentials(s["bob"], svc.tokens, False, None))
+        assert isinstance(user, SessionUser) and user.tenant_id == s["bob_personal"]
+        assert user.renewal is not None and user.renewal.moved_to == s["bob_personal"]
+        _, (_, _, contexts, preferences) = await _directory_state(directory, a)
+        assert {(str(r[0]), str(r[1])) for r in contexts} >= {(s["bob_id"], s["bob_personal"])}
+        assert (s["bob_id"], s["bob_personal"]) in {(str(r[0]), str(r[1])) for r in preferences}
+        assert a.counters()["workspaceAccessLost"] == lost + 1
+
+        # A user who never had a workspace: refused by validation, nothing made; the step
+        # makes the personal one and the same request is served in it.
+        carol = await a.add_user(f"carol-{uuid.uuid4().hex[:8]}@example.com")
+        token, _ = svc.tokens.issue(sub=carol, email="carol@example.com", tenant="", role=None)
+        before = await _directory_state(directory, a)
+        async with _writes_traced(directory, a) as writes:
+            entry = await svc.validator.validate(carol)
+        assert (entry.is_valid, entry.reason, entry.workspace_moved) == (
+            False, "no_workspace", False)
+        assert writes == [] and await _directory_state(directory, a) == before
+        user = await svc.authenticate(Credentials(token, svc.tokens, False, None))
+        assert isinstance(user, SessionUser) and user.tenant_name == "Personal Workspace"
+        (_, (tenants, _, _, _)) = await _directory_state(directory, a)
+        assert len(tenants) == len(before[1][0]) + 1
+
+
+@pytest.mark.parametrize("directory", ["sqlite", "postgres"])
+async def test_two_instances_provisioning_one_user_at_once_make_one_workspace(pair, directory):
+    """A session whose user never had a workspace reaches two instances at once (no shared
+    cache, so no Redis lock between them): both serve it, in one personal workspace."""
+    import asyncio
+
+    from regcopilot.auth.authenticate import Credentials
+    from regcopilot.auth.identity import SessionUser
+
+    async with pair(directory, "memory") as (a, b):
+        user_id = await a.add_user(f"twice-{uuid.uuid4().hex[:8]}@example.com")
+        token, _ = a.services.tokens.issue(sub=user_id, email="twice@example.com", tenant="",
+                                           role=None)
+        users = await asyncio.gather(*(
+            app.services.authenticate(Credentials(token, app.services.tokens, False, None))
+            for app in (a, b)))
+        assert all(isinstance(u, SessionUser) for u in users), users
+        assert len({u.tenant_id for u in users if isinstance(u, SessionUser)}) == 1
+        (_, (tenants, members, _, _)) = await _directory_state(directory, a)
+        owned = [t for t in tenants if user_id in map(str, t)]  # its owner_id column
+        assert len(owned) == 1 and len(members) == 1, (tenants, members)

@@ -15,9 +15,10 @@ from regcopilot import cli_help  # noqa: F401  (Typer help without <bool> and {u
 from regcopilot.cli_args import EmailAlias, OptionalUserArg, UserArg, one_user
 from regcopilot.cli_workspaces import app as workspaces_app
 from regcopilot.config import SETTINGS_CHECKED, Settings
+from regcopilot.factories import doctor_parts
 from regcopilot.names import Revocation
 from regcopilot.ops.cost import cost
-from regcopilot.ops.doctor import doctor
+from regcopilot.ops.doctor import doctor_command
 from regcopilot.ops.monitor import monitor
 from regcopilot.tool import VERBOSE, run, settings_or_exit, with_admin
 from regcopilot.users.lookup import find_user
@@ -311,7 +312,7 @@ def sessions_revoke(
 
 # Operator tools (regcopilot/ops): the guide's monitoring, troubleshooting and cost model.
 app.command()(monitor)
-app.command()(doctor)
+app.command(name="doctor")(doctor_command(doctor_parts()))
 app.command()(cost)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from regcopilot.auth.validator import SessionValidator
 from regcopilot.cache.freshness import Freshness
@@ -14,13 +15,16 @@ from regcopilot.cache.keys import CacheKeys
 from regcopilot.cache.redis import RedisStore
 from regcopilot.cache.store import SharedStore, StoreError
 from regcopilot.cache.tiers import ValidationCache
-from regcopilot.config import Settings
+from regcopilot.config import Settings, load_settings
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.users.admin import UserAdmin
-from regcopilot.users.backends import open_directory
+from regcopilot.users.backends import backend_of, open_directory
 from regcopilot.users.directory import UserDirectory
 from regcopilot.users.session_stores import session_records
 from regcopilot.users.sessions import SessionRecords
+
+if TYPE_CHECKING:
+    from regcopilot.ops.doctor.report import Parts
 
 # Outside the request path (CLI, doctor) a command may wait longer than a request would.
 TOOL_REDIS_TIMEOUT_MS = 1000
@@ -42,9 +46,33 @@ def build_store(settings: Settings, *, timeout_ms: int | None = None) -> RedisSt
     """The shared store, or None without REDIS_URL."""
     if not settings.REDIS_URL:
         return None
-    return RedisStore(
-        settings.REDIS_URL,
-        timeout_ms=settings.REDIS_TIMEOUT_MS if timeout_ms is None else timeout_ms,
+    return store_at(
+        settings.REDIS_URL, settings.REDIS_TIMEOUT_MS if timeout_ms is None else timeout_ms
+    )
+
+
+def store_at(url: str, timeout_ms: int) -> RedisStore:
+    """The store for a REDIS_URL: contacts nothing until its first command (`doctor` builds it
+    from the raw URL too, when another setting does not validate)."""
+    return RedisStore(url, timeout_ms=timeout_ms)
+
+
+def read_settings() -> Settings:
+    """The settings as the app reads them, for checks that must leave nothing behind: no
+    secret file generated, nothing logged (`doctor` reports those on their own lines)."""
+    return load_settings(create_secret=False, warn=False)
+
+
+def doctor_parts() -> Parts:
+    """What `doctor` reads, opened as the app opens it and creating nothing: the settings,
+    the Redis store, the directory backend a DATABASE_URL names (doctor then reads that
+    directory read-only: the app's open() would create its schema)."""
+    from regcopilot.ops.doctor.report import Parts  # the CLI's, not the app's, start-up
+
+    return Parts(
+        settings=read_settings,
+        store=lambda url, timeout_s: store_at(url, int(timeout_s * 1000)),
+        backend=backend_of,
     )
 
 

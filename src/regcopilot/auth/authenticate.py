@@ -1,7 +1,9 @@
 """The `authenticate` use case: is the session a request carries still good, and whose is it?
 
 Token → decoded (cached) → the user validated (near tier, shared tier, directory) → not
-revoked → the SessionUser, with a Renewal when the cookie must be re-issued. No HTTP here: the
+revoked → the SessionUser, with a Renewal when the cookie must be re-issued. Validation only
+reads; the rare workspace writes it asks for are made here, after its answer
+(auth/session_workspace.py). No HTTP here: the
 session middleware finds the cookie and turns the answer into a scope entry or a refusal.
 The warm path (everything cached) awaits nothing that does I/O.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from regcopilot.auth.identity import DOWN, ENDED, INVALID, Refusal, Renewal, SessionUser
 from regcopilot.auth.revocations import RevocationList
+from regcopilot.auth.session_workspace import SessionWorkspace
 from regcopilot.auth.sessions import SessionService
 from regcopilot.auth.tokens import Claims, InvalidToken, TokenFormat, now_ms
 from regcopilot.auth.validator import SessionValidator
@@ -27,6 +30,7 @@ log = logging.getLogger("regcopilot.auth")
 
 # Sessions already counted as migrated in this process (parallel first requests, retries).
 COUNTED_MAX = 100_000
+NO_WORKSPACE = Reason.NO_WORKSPACE
 REFUSED = {
     Reason.NOT_FOUND: Refusal(401, "account not_found"),
     Reason.DELETED: Refusal(401, "account deleted"),
@@ -58,9 +62,11 @@ class Authenticator:
         sessions: SessionService,
         metrics: AuthMetrics,
         security: SecurityLog,
+        workspace: SessionWorkspace,
     ) -> None:
         self.primary = primary  # the format SESSION_COOKIE_FORMAT issues
         self.validator = validator
+        self.workspace = workspace  # the writes validation leaves to us (rare)
         self.revocations = revocations
         self.sessions = sessions
         self.metrics = metrics
@@ -78,10 +84,19 @@ class Authenticator:
             entry = validator.cached(claims.sub)
             if entry is None:
                 entry = await validator.validate(claims.sub)
-            if (entry.is_valid and entry.tenant_id != claims.tenant
-                    and entry.timestamp < claims.tenant_at):
-                # The session was moved to this workspace after the cached answer was made.
-                entry = await validator.refresh(claims.sub)
+            if entry.is_valid:
+                if entry.tenant_id != claims.tenant and entry.timestamp < claims.tenant_at:
+                    # The session was moved to this workspace after the cached answer was
+                    # made.
+                    entry = await validator.refresh(claims.sub)
+            elif entry.reason == NO_WORKSPACE and not entry.workspace_moved:
+                # A user who never had a workspace recorded (a session minted before
+                # workspaces, or by another front end) is given the personal one a sign-in
+                # would give; its answer, read after that write, replaces the refusal.
+                asked = validator.mark()
+                provisioned = await self.workspace.provision(claims.sub)
+                if provisioned is not None:
+                    entry = await validator.settle(claims.sub, *provisioned, asked)
         except DirectoryUnavailable as exc:
             log.warning("User directory unavailable: %s", exc)
             return DOWN
@@ -98,6 +113,10 @@ class Authenticator:
             self.security.invalid_token("password-changed", credentials.client)
             return ENDED
         self.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
+        if entry.workspace_moved:
+            # Served elsewhere than the recorded current workspace: record it, after the
+            # answer (validation never writes).
+            await self.workspace.record(claims.sub, entry)
         user = SessionUser(
             id=claims.sub,
             email=claims.email,

@@ -3,13 +3,14 @@
 Read top to bottom: near tier → the cache's get_or_load (shared tier, then one load per user
 cluster-wide: cache/single_flight.py) → the directory.
 A directory that cannot answer raises DirectoryUnavailable: the caller answers 503, nothing is
-cached, nobody is logged out.
+cached, nobody is logged out. Validation never writes to the directory.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import NamedTuple
 
 from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.tiers import ValidationCache, now_ms
@@ -18,18 +19,22 @@ from regcopilot.names import Count, Reason, Source
 from regcopilot.users.changes import Change
 from regcopilot.users.directory import (
     CurrentWorkspace,
-    DirectoryUnavailable,
+    User,
     UserDirectory,
     Verdict,
     judge,
 )
-from regcopilot.workspaces.store import WorkspaceStore
 
 log = logging.getLogger("regcopilot.cache")
 
 MAX_ATTEMPTS = 2
 
 CACHED, COALESCED, DIRECTORY = Source.CACHED, Source.COALESCED, Source.DIRECTORY
+
+
+class Asked(NamedTuple):
+    at: int  # ms since the epoch
+    seq: int  # the change-log position
 
 
 class SessionValidator:
@@ -83,48 +88,46 @@ class SessionValidator:
         )
 
     async def _load(self, user_id: str) -> CacheEntry:
-        """Ask the directory; if the user changed while we asked, ask again before caching."""
-        freshness = self.cache.freshness
+        """Ask the directory; if the user changed while we asked, ask again before caching.
+        Read-only: a session whose recorded workspace is not the one it is served in (lost,
+        or none recorded) is answered as it stands, and says so (`workspace_moved`); the
+        writes that follow are auth/session_workspace.py's, after the answer."""
         for _ in range(MAX_ATTEMPTS):
-            asked_at = now_ms()
-            # Every change up to here has been applied, so the answer reflects at least them.
-            seq = freshness.position
+            asked = self.mark()
             # One statement: the account and the session's workspace (DirectoryUnavailable
             # propagates).
             user, workspace = await self.directory.get_with_workspace(user_id)
-            verdict = judge(user, self.default_tenant, workspace=workspace)
-            if verdict.reason == Reason.NO_WORKSPACE and workspace.stored_id is None:
-                # A session from before workspaces existed (or minted by another sign-in
-                # front end): the user gets the personal workspace a sign-in would give.
-                assert user is not None
-                workspace = await WorkspaceStore(self.directory).ensure_personal(user)
-                verdict = judge(user, self.default_tenant, workspace=workspace)
-            if user is not None and workspace.moved:
-                await self._record_move(user_id, workspace)
-            entry = _entry(verdict, asked_at, seq)
-            if not (self.cache.changed_since(user_id, asked_at)
-                    or freshness.stale(user_id, entry)):
-                await self.cache.put(
-                    user_id, entry, self.cache.entry_ttl(entry, verdict.banned_until)
-                )
+            entry, cached = await self._settle(user_id, user, workspace, asked)
+            if cached:
                 return entry
         return entry  # still changing: answer, but do not cache a moving target
 
-    async def _record_move(self, user_id: str, workspace: CurrentWorkspace) -> None:
-        """The stored current workspace is not the one the session is in (access to it was
-        lost, or none was stored yet): store the new one. Its trigger tells every instance,
-        which then reloads once and finds nothing left to move."""
-        if workspace.lost:
-            self.metrics.workspace(Count.WORKSPACE_ACCESS_LOST)
-            if workspace.tenant_id is not None:
-                self.metrics.workspace(Count.WORKSPACE_AUTO_SWITCHES)
-        if workspace.tenant_id is None:
-            return  # nothing to switch to: the session is refused
-        try:
-            await WorkspaceStore(self.directory).set_current(user_id, workspace.tenant_id)
-        except (DirectoryUnavailable, ValueError) as exc:
-            # The answer is right either way; the next load tries the write again.
-            log.warning("Could not store the new current workspace of %s: %s", user_id, exc)
+    def mark(self) -> Asked:
+        """When an answer is asked for, and the change-log position it then reflects at least
+        (every change up to it has been applied here)."""
+        return Asked(now_ms(), self.cache.freshness.position)
+
+    async def settle(
+        self, user_id: str, user: User | None, workspace: CurrentWorkspace, asked: Asked
+    ) -> CacheEntry:
+        """An answer read after a write of the caller's own (the personal workspace given to
+        a session without one): judged and cached like a load's, with no second query."""
+        entry, _ = await self._settle(user_id, user, workspace, asked)
+        return entry
+
+    async def _settle(
+        self, user_id: str, user: User | None, workspace: CurrentWorkspace, asked: Asked
+    ) -> tuple[CacheEntry, bool]:
+        """The answer, and whether it was cached: not if the user changed since `asked`."""
+        verdict = judge(user, self.default_tenant, workspace=workspace)
+        if verdict.reason == Reason.NO_WORKSPACE and workspace.lost:
+            self.metrics.workspace(Count.WORKSPACE_ACCESS_LOST)  # none left to move to
+        entry = _entry(verdict, asked.at, asked.seq, workspace if user is not None else None)
+        if self.cache.changed_since(user_id, asked.at) or self.cache.freshness.stale(
+                user_id, entry):
+            return entry, False
+        await self.cache.put(user_id, entry, self.cache.entry_ttl(entry, verdict.banned_until))
+        return entry, True
 
     async def refresh(self, user_id: str) -> CacheEntry:
         """Drop what is cached and ask again: the session knows of a newer workspace switch
@@ -142,7 +145,13 @@ class SessionValidator:
         await self.cache.applied(change)
 
 
-def _entry(verdict: Verdict, asked_at: int, seq: int | None = None) -> CacheEntry:
+def _entry(
+    verdict: Verdict, asked_at: int, seq: int | None = None,
+    workspace: CurrentWorkspace | None = None,
+) -> CacheEntry:
+    # Only an answer about the session's workspace (valid, or none left) reports a move.
+    moved = (workspace is not None and workspace.moved
+             and (verdict.valid or verdict.reason == Reason.NO_WORKSPACE))
     return CacheEntry(
         is_valid=verdict.valid,
         timestamp=asked_at,
@@ -156,4 +165,6 @@ def _entry(verdict: Verdict, asked_at: int, seq: int | None = None) -> CacheEntr
         tenant_role=verdict.tenant_role,
         tenant_name=verdict.tenant_name,
         sessions_after=verdict.sessions_after,
+        workspace_moved=moved,
+        stored_tenant_id=workspace.stored_id if moved and workspace is not None else None,
     )

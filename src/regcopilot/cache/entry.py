@@ -38,6 +38,11 @@ class CacheEntry:
     tenant_name: str | None = None
     # ms since the epoch: sessions signed in before this are void (the password changed).
     sessions_after: int | None = None
+    # The current workspace the directory holds is not the one this answer serves (access to
+    # it was lost, or none was recorded yet): `stored_tenant_id` is what it holds. Validation
+    # only reports it; the write that records the served one is authenticate()'s, afterwards.
+    workspace_moved: bool = False
+    stored_tenant_id: str | None = None
 
     def fresh(self, ttl_s: float, now: int) -> bool:
         """Written within the last TTL, and not from the future (allowing for clock skew
@@ -62,6 +67,8 @@ class CacheEntry:
             body["tenantName"] = self.tenant_name
         if self.sessions_after is not None:
             body["sessionsAfter"] = self.sessions_after
+        if self.workspace_moved:
+            body["storedTenantId"] = self.stored_tenant_id
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -97,7 +104,12 @@ class CacheEntry:
         after = body.get("sessionsAfter")
         if after is not None and type(after) is not int:
             return None
-        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name, after)
+        moved = "storedTenantId" in body
+        stored = body.get("storedTenantId")
+        if stored is not None and not isinstance(stored, str):
+            return None
+        return cls(valid, ts, tenant, reason, role, until, seq, tenant_role, tenant_name, after,
+                   moved, stored)
 
 
 def upstream_shaped(raw: str | bytes) -> bool:

@@ -324,6 +324,16 @@ class RedisStore:
         # The probe decides what an answer means for the breaker (it closes it), not this.
         await self._run(self._client.ping(), feed=False)
 
+    async def server_version(self) -> str | None:
+        """The server's version (INFO server); None where INFO is renamed or forbidden by
+        ACLs (PING is what counts)."""
+        try:
+            info = await self._run(self._client.info("server"), feed=False)
+        except StoreError:
+            return None
+        version = info.get("redis_version") if isinstance(info, dict) else None
+        return version if isinstance(version, str) else None
+
     async def unneeded_password(self) -> bool:
         """True when REDIS_URL gives a password this Redis does not have (anyone can connect).
         redis-py signs in with HELLO 3 AUTH, which a server without a password accepts

@@ -7,6 +7,15 @@ from regcopilot.users.postgres import PostgresDirectory
 from regcopilot.users.sqlite import SqliteDirectory
 
 
+def backend_of(url: str) -> str | None:
+    """The backend a DATABASE_URL names (its `kind`), or None when it names neither."""
+    if url.startswith("sqlite:///"):
+        return SqliteDirectory.kind
+    if url.split(":", 1)[0] in ("postgres", "postgresql"):
+        return PostgresDirectory.kind
+    return None
+
+
 def open_directory(
     url: str,
     *,
@@ -17,7 +26,7 @@ def open_directory(
     direct_url: str | None = None,
     poll_seconds: float = 1.0,
 ) -> UserDirectory:
-    if url.startswith("sqlite:"):
+    if backend_of(url) == SqliteDirectory.kind:
         return SqliteDirectory(
             url.removeprefix("sqlite:///"), timeout=timeout, log_keep_seconds=log_keep_seconds
         )

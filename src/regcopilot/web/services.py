@@ -18,6 +18,7 @@ from regcopilot.auth.passwords import Hasher
 from regcopilot.auth.rate_limit import LoginLimiter
 from regcopilot.auth.renewal import SessionRenewal
 from regcopilot.auth.revocations import RevocationList
+from regcopilot.auth.session_workspace import SessionWorkspace
 from regcopilot.auth.sessions import SessionService
 from regcopilot.auth.sign_in import SignedIn, SignIn, SignInContext
 from regcopilot.auth.tokens import SessionTokens
@@ -185,6 +186,7 @@ def build_services(
     )
     sessions = SessionService(session_records(directory), revocations, metrics)
     security = SecurityLog()
+    workspaces = WorkspaceStore(directory)
     return Services(
         settings=settings,
         directory=directory,
@@ -201,9 +203,10 @@ def build_services(
         authenticator=Authenticator(
             primary=tokens, validator=validator, revocations=revocations, sessions=sessions,
             metrics=metrics, security=security,
+            workspace=SessionWorkspace(directory, workspaces, metrics),
         ),
         signer=SignIn(
-            accounts=directory, workspaces=WorkspaceStore(directory), tokens=tokens,
+            accounts=directory, workspaces=workspaces, tokens=tokens,
             cookie_name=cookie_name(settings),
             limiter=limiter, passwords=passwords, cache=cache, validator=validator,
             sessions=sessions, metrics=metrics, security=security,

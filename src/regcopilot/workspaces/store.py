@@ -159,18 +159,46 @@ class WorkspaceStore:
         )
         if owned:
             return workspace
-        tenant_id = str(uuid.uuid4())
         local = user.email.split("@", 1)[0] or "user"
         # Quietly: the user had no workspace, so no instance holds a valid answer for them to
         # drop (a cached refusal is dropped by the sign-in); announcing it made the first
         # request's cached answer vanish a moment later, costing a second directory query.
-        await self.directory.batch(self._quietly(user.id, [
-            *self._new_tenant(tenant_id, "Personal Workspace", slug_for(f"personal-{local}"),
-                              "personal", user.id),
-            *self._set_current(user.id, tenant_id),
-        ]))
+        await self.directory.batch(self._quietly(
+            user.id, self._new_personal(user.id, slug_for(f"personal-{local}"))
+        ))
         await self._touched(user.id)
         return await self.current(user.id)
+
+    def _new_personal(self, user_id: str, slug: str) -> list[tuple[str, tuple]]:
+        """The personal workspace, its owner's membership and the current-workspace record,
+        each only if the user owned no personal workspace when the transaction looked (in the
+        statement itself; on PostgreSQL behind a per-user transaction lock, SQLite serialises
+        writers): two instances giving the same user one at once make one."""
+        tid = str(uuid.uuid4())
+        uid, new = _param(self, user_id), _param(self, tid)
+        made = " WHERE EXISTS (SELECT 1 FROM {tenants} WHERE id = CAST({p} AS {uuid}))"
+        statements = [] if self.directory.kind != "postgres" else [
+            ("SELECT pg_advisory_xact_lock(hashtext($1))", (f"personal:{user_id}",))
+        ]
+        return [*statements, (
+            self._sql("INSERT INTO {tenants} (id, name, slug, type, owner_id)"
+                      " SELECT CAST({p} AS {uuid}), {p}, {p}, 'personal', CAST({p} AS {uuid})"
+                      " WHERE NOT EXISTS (SELECT 1 FROM {tenants}"
+                      " WHERE owner_id = CAST({p} AS {uuid}) AND type = 'personal')"),
+            (new, "Personal Workspace", slug, uid, uid),
+        ), (
+            self._sql("INSERT INTO {members} (id, tenant_id, user_id, role, status, joined_at)"
+                      " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), CAST({p} AS {uuid}),"
+                      " 'owner', 'active', {now}" + made),
+            (_param(self, str(uuid.uuid4())), new, uid, new),
+        ), *[(  # both records of the current workspace, as _set_current writes them
+            self._sql(f"INSERT INTO {{{table}}} (user_id, current_tenant_id, updated_at)"
+                      " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}" + made
+                      + " ON CONFLICT (user_id) DO UPDATE SET"
+                      " current_tenant_id = excluded.current_tenant_id,"
+                      " updated_at = excluded.updated_at"),
+            (uid, new, new),
+        ) for table in ("contexts", "preferences")]]
 
     async def create_team(self, owner_id: str, name: str) -> Workspace:
         name = name.strip()
@@ -194,17 +222,49 @@ class WorkspaceStore:
             await self._touched(user_id)
         return count > 0
 
+    async def record_current(self, user_id: str, tenant_id: str, stored: str | None) -> bool:
+        """After a validation served `tenant_id` while the row held `stored` (access to it was
+        lost, or nothing was recorded): record the served one — only if the row still holds
+        `stored`, so a switch made meanwhile is never overwritten. True if it was written.
+
+        No membership check (the directory just chose this one), and no change notice: the
+        row now says what every instance computes anyway from the membership tables, whose own
+        change was announced. (Measured: announcing it made every instance drop the answer
+        its lock holder had just cached, and the waiters on that lock sat out their full
+        0.5 s: access-lost → effect p50 516 ms instead of ms.)"""
+        uid, tid = _param(self, user_id), _param(self, tenant_id)
+        if stored is None:
+            write = (self._sql(
+                "INSERT INTO {contexts} (user_id, current_tenant_id, updated_at)"
+                " VALUES ({p}, {p}, {now}) ON CONFLICT (user_id) DO UPDATE SET"
+                " current_tenant_id = excluded.current_tenant_id,"
+                " updated_at = excluded.updated_at"
+                " WHERE {contexts}.current_tenant_id IS NULL"), (uid, tid))
+        else:
+            write = (self._sql(
+                "UPDATE {contexts} SET current_tenant_id = {p}, updated_at = {now}"
+                " WHERE user_id = {p} AND current_tenant_id = {p}"),
+                (tid, uid, _param(self, stored)))
+        # user_preferences in step (the upstream's switch_tenant writes both), whenever the
+        # contexts row now holds the served workspace.
+        preferences = (self._sql(
+            "INSERT INTO {preferences} (user_id, current_tenant_id, updated_at)"
+            " SELECT CAST({p} AS {uuid}), CAST({p} AS {uuid}), {now}"
+            " WHERE EXISTS (SELECT 1 FROM {contexts} WHERE user_id = CAST({p} AS {uuid})"
+            " AND current_tenant_id = CAST({p} AS {uuid}))"
+            " ON CONFLICT (user_id) DO UPDATE SET current_tenant_id = excluded.current_tenant_id,"
+            " updated_at = excluded.updated_at"), (uid, tid, uid, tid))
+        counts = await self.directory.batch(self._quietly(user_id, [write, preferences]))
+        return counts[1] > 0  # after _quietly's one leading statement
+
     async def set_current(self, user_id: str, tenant_id: str) -> None:
-        """The validator's automatic switch: no membership check (it just chose this one),
-        and no change notice: the row now says what every instance computes anyway from the
-        membership tables, whose own change was announced. (Measured: announcing it made
-        every instance drop the answer its lock holder had just cached, and the waiters on
-        that lock sat out their full 0.5 s: access-lost → effect p50 516 ms instead of ms.)"""
+        """A sign-in's switch away from a lost workspace (ensure_personal): no membership
+        check (the directory just chose this one), and no change notice, as record_current."""
         await self.directory.batch(self._quietly(user_id, self._set_current(user_id, tenant_id)))
 
     def _quietly(self, user_id: str, writes: list[tuple[str, tuple]]) -> list[tuple[str, tuple]]:
         """`writes` in one transaction whose workspace-table triggers announce nothing. Only
-        for writes no cached answer can depend on (see set_current, ensure_personal)."""
+        for writes no cached answer can depend on (see record_current, ensure_personal)."""
         if self.directory.kind == "postgres":
             return [(f"SELECT set_config('{QUIET_SETTING}', 'on', true)", ()), *writes]
         # SQLite: a marker row, then the writes, then every log row from the marker on for

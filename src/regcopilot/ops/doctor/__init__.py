@@ -25,10 +25,20 @@ from regcopilot.ops.doctor.environment import (
 )
 from regcopilot.ops.doctor.feed import check_feed
 from regcopilot.ops.doctor.redis import redis_checks
-from regcopilot.ops.doctor.report import FAIL, OK, SKIP, TIMEOUT_S, WARN, Facts, Problem, Result
+from regcopilot.ops.doctor.report import (
+    FAIL,
+    OK,
+    SKIP,
+    TIMEOUT_S,
+    WARN,
+    Facts,
+    Parts,
+    Problem,
+    Result,
+)
 from regcopilot.users.problems import mask
 
-__all__ = ["Facts", "Problem", "Result", "diagnose", "doctor"]
+__all__ = ["Facts", "Parts", "Problem", "Result", "diagnose", "doctor_command"]
 
 
 # --- backend ----------------------------------------------------------------------------------
@@ -77,8 +87,8 @@ async def _run(step: Callable[[], Any]) -> Any:
     return value
 
 
-async def diagnose(printer: Printer, timeout_s: float = TIMEOUT_S) -> list[Result]:
-    facts = Facts(timeout_s=timeout_s)
+async def diagnose(printer: Printer, parts: Parts, timeout_s: float = TIMEOUT_S) -> list[Result]:
+    facts = Facts(parts, timeout_s=timeout_s)
 
     async def one(name: str, step: Callable[[], Any]) -> Any:
         printer.running(name)
@@ -117,9 +127,10 @@ async def diagnose(printer: Printer, timeout_s: float = TIMEOUT_S) -> list[Resul
 
     db_url = facts.settings.DATABASE_URL if facts.settings else facts.env.get(
         "DATABASE_URL", "sqlite:///./data/regcopilot.db")
-    if db_url.startswith("sqlite:///"):
+    backend = parts.backend(db_url)
+    if backend == "sqlite":
         await one("database", lambda: check_sqlite(db_url, facts.timeout_s))
-    elif db_url.split(":", 1)[0] in ("postgres", "postgresql"):
+    elif backend == "postgres":
         cache = facts.settings.DATABASE_STATEMENT_CACHE_SIZE if facts.settings else 100
         if await one("database", lambda: check_postgres(db_url, cache, facts.timeout_s)):
             direct = facts.settings.DATABASE_DIRECT_URL if facts.settings else None
@@ -135,15 +146,21 @@ async def diagnose(printer: Printer, timeout_s: float = TIMEOUT_S) -> list[Resul
     return printer.results
 
 
-def doctor(
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait at each network step.")
-                       ] = TIMEOUT_S,
-) -> None:
-    """Check settings, Redis, the user directory and the cache backend the app would pick."""
-    printer = Printer()
-    results = asyncio.run(diagnose(printer, timeout))
-    failed = [r for r in results if r.status == FAIL]
-    warned = [r for r in results if r.status == WARN]
-    typer.echo(f"{len(results)} checks: {len(failed)} failed, {len(warned)} warning(s)")
-    raise typer.Exit(1 if failed else 0)
+def doctor_command(parts: Parts) -> Callable[..., None]:
+    """The `doctor` command, checking through `parts` (the CLI hands in factories.py's)."""
+
+    def doctor(
+        timeout: Annotated[float, typer.Option(
+            min=0.1, help="Seconds to wait at each network step.")] = TIMEOUT_S,
+    ) -> None:
+        """Check settings, Redis, the user directory and the cache backend the app would
+        pick."""
+        printer = Printer()
+        results = asyncio.run(diagnose(printer, parts, timeout))
+        failed = [r for r in results if r.status == FAIL]
+        warned = [r for r in results if r.status == WARN]
+        typer.echo(f"{len(results)} checks: {len(failed)} failed, {len(warned)} warning(s)")
+        raise typer.Exit(1 if failed else 0)
+
+    return doctor
 

@@ -40,7 +40,7 @@ def check_environment(facts: Facts) -> Result:
     try:
         # No secret file made (the doctor leaves nothing behind) and nothing logged: the
         # doctor reports the secret and the TTL mismatch on their own lines.
-        facts.settings = load_settings(create_secret=False, warn=False)
+        facts.settings = facts.parts.settings()
     except ConfigError as exc:
         raise Problem(str(exc)) from None
     facts.redis_url = facts.settings.REDIS_URL

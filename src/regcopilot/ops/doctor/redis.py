@@ -15,11 +15,9 @@ from regcopilot.cache.redis import (
     CLUSTER_SCHEMES,
     SENTINEL_SCHEMES,
     UNNEEDED_PASSWORD,
+    RedisStore,
     RedisTarget,
-    connect,
     parse_url,
-    translated,
-    unneeded_password,
 )
 from regcopilot.cache.store import StoreError
 from regcopilot.ops.doctor.report import WARN, Facts, Problem, Result
@@ -75,21 +73,16 @@ async def _tls(host: str, port: int, options: dict[str, Any], timeout_s: float) 
         f"{version}, certificate NOT verified (ssl_cert_reqs=none)"
 
 
-async def _ping(url: str, timeout_s: float) -> str | Result:
-    client = connect(url, timeout_s)
+async def _ping(store: RedisStore) -> str | Result:
+    """Through the store the app talks to Redis with (built by factories.py), so a failure is
+    worded as the app's log words it."""
     try:
         started = time.perf_counter()
-        with translated():
-            await client.ping()
+        await store.ping()
         ms = (time.perf_counter() - started) * 1000
-        version = "?"
-        try:
-            info = await client.info("server")
-            version = info.get("redis_version", "?")
-        except Exception:  # INFO may be renamed or forbidden by ACLs; PING is what counts
-            pass
+        version = await store.server_version() or "?"
         answered = f"PING answered in {ms:.1f} ms (Redis {version})"
-        if await unneeded_password(client, url):  # the app's start log says the same, once
+        if await store.unneeded_password():  # the app's start log says the same, once
             return Result("redis auth+ping", WARN, f"{answered}; {UNNEEDED_PASSWORD}")
         return answered
     except StoreError as exc:
@@ -98,7 +91,7 @@ async def _ping(url: str, timeout_s: float) -> str | Result:
             raise Problem(line) from None
         raise Problem(f"PING failed: {line}") from None
     finally:
-        await client.aclose()
+        await store.close()
 
 
 def _summary(url: str, target: RedisTarget) -> str:
@@ -158,7 +151,7 @@ def redis_checks(facts: Facts) -> list[Step]:
         steps.append(("redis reach", socket_file))
 
     async def ping() -> str | Result:
-        return await _ping(url, timeout_s)
+        return await _ping(facts.parts.store(url, timeout_s))
 
     steps.append(("redis auth+ping", ping))
     return steps
