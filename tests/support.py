@@ -69,6 +69,15 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 10.0,
         await asyncio.sleep(interval)
 
 
+async def changes_applied(app: Any, timeout: float = 10.0) -> None:
+    """Until this instance has applied every change its directory's log holds now: a test that
+    writes cache entries itself must not have them deleted by a late invalidation of its own
+    set-up (users added, deleted, banned just before)."""
+    head = (await app.services.directory.read_log()).head
+    freshness = app.services.cache.freshness
+    await eventually(lambda: freshness.position >= head, timeout=timeout)
+
+
 @contextlib.contextmanager
 def answering(proc: subprocess.Popen[bytes], url: str, log: Path, what: str
               ) -> Iterator[None]:

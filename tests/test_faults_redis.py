@@ -17,7 +17,7 @@ import time
 import redis
 
 from tests.load import Load, sign_in_users, stats
-from tests.support import COOKIE, RedisServer, eventually, validation_key
+from tests.support import COOKIE, RedisServer, changes_applied, eventually, validation_key
 
 BEARER = {"Authorization": "Bearer monitor-token"}
 # Entries expire every second (max age too), so the load keeps reaching Redis.
@@ -194,7 +194,9 @@ async def test_poisoned_redis_entries_are_misses_and_overwritten(instance, redis
             cookies[uid] = app.client.cookies.get(COOKIE)
         app.client.cookies.clear()
         await app.services.directory.delete(gone)
-        await eventually(lambda: cache.peek(gone) is None, timeout=5)
+        # The delete applied (and its invalidation sent) before the test writes entries itself.
+        await changes_applied(app)
+        assert cache.peek(gone) is None
 
         async def present(uid: str):
             return await app.client.get("/api/me", headers={"cookie": f"{COOKIE}={cookies[uid]}"})

@@ -20,7 +20,7 @@ from joserfc.jwk import OctKey
 from regcopilot.workspaces.store import WorkspaceStore
 from tests.conftest import PASSWORD, TEST_SECRET
 from tests.nextauth_node import NextAuthNode, install
-from tests.support import eventually, hash_password, validation_key
+from tests.support import changes_applied, hash_password, validation_key
 
 NA = "next-auth.session-token"
 OURS = "regcopilot.session-token"
@@ -286,9 +286,7 @@ async def test_upstream_entries_are_misses_never_a_pass_nor_a_demotion(instance,
                    for uid in (admin, banned)}
         # The set-up's own changes (users added, a ban) are applied first: their invalidation,
         # arriving late, would delete the entries this test writes below and then reads.
-        [(head,)] = await app.services.directory.rows("SELECT max(seq) FROM auth_user_changes")
-        freshness = app.services.cache.freshness
-        await eventually(lambda: freshness.position >= head)
+        await changes_applied(app)
 
         async def upstream_writes(uid: str, body: dict) -> str:
             key = validation_key(redis_prefix, uid)
