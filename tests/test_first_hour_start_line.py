@@ -71,3 +71,15 @@ def test_cli_names_the_directory_unless_it_is_the_default_one(tmp_path):
     assert again.returncode == 0 and "directory:" not in again.stderr, again.stderr
     verbose = run(tmp_path, default, "-v", "users", "list")
     assert f"directory: SQLite {tmp_path}/data/regcopilot.db" in verbose.stderr
+
+
+def test_the_directory_is_named_with_every_host_of_a_multi_host_url():
+    """libpq's multi-host form (a primary and its standby, docs/multi-instance.md "Failover"):
+    every host named, the user kept, the password never; a start with such a URL once died
+    on urlsplit's single port."""
+    from regcopilot.where import directory
+
+    url = ("postgresql://app:s3cret@primary.db.example:5432,standby.db.example:5433/copilot"
+           "?target_session_attrs=read-write")
+    assert directory(url) == "PostgreSQL app@primary.db.example:5432,standby.db.example:5433/copilot"
+    assert directory("postgresql://db.example/x") == "PostgreSQL db.example:5432/x"

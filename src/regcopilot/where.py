@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from regcopilot.config import Settings
+from regcopilot.users.problems import postgres_where
 
 SQLITE = "sqlite:///"
 # The directory the README's `./dev serve` uses (config.py's default), as the CLI resolves it.
@@ -14,13 +15,13 @@ DEFAULT_DATABASE_URL = Settings.model_fields["DATABASE_URL"].default
 
 
 def directory(url: str) -> str:
-    """`SQLite /abs/users.db` or `PostgreSQL host:port/database` (user, no password)."""
+    """`SQLite /abs/users.db` or `PostgreSQL user@host:port/database` (no password; every host
+    of libpq's multi-host form, `h1:p1,h2:p2`, as a primary and its standbys are named)."""
     if url.startswith(SQLITE):
         return f"SQLite {Path(url.removeprefix(SQLITE)).resolve()}"
-    parts = urlsplit(url)
-    user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"PostgreSQL {user}{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+    credentials, at, _ = urlsplit(url).netloc.rpartition("@")
+    user = f"{credentials.partition(':')[0]}@" if at and credentials else ""
+    return f"PostgreSQL {user}{postgres_where(url)}"
 
 
 def cache(settings: Settings) -> str:
@@ -36,7 +37,10 @@ def cache(settings: Settings) -> str:
 
 
 # How each directory kind (UserDirectory.kind) hears of changes to users and sessions.
-FEEDS = {"sqlite": "change log polled", "postgres": "LISTEN/NOTIFY on the change log"}
+# PostgreSQL's is chosen at connect (users/pg_feed.py: LISTEN where a round trip proves it
+# heard, else polling), and logged on the line after this one.
+FEEDS = {"sqlite": "change log polled",
+         "postgres": "LISTEN/NOTIFY on the change log (polled where a pooler drops it)"}
 
 
 def feed(kind: str, events: bool) -> str:
