@@ -81,5 +81,6 @@ def test_the_directory_is_named_with_every_host_of_a_multi_host_url():
 
     url = ("postgresql://app:s3cret@primary.db.example:5432,standby.db.example:5433/copilot"
            "?target_session_attrs=read-write")
-    assert directory(url) == "PostgreSQL app@primary.db.example:5432,standby.db.example:5433/copilot"
+    assert directory(url) == ("PostgreSQL app@primary.db.example:5432,"
+                              "standby.db.example:5433/copilot")
     assert directory("postgresql://db.example/x") == "PostgreSQL db.example:5432/x"
