@@ -47,7 +47,7 @@ class LoginFailed(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-async def _read_login(request: Request) -> tuple[dict[str, Any], bool]:
+async def read_login(request: Request) -> tuple[dict[str, Any], bool]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -81,7 +81,7 @@ def _fields(fields: dict[str, Any]) -> LoginBody:
         raise LoginFailed(422, f"{where}: {message}") from None
 
 
-async def _login(request: Request, fields: dict[str, Any], door: Door) -> SignedIn:
+async def sign_in_at_door(request: Request, fields: dict[str, Any], door: Door) -> SignedIn:
     """The door's half of a sign-in: the fields checked, the use case asked."""
     body = _fields(fields)
     context = SignInContext(client_ip(request), request.headers.get("user-agent"), door)
@@ -117,8 +117,8 @@ async def login(request: Request) -> Response:
     is_form = False
     fields: dict[str, Any] = {}
     try:
-        fields, is_form = await _read_login(request)
-        signed = await _login(request, fields, Door.FORM if is_form else Door.API)
+        fields, is_form = await read_login(request)
+        signed = await sign_in_at_door(request, fields, Door.FORM if is_form else Door.API)
     except LoginFailed as failure:
         if is_form:
             return render(

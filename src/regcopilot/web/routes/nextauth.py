@@ -41,9 +41,9 @@ from regcopilot.web.pages import render
 from regcopilot.web.refusals import directory_down
 from regcopilot.web.routes.auth import (
     LoginFailed,
-    _login,
-    _read_login,
     end_session,
+    read_login,
+    sign_in_at_door,
 )
 from regcopilot.web.routes.pages import user_json
 from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_header
@@ -144,7 +144,7 @@ def _error_path(code: str) -> str:
 async def _fields(request: Request) -> dict[str, Any]:
     """The form (or JSON object) of a POST; {} when it is not one (then no CSRF token)."""
     try:
-        fields, _ = await _read_login(request)
+        fields, _ = await read_login(request)
     except LoginFailed:
         return {}
     return fields
@@ -175,14 +175,14 @@ async def csrf(request: Request) -> Response:
 async def callback_credentials(request: Request) -> Response:
     """`signIn('credentials', {email, password, redirect, callbackUrl})` posts here."""
     try:
-        fields, _ = await _read_login(request)
+        fields, _ = await read_login(request)
     except LoginFailed as failure:
         return _refuse(request, {}, CREDENTIALS_SIGNIN, failure.status)
     if not _token_ok(request, fields):
         return _refuse(request, fields, MISSING_CSRF, 403)
     target = callback_path(fields.get("callbackUrl"), _base_url(request))
     try:
-        signed = await _login(request, fields, Door.NEXTAUTH)  # the one sign-in use case
+        signed = await sign_in_at_door(request, fields, Door.NEXTAUTH)  # the one sign-in use case
     except LoginFailed as failure:
         code = ERROR_CODES.get(failure.status, CREDENTIALS_SIGNIN)
         return _refuse(request, fields, code, failure.status, failure.headers)
