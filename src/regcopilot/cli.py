@@ -20,7 +20,7 @@ from regcopilot.names import Revocation
 from regcopilot.ops.cost import cost
 from regcopilot.ops.doctor import doctor_command
 from regcopilot.ops.monitor import monitor
-from regcopilot.tool import VERBOSE, run, settings_or_exit, with_admin
+from regcopilot.tool import VERBOSE, on_user, run, settings_or_exit, with_admin
 from regcopilot.users.lookup import find_user
 
 app = typer.Typer(help="Regulatory Intelligence Copilot web tier.", no_args_is_help=True)
@@ -171,30 +171,22 @@ def users_ban(
 ) -> None:
     """Ban a user (indefinitely unless --until or --seconds); locked out at once."""
 
-    async def work(s: Settings) -> None:
-        async def act(ua: Any) -> None:
-            found = await find_user(ua.directory, user)
-            end = await ua.ban(found.id, until, seconds)
-            typer.echo(f"banned {found.email} ({found.id}) until {end.isoformat()}")
+    async def act(ua: Any, found: Any, _s: Settings) -> str:
+        end = await ua.ban(found.id, until, seconds)
+        return f"banned {found.email} ({found.id}) until {end.isoformat()}"
 
-        await with_admin(s, act)
-
-    run(work)
+    on_user(user, act)
 
 
 @users.command("unban")
 def users_unban(user: UserArg) -> None:
     """Lift a ban."""
 
-    async def work(s: Settings) -> None:
-        async def act(ua: Any) -> None:
-            found = await find_user(ua.directory, user)
-            await ua.unban(found.id)
-            typer.echo(f"unbanned {found.email} ({found.id})")
+    async def act(ua: Any, found: Any, _s: Settings) -> str:
+        await ua.unban(found.id)
+        return f"unbanned {found.email} ({found.id})"
 
-        await with_admin(s, act)
-
-    run(work)
+    on_user(user, act)
 
 
 @users.command("set-password")
@@ -208,16 +200,11 @@ def users_set_password(
     who = one_user(user_arg, email)
     _long_enough(password)
 
-    async def work(s: Settings) -> None:
-        async def act(ua: Any) -> None:
-            user = await find_user(ua.directory, who)
-            hashed = await _hashed(s, password)
-            await ua.set_password(user.id, hashed)
-            typer.echo(f"password set for {user.email}; earlier sessions ended")
+    async def act(ua: Any, found: Any, s: Settings) -> str:
+        await ua.set_password(found.id, await _hashed(s, password))
+        return f"password set for {found.email}; earlier sessions ended"
 
-        await with_admin(s, act)
-
-    run(work)
+    on_user(who, act)
 
 
 @users.command("delete")
@@ -227,30 +214,22 @@ def users_delete(
 ) -> None:
     """Delete a user; locked out at once."""
 
-    async def work(s: Settings) -> None:
-        async def act(ua: Any) -> None:
-            found = await find_user(ua.directory, user)
-            await ua.delete(found.id, soft=soft)
-            typer.echo(f"deleted {found.email} ({found.id}){' (soft)' if soft else ''}")
+    async def act(ua: Any, found: Any, _s: Settings) -> str:
+        await ua.delete(found.id, soft=soft)
+        return f"deleted {found.email} ({found.id}){' (soft)' if soft else ''}"
 
-        await with_admin(s, act)
-
-    run(work)
+    on_user(user, act)
 
 
 @users.command("invalidate")
 def users_invalidate(user: UserArg) -> None:
     """Drop a user's cached validation on every instance."""
 
-    async def work(s: Settings) -> None:
-        async def act(ua: Any) -> None:
-            found = await find_user(ua.directory, user)
-            await ua.invalidate(found.id)
-            typer.echo(f"invalidated {found.email} ({found.id})")
+    async def act(ua: Any, found: Any, _s: Settings) -> str:
+        await ua.invalidate(found.id)
+        return f"invalidated {found.email} ({found.id})"
 
-        await with_admin(s, act)
-
-    run(work)
+    on_user(user, act)
 
 
 @sessions_cli.command("list")

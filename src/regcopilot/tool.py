@@ -75,3 +75,19 @@ async def with_admin(settings: Settings, action: Callable[[Any], Awaitable[T]]) 
     if note:
         typer.echo(note, err=True)
     return result
+
+
+def on_user(who: str, act: Callable[[Any, Any, Settings], Awaitable[str]]) -> None:
+    """The shape of every `users` command that acts on one user: settings, the admin graph,
+    the user named by id or email (users/lookup.py), then `act(admin, user, settings)`, whose
+    answer is printed."""
+    from regcopilot.users.lookup import find_user
+
+    async def work(settings: Settings) -> None:
+        async def action(admin: Any) -> None:
+            found = await find_user(admin.directory, who)
+            typer.echo(await act(admin, found, settings))
+
+        await with_admin(settings, action)
+
+    run(work)
