@@ -4,6 +4,7 @@ each. The same graph as the app's (web/services.build_services)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,6 +17,7 @@ from regcopilot.auth.authenticate import Credentials
 from regcopilot.auth.identity import DOWN, ENDED, INVALID, Refusal, SessionUser
 from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.sign_in import BAD_CREDENTIALS, SignedIn, SignInContext
+from regcopilot.auth.tokens import SessionTokens
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.config import load_settings
 from regcopilot.names import Door
@@ -47,8 +49,8 @@ async def add(svc: Services, email: str) -> str:
     return (await svc.directory.add(email, hash_password(PASSWORD))).id
 
 
-async def signed_in(svc: Services, email: str) -> SignedIn:
-    answer = await svc.sign_in(email, PASSWORD, HERE)
+async def signed_in(svc: Services, email: str, password: str = PASSWORD) -> SignedIn:
+    answer = await svc.sign_in(email, password, HERE)
     assert isinstance(answer, SignedIn), answer
     return answer
 
@@ -195,3 +197,47 @@ async def test_a_session_given_its_personal_workspace_is_still_void_after_a_pass
     entry = await svc.validator.validate(user_id)  # cached: the workspace, and the change
     assert entry.is_valid and entry.tenant_name == "Personal Workspace"
     assert entry.sessions_after is not None and entry.sessions_after > earlier.auth_at
+
+
+async def test_the_same_token_again_still_sees_every_change(svc: Services):
+    """A token's answer is reused while the cached validation it came from stands: a sign-out,
+    a password change and a ban made after the token was last served still end it, each on
+    the very next request."""
+    user_id = await add(svc, "wa@example.com")
+    first = await signed_in(svc, "wa@example.com")
+    for _ in range(3):  # warm: the answer is made, then reused
+        assert isinstance(await svc.authenticate(ours(svc, first.token)), SessionUser)
+    await svc.sessions.logout(first.session_id, user_id, first.expires)
+    assert await svc.authenticate(ours(svc, first.token)) is ENDED
+
+    second = await signed_in(svc, "wa@example.com")
+    for _ in range(3):
+        assert isinstance(await svc.authenticate(ours(svc, second.token)), SessionUser)
+    assert await svc.directory.set_password(user_id, hash_password("another long password"))
+    await svc.validator.user_changed(user_id)
+    assert await svc.authenticate(ours(svc, second.token)) is ENDED
+
+    third = await signed_in(svc, "wa@example.com", password="another long password")
+    for _ in range(3):
+        assert isinstance(await svc.authenticate(ours(svc, third.token)), SessionUser)
+    await svc.directory.set_banned_until(user_id, datetime.now(UTC) + timedelta(hours=1))
+    await svc.validator.user_changed(user_id)
+    assert await svc.authenticate(ours(svc, third.token)) == Refusal(401, "account banned")
+
+
+async def test_the_same_token_again_is_refused_once_it_expires(svc: Services):
+    user_id = await add(svc, "ex@example.com")
+    workspace = (await signed_in(svc, "ex@example.com")).user.tenant_id
+    short = SessionTokens(SECRET, 2)  # a two-second session, in the app's own format
+    token, claims = short.issue(sub=user_id, email="ex@example.com", tenant=workspace,
+                                role=None)
+    served = await svc.authenticate(Credentials(token, short, False, None))
+    assert isinstance(served, SessionUser) and served.renewal is None
+    assert isinstance(await svc.authenticate(Credentials(token, short, False, None)), SessionUser)
+    deadline = claims.exp + 5
+    while (answer := await svc.authenticate(Credentials(token, short, False, None))) != INVALID:
+        assert isinstance(answer, SessionUser) and time.time() < claims.exp, (
+            "served after its expiry")
+        assert time.time() < deadline
+        await asyncio.sleep(0.05)
+    assert time.time() >= claims.exp - 1  # not refused early (whole seconds in the token)

@@ -18,8 +18,15 @@ from regcopilot.auth.identity import DOWN, ENDED, INVALID, Refusal, Renewal, Ses
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.session_workspace import SessionWorkspace
 from regcopilot.auth.sessions import SessionService
-from regcopilot.auth.tokens import Claims, InvalidToken, TokenFormat, now_ms
+from regcopilot.auth.tokens import (
+    DECODED_CACHE_SIZE,
+    Claims,
+    InvalidToken,
+    TokenFormat,
+    now_ms,
+)
 from regcopilot.auth.validator import SessionValidator
+from regcopilot.cache.entry import CacheEntry
 from regcopilot.cache.memory import MemoryStore
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.security import SecurityLog
@@ -30,6 +37,8 @@ log = logging.getLogger("regcopilot.auth")
 
 # Sessions already counted as migrated in this process (parallel first requests, retries).
 COUNTED_MAX = 100_000
+# Tokens whose last answer is kept (as many as the decoded-token cache keeps).
+SERVED_MAX = DECODED_CACHE_SIZE
 NO_WORKSPACE = Reason.NO_WORKSPACE
 REFUSED = {
     Reason.NOT_FOUND: Refusal(401, "account not_found"),
@@ -52,6 +61,15 @@ class Credentials:
     client: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A token's last answer, and the claims and cached validation it was made from."""
+
+    claims: Claims
+    entry: CacheEntry
+    user: SessionUser
+
+
 class Authenticator:
     def __init__(
         self,
@@ -72,16 +90,42 @@ class Authenticator:
         self.metrics = metrics
         self.security = security
         self._counted = MemoryStore(COUNTED_MAX)
+        self._served = MemoryStore(SERVED_MAX)
 
     async def authenticate(self, credentials: Credentials) -> SessionUser | Refusal:
-        try:
-            claims = credentials.format.decode(credentials.token)
-        except InvalidToken as exc:
-            self.security.invalid_token(str(exc), credentials.client)
-            return INVALID
+        served = None if credentials.upgrade else self._served.get_now(credentials.token)
+        if served is None:
+            try:
+                claims = credentials.format.decode(credentials.token)
+            except InvalidToken as exc:
+                self.security.invalid_token(str(exc), credentials.client)
+                return INVALID
+        else:
+            claims = served.claims
+        entry = self.validator.cached(claims.sub)
+        if served is not None and entry is served.entry:
+            # The same token judged from the same cached validation is the same user: only
+            # what changes on its own, the revocation list, is asked again.
+            answer: SessionUser | Refusal = served.user
+        else:
+            answer = await self._judged(claims, entry, credentials)
+            if isinstance(answer, Refusal):
+                return answer
+        revoked = self.revocations.known(claims.jti)
+        if revoked is None:
+            revoked = await self.revocations.is_revoked(claims.jti)
+        if revoked:
+            self.security.invalid_token("revoked", credentials.client)
+            return ENDED
+        self.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
+        return answer
+
+    async def _judged(self, claims: Claims, entry: CacheEntry | None,
+                      credentials: Credentials) -> SessionUser | Refusal:
+        """The user the claims name, judged from the validation (`entry`: the near tier's,
+        if it had one), before the revocation check."""
         validator = self.validator
         try:
-            entry = validator.cached(claims.sub)
             if entry is None:
                 entry = await validator.validate(claims.sub)
             if entry.is_valid:
@@ -105,14 +149,10 @@ class Authenticator:
             # and the user's state is the more telling answer (and the guide's
             # deleted/banned-detected counts come from here).
             return REFUSED.get(entry.reason, UNKNOWN) if entry.reason else UNKNOWN
-        if await self.revocations.is_revoked(claims.jti):
-            self.security.invalid_token("revoked", credentials.client)
-            return ENDED
         if entry.sessions_after is not None and claims.auth_at < entry.sessions_after:
             # Signed in before the password changed (by anyone, anywhere: users/schema.py).
             self.security.invalid_token("password-changed", credentials.client)
             return ENDED
-        self.sessions.seen(claims.jti)  # a set insert; written once a minute, batched
         if entry.workspace_moved:
             # Served elsewhere than the recorded current workspace: record it, after the
             # answer (validation never writes).
@@ -127,6 +167,7 @@ class Authenticator:
             name=claims.name,
             tenant_role=entry.tenant_role,
             tenant_name=entry.tenant_name,
+            issued_at=claims.iat,
         )
         moved = bool(entry.tenant_id and entry.tenant_id != claims.tenant)
         if credentials.upgrade:
@@ -138,6 +179,12 @@ class Authenticator:
                 max(0, claims.exp - int(time.time())),
                 moved_to=entry.tenant_id,
             )
+        elif not entry.workspace_moved:
+            # All of the above follows from the claims and the entry alone: while the near
+            # tier holds this entry, the next request with this token is this user again.
+            # (bench.wire_cost, warm /api/me: ~1 µs a request less.)
+            self._served.set_now(credentials.token, Served(claims, entry, user),
+                                 claims.exp - time.time())
         return user
 
     def _upgrade(self, claims: Claims, user: SessionUser, moved: bool) -> Renewal | None:

@@ -53,6 +53,9 @@ class SessionUser:
     name: str | None = None
     tenant_role: str | None = None  # the user's role in the current workspace
     tenant_name: str | None = None
+    # When the presented token was issued (Unix seconds): whether a sliding session is due
+    # for re-issue is read from here, without reading and decoding the cookie again.
+    issued_at: int = 0
     renewal: Renewal | None = None  # set when this request must re-issue the cookie
 
     @property

@@ -33,7 +33,11 @@ class SessionRenewal:
 
     def due(self, claims: Claims, now: float | None = None) -> bool:
         """Old enough to be re-issued (an integer comparison: free on every session read)."""
-        return (time.time() if now is None else now) - claims.iat >= self.update_age
+        return self.due_at(claims.iat, now)
+
+    def due_at(self, issued_at: int, now: float | None = None) -> bool:
+        """As `due`, for a token issued at `issued_at` (Unix seconds)."""
+        return (time.time() if now is None else now) - issued_at >= self.update_age
 
     async def renew(self, claims: Claims) -> tuple[str, Claims] | None:
         """The re-issued session, or None: not due, nothing to gain (the absolute lifetime

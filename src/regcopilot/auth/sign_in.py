@@ -183,7 +183,7 @@ class SignIn:
         signed = SessionUser(
             id=user.id, email=user.email, tenant_id=workspace.tenant_id, role=user.role,
             jti=claims.jti, exp=claims.exp, name=user.full_name,
-            tenant_role=workspace.role, tenant_name=workspace.name,
+            tenant_role=workspace.role, tenant_name=workspace.name, issued_at=claims.iat,
         )
         log.debug("Signed in %s through %s", user.id, context.door)
         return SignedIn(token, self.cookie_name, self.tokens.max_age, signed, claims)

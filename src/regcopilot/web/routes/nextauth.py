@@ -27,6 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from regcopilot.auth.identity import SessionUser
+from regcopilot.auth.renewal import SessionRenewal
 from regcopilot.auth.sign_in import BAD_CREDENTIALS
 from regcopilot.auth.tokens import Claims, InvalidToken
 from regcopilot.names import Door
@@ -34,7 +35,7 @@ from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, services
 from regcopilot.web.front_door import FastJSONResponse, fast
-from regcopilot.web.middleware import AuthState, read_cookie, refusal_of, signed_in
+from regcopilot.web.middleware import AuthState, read_cookie
 from regcopilot.web.next_path import absolute, callback_path, destination
 from regcopilot.web.nextauth_csrf import CsrfTokens
 from regcopilot.web.pages import render
@@ -269,16 +270,16 @@ async def error_page(request: Request) -> Response:
 # --- the session: useSession / getSession (GET), update(data) (POST) ----------------------
 
 
-@router.get(f"{BASE}/session")
+@router.get(f"{BASE}/session", response_model=None)
 @access(Access.OPTIONAL)
 @fast
-async def session(request: Request) -> Response:
+async def session(request: Request) -> dict[str, Any] | Response:
     return await _session(request)
 
 
-@router.post(f"{BASE}/session", openapi_extra=_form("csrfToken"))
+@router.post(f"{BASE}/session", openapi_extra=_form("csrfToken"), response_model=None)
 @access(Access.OPTIONAL)
-async def update_session(request: Request) -> Response:
+async def update_session(request: Request) -> dict[str, Any] | Response:
     """The client's `update(data)`: answers the session as a read does (sliding it when due).
     `data` changes nothing: what a session holds (user, role, workspace) comes from the
     directory, and a workspace switch has its own checked route (POST /api/workspaces/switch).
@@ -289,26 +290,38 @@ async def update_session(request: Request) -> Response:
     return await _session(request)
 
 
-async def _session(request: Request) -> Response:
-    user = signed_in(request.scope)
-    svc = services(request)
+async def _session(request: Request) -> dict[str, Any] | Response:
+    """The session as `useSession` reads it. The usual answer (signed in, nothing to
+    re-issue) is a plain dict, which the front door encodes and sends with no Response object
+    (bench.wire_cost: ~10 µs a read less than building a JSONResponse, and as cheap as
+    /api/me); an answer that sets or clears a cookie, or says the directory is down, is a
+    Response."""
+    scope = request.scope
+    state = AuthState.of(scope)
+    user = state.user
     if user is None:
-        refused = refusal_of(request.scope)
+        svc = services(request)
+        refused = state.refusal
         if refused is not None and refused.status == 503:
             return directory_down()
         response = JSONResponse({}, headers=NO_STORE)
-        if read_cookie(request.scope, cookie_name(svc.settings)) is not None:
+        if read_cookie(scope, cookie_name(svc.settings)) is not None:
             # A session that no longer validates is ended here too, as on protected routes.
             response.headers.append("set-cookie", clear_cookie_header(svc.settings))
         return response
+    if state.renewal is not None or not _renewal(request).due_at(user.issued_at):
+        # Not due (the usual read), or this answer already carries a new cookie (an upgrade,
+        # a workspace move): nothing to slide.
+        return session_body(user, user.exp)
     renewed = await _slide(request, user)
-    exp = user.exp if renewed is None else renewed[1].exp
-    response = FastJSONResponse(session_body(user, exp), headers=NO_STORE)
-    if renewed is not None:
-        token, fresh = renewed
-        response.headers.append(
-            "set-cookie", set_cookie_header(svc.settings, token, fresh.exp - fresh.iat)
-        )
+    if renewed is None:
+        return session_body(user, user.exp)
+    token, fresh = renewed
+    svc = services(request)
+    response = FastJSONResponse(session_body(user, fresh.exp), headers=NO_STORE)
+    response.headers.append(
+        "set-cookie", set_cookie_header(svc.settings, token, fresh.exp - fresh.iat)
+    )
     return response
 
 
@@ -330,10 +343,12 @@ def expires_at(exp: int) -> str:
     return datetime.fromtimestamp(exp, UTC).isoformat()
 
 
+def _renewal(request: Request) -> SessionRenewal:
+    return services(request).renewal
+
+
 async def _slide(request: Request, user: SessionUser) -> tuple[str, Claims] | None:
-    """The re-issued session when due (auth/renewal.py), else None."""
-    if AuthState.of(request.scope).renewal is not None:
-        return None  # this answer already carries a new cookie (an upgrade, a workspace move)
+    """The re-issued session (auth/renewal.py), once it is due; else None."""
     svc = services(request)
     token = read_cookie(request.scope, cookie_name(svc.settings))
     if token is None:
@@ -342,7 +357,7 @@ async def _slide(request: Request, user: SessionUser) -> tuple[str, Claims] | No
         claims = svc.tokens.decode(token)  # a hit in the decoded-token cache
     except InvalidToken:
         return None
-    if claims.jti != user.jti or not svc.renewal.due(claims):
+    if claims.jti != user.jti:
         return None
     try:
         return await svc.renewal.renew(claims)
