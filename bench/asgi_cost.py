@@ -58,7 +58,7 @@ async def ours_signed_in() -> AsyncIterator[tuple[Any, str]]:
 
     ours = create_app()
     async with ours.router.lifespan_context(ours):
-        services = ours.state.services
+        services = ours.services
         login = await services.directory.add("bench@example.com", "-")
         # Issued in the workspace the session is served in, as a sign-in would (which makes
         # the personal one): a token naming another one is re-issued on every request.

@@ -63,7 +63,7 @@ async def main(n: int) -> None:
 
     app = create_app()
     async with app.router.lifespan_context(app):
-        svc = app.state.services
+        svc = app.services
         user = await svc.directory.add("bench@example.com", "-")
         workspace = (await svc.validator.validate(user.id)).tenant_id or ""
         token, fresh = svc.tokens.issue(sub=user.id, email=user.email, tenant=workspace,

@@ -33,7 +33,7 @@ async def main(redis_url: str | None) -> None:
                       NEXTAUTH_SECRET="s" * 48, PASSWORD_HASH_ROUNDS="4",
                       REDIS_URL=redis_url or "", REDIS_KEY_PREFIX=prefix)
     app = create_app(load_settings())
-    services = app.state.services
+    services = app.services
     async with app.router.lifespan_context(app):
         user = await services.directory.add(
             "map@example.com", await services.passwords.hash("pw-for-the-map"), admin=False

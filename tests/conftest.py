@@ -205,7 +205,7 @@ async def serve(settings: Any) -> AsyncIterator[Instance]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Instance(client, app.state.services)
+            yield Instance(client, app.services)
 
 
 @pytest.fixture

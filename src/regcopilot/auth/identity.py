@@ -5,7 +5,8 @@ and a `Renewal` into a Set-Cookie."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 # A directory outage is retried by the validator's next caller anyway; 5 s keeps clients from
 # hammering a pool that is reconnecting without making a short blip feel long.
@@ -57,6 +58,10 @@ class SessionUser:
     # for re-issue is read from here, without reading and decoding the cookie again.
     issued_at: int = 0
     renewal: Renewal | None = None  # set when this request must re-issue the cookie
+    # What the routes derive from this user (its JSON answers), made once each: authenticate()
+    # serves the same SessionUser again while its token and cached validation stand, so the
+    # next request's answer is already made. Read-only to whoever takes from it.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from logging import DEBUG
 from typing import NamedTuple
 
 from regcopilot.cache.entry import CacheEntry
@@ -56,7 +57,8 @@ class SessionValidator:
         started = time.perf_counter()
         entry = self.cache.peek(user_id)
         if entry is not None:
-            log.debug("Using cached validation result")
+            if log.isEnabledFor(DEBUG):  # one call, not log.debug's two, on every request
+                log.debug("Using cached validation result")
             self.metrics.cache_hit(user_id, (time.perf_counter() - started) * 1000,
                                    entry.is_valid)
         return entry

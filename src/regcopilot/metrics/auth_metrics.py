@@ -46,16 +46,17 @@ class AuthMetrics:
         self.active_cap = active_cap
         self.local = Counters(active_cap)
         self.cluster = cluster
-        self._pending = Counters(active_cap) if cluster is not None else None
+        # The one batch the request path writes: with Redis, the pending batch (merged into
+        # this process's totals at flush time, off the request path); without, the totals.
+        # An attribute, not a property: read on every request.
+        self._live = Counters(active_cap) if cluster is not None else self.local
         self._task: asyncio.Task[None] | None = None
         self._backend: Callable[[], str] = lambda: Backend.IN_MEMORY
 
     # --- recording (request path) -----------------------------------------------------
     @property
-    def _live(self) -> Counters:
-        """The one batch the request path writes: with Redis, the pending batch (merged into
-        this process's totals at flush time, off the request path); without, the totals."""
-        return self.local if self._pending is None else self._pending
+    def _pending(self) -> Counters | None:
+        return None if self.cluster is None else self._live
 
     def login(self, user_id: str) -> None:
         now_ms = int(time.time() * 1000)
@@ -137,7 +138,7 @@ class AuthMetrics:
 
     async def flush(self) -> None:
         assert self.cluster is not None and self._pending is not None
-        batch, self._pending = self._pending, Counters(self.active_cap)
+        batch, self._live = self._live, Counters(self.active_cap)
         self.local.merge(batch)
         try:
             await self.cluster.flush(batch, self._backend())

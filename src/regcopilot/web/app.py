@@ -24,13 +24,19 @@ from regcopilot.web.routes import workspaces as workspace_routes
 from regcopilot.web.services import Services, build_services
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastFirst:
+class CopilotApp(FastFirst):
+    """The app, with the services its routes read (web/deps.services)."""
+
+    services: Services
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> CopilotApp:
     """`services`: a graph built elsewhere (bench/variants.py); by default from settings."""
     settings = settings or load_settings()
     services = services or build_services(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastFirst) -> AsyncIterator[None]:
+    async def lifespan(_app: CopilotApp) -> AsyncIterator[None]:
         await services.start()
         # Everything built so far lives as long as the process: moving it out of the
         # collector's sight makes each full collection scan only per-request garbage (the
@@ -43,8 +49,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             await services.close()
 
-    app = FastFirst(title="Regulatory Intelligence Copilot", version=__version__, lifespan=lifespan)
-    app.state.services = services
+    app = CopilotApp(title="Regulatory Intelligence Copilot", version=__version__,
+                     lifespan=lifespan)
+    app.services = services
     refusals.install(app)
     for module in (auth, nextauth, pages, health, observability, admin, prometheus_routes,
                    dashboard):

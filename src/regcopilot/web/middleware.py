@@ -110,11 +110,15 @@ def renewing(send: Send, state: AuthState, settings: Settings) -> Send:
 MONITOR_REFUSAL = Refusal(401, MONITOR_NEEDED)
 
 
+# The bytes that may precede a cookie's name in a Cookie header: its start, "; " or ";".
+_BOUNDARY = (0x20, 0x3B)
+
+
 def _cookie_at(value: bytes, needle: bytes, start: int = 0) -> int:
     """Where `needle` (`name=`) starts a cookie in a Cookie header at or after `start`, or -1:
     `xname=` is another cookie."""
     at = value.find(needle, start)
-    while at > 0 and value[at - 1 : at] not in (b" ", b";"):
+    while at > 0 and value[at - 1] not in _BOUNDARY:
         at = value.find(needle, at + 1)
     return at
 
@@ -123,11 +127,15 @@ def _value(raw: bytes) -> str | None:
     return raw.strip().strip(b'"').decode("latin-1") or None
 
 
+def _needle(name: str) -> bytes:
+    return (name + "=").encode("latin-1")
+
+
 def read_cookie(scope: Scope, name: str) -> str | None:
     """The named cookie's (first) value, or None. Session tokens are base64url and dots, so
     finding `name=` at a cookie boundary and cutting at the next `;` is exact for them — and
     several times cheaper than http.cookies on every request."""
-    needle = (name + "=").encode("latin-1")
+    needle = _needle(name)
     for key, value in scope["headers"]:
         if key != b"cookie" or (start := _cookie_at(value, needle)) < 0:
             continue
@@ -146,7 +154,11 @@ def read_session_cookie(scope: Scope, name: str) -> str | None:
     raises DuplicateCookie: which copy a server would pick is exactly what a cookie planted by
     a sibling subdomain (cookie tossing) plays on. Costs one more find() over the rest of the
     header than read_cookie."""
-    needle = (name + "=").encode("latin-1")
+    return _only_cookie(scope, _needle(name))
+
+
+def _only_cookie(scope: Scope, needle: bytes) -> str | None:
+    """read_session_cookie with the name already encoded (the middleware's, made once)."""
     found: bytes | None = None
     for key, value in scope["headers"]:
         if key != b"cookie" or (start := _cookie_at(value, needle)) < 0:
@@ -186,6 +198,7 @@ class SessionMiddleware:
         self.app = app
         self.services = services
         self.cookie = cookie_name(services.settings)
+        self._needle = _needle(self.cookie)
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -197,26 +210,33 @@ class SessionMiddleware:
         if needs is PUBLIC or path.startswith(PUBLIC_PREFIXES):
             await self.app(scope, receive, send)
             return
-        state = AuthState.of(scope)
+        state = scope[KEY] = AuthState()
         if needs is MONITOR and self._monitor_token_ok(scope):
             state.monitor = True
             await self.app(scope, receive, send)
             return
-        answer = await self._authenticate(scope, state)
-        if answer is None:
-            # Rare (a workspace moved, a cookie in the other format): the usual request sends
-            # through no wrapper at all.
-            if state.renewal is not None:
-                send = renewing(send, state, self.services.settings)
-            await self.app(scope, receive, send)
-            return
+        presented = self._credentials(scope)
+        if isinstance(presented, Refusal):
+            refusal = presented
+        else:
+            credentials, names = presented
+            answer = await self.services.authenticator.authenticate(credentials)
+            if not isinstance(answer, Refusal):
+                state.signed_in(answer, names)
+                if state.renewal is not None:
+                    # Rare (a workspace moved, a cookie in the other format): the usual
+                    # request sends through no wrapper at all.
+                    send = renewing(send, state, self.services.settings)
+                await self.app(scope, receive, send)
+                return
+            refusal = answer
         if needs is OPTIONAL:
-            state.refused(answer)
+            state.refused(refusal)
             await self.app(scope, receive, send)
             return
-        if needs is Access.MONITOR and answer.status == 401:
-            answer = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
-        await self._refuse(scope, send, answer)
+        if needs is Access.MONITOR and refusal.status == 401:
+            refusal = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
+        await self._refuse(scope, send, refusal)
 
     def passes(self, _method: str, path: str) -> bool:
         """Lets every request to `path` through unauthenticated (web/front_door.py leaves it
@@ -228,30 +248,23 @@ class SessionMiddleware:
         given = bearer(scope)
         return bool(expected and given and hmac.compare_digest(given, expected))
 
-    async def _authenticate(self, scope: Scope, state: AuthState) -> Refusal | None:
-        """HTTP in, HTTP out: the session cookie (or the other format's) to Credentials, and
-        authenticate()'s user into the state; the refusal otherwise."""
-        services = self.services
+    def _credentials(self, scope: Scope) -> tuple[Credentials, tuple[str, ...]] | Refusal:
+        """HTTP in: the session cookie (or the other format's) as Credentials, with the other
+        format's cookies to clear once it is re-issued; or why there are none."""
         client = scope.get("client")
         address = client[0] if client else None
         try:
-            token, found = read_session_cookie(scope, self.cookie), None
-            if token is None:  # e.g. the Node tier's cookie, also refused when duplicated
-                found = services.foreign.find(scope, read_session_cookie)
+            token = _only_cookie(scope, self._needle)
+            if token is not None:
+                return Credentials(token, self.services.tokens, False, address), ()
+            # e.g. the Node tier's cookie, also refused when duplicated
+            found = self.services.foreign.find(scope, read_session_cookie)
         except DuplicateCookie:
-            services.security.invalid_token("duplicate-cookie", address)
+            self.services.security.invalid_token("duplicate-cookie", address)
             return INVALID
-        if token is not None:
-            credentials = Credentials(token, services.tokens, False, address)
-        elif found is not None:
-            credentials = found.credentials(address)
-        else:
+        if found is None:
             return NOT_SIGNED_IN
-        answer = await services.authenticator.authenticate(credentials)
-        if isinstance(answer, Refusal):
-            return answer
-        state.signed_in(answer, found.names if found is not None else ())
-        return None
+        return found.credentials(address), found.names
 
     async def _refuse(self, scope: Scope, send: Send, refused: Refusal) -> None:
         headers: list[tuple[bytes, bytes]] = []

@@ -17,7 +17,6 @@ equalisation, session record and metrics; only the answer's shape differs.
 
 from __future__ import annotations
 
-import functools
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +56,7 @@ router = APIRouter(tags=["NextAuth"],
 BASE = "/api/auth"
 PROVIDER = "credentials"
 PROVIDER_NAME = "Credentials"  # next-auth's default name for a credentials provider
+SESSION_BODY = "session_body"  # its key in SessionUser.memo
 NO_STORE = {"Cache-Control": "private, no-cache, no-store", "Pragma": "no-cache", "Expires": "0"}
 
 # Our refusals as NextAuth error codes (`signIn(…, {redirect: false})` returns it as `error`).
@@ -327,20 +327,20 @@ async def _session(request: Request) -> dict[str, Any] | Response:
 
 def session_body(user: SessionUser, exp: int) -> dict[str, Any]:
     """A superset of NextAuth's `{user: {name, email, image}, expires}` and the upstream's
-    session callback (`id`, `currentTenantId`)."""
-    return {
-        # What next-auth/react's useSession reads on top of ours; the upstream shows the email
-        # when a user has no name.
-        "user": {**user_json(user), "name": user.name or user.email, "image": None,
-                 "currentTenantId": user.tenant_id},
-        "expires": expires_at(exp),
-    }
-
-
-@functools.lru_cache(maxsize=4096)
-def expires_at(exp: int) -> str:
-    """ISO 8601, as NextAuth sends it; the same session asks again and again (~1.3 µs each)."""
-    return datetime.fromtimestamp(exp, UTC).isoformat()
+    session callback (`id`, `currentTenantId`). The usual one (expiring with the user's
+    token) is made once per SessionUser, in its memo: not to be changed, only copied."""
+    body = user.memo.get(SESSION_BODY) if exp == user.exp else None
+    if body is None:
+        body = {
+            # What next-auth/react's useSession reads on top of ours; the upstream shows the
+            # email when a user has no name.
+            "user": {**user_json(user), "name": user.name or user.email, "image": None,
+                     "currentTenantId": user.tenant_id},
+            "expires": datetime.fromtimestamp(exp, UTC).isoformat(),
+        }
+        if exp == user.exp:
+            user.memo[SESSION_BODY] = body
+    return body
 
 
 def _renewal(request: Request) -> SessionRenewal:

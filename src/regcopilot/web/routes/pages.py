@@ -16,6 +16,7 @@ from regcopilot.web.pages import render
 from regcopilot.web.routes.workspaces import workspace_choices
 
 router = APIRouter(responses=errors(401, 503))
+USER_JSON = "user_json"  # its key in SessionUser.memo
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -37,16 +38,19 @@ async def home(request: Request, user: SessionUser = Depends(current_user)) -> R
 def user_json(user: SessionUser) -> dict[str, Any]:
     """The signed-in user as every JSON answer shows it: /api/me, the sign-in's answer and
     /api/auth/session (which adds NextAuth's `currentTenantId`); one builder, so the three
-    cannot drift apart."""
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "tenantId": user.tenant_id,
-        "tenantRole": user.tenant_role,
-        "tenantName": user.tenant_name,
-        "role": user.role,
-    }
+    cannot drift apart. Made once per SessionUser (its memo): not to be changed, only copied."""
+    body = user.memo.get(USER_JSON)
+    if body is None:
+        body = user.memo[USER_JSON] = {
+            "id": user.id,
+            "email": user.email,
+            "name": user.name,
+            "tenantId": user.tenant_id,
+            "tenantRole": user.tenant_role,
+            "tenantName": user.tenant_name,
+            "role": user.role,
+        }
+    return body
 
 
 @router.get("/api/me")
