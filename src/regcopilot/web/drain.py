@@ -53,8 +53,9 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Drain:
-    """Whether this process is draining: read by the HTTP protocol (`Connection: close` on
-    every response) and by `/api/ready`."""
+    """Whether this process is draining: read by `/api/ready`, and by the HTTP protocol for a
+    connection opened meanwhile (`Connection: close` on every response; the connections open
+    when the drain starts are told by _drain_connections)."""
 
     def __init__(self) -> None:
         self.started: float | None = None
@@ -110,6 +111,10 @@ async def _drain_connections(server: Any, seconds: float) -> None:
              "at most %.1f s)", seconds)
     deadline = time.monotonic() + seconds
     for conn in list(state.connections):
+        close_after = getattr(conn, "close_after_each_response", None)
+        if close_after is not None:
+            close_after()  # this request and any later one (web/connections.py)
+            continue
         cycle = getattr(conn, "cycle", None)
         if cycle is not None and not cycle.response_complete:
             cycle.keep_alive = False

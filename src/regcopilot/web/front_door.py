@@ -148,7 +148,8 @@ class FastFirst(FastAPI):
         list, so the two ways cannot be guarded differently. A guard whose `passes(method,
         path)` says it lets that request through whatever it carries (the CSRF check for GET,
         the session check for a public path) is left out of that route's chain: one coroutine
-        and its checks less per request, decided once by the guard itself."""
+        and its checks less per request, decided once by the guard itself; one that has a
+        `for_path(path)` is put in the chain as what that returns."""
         for cls, options in reversed(guards):
             self.add_middleware(cls, **options)
         self._enabled = True
@@ -161,7 +162,10 @@ class FastFirst(FastAPI):
                 guard = cls(front, **options)
                 passes = getattr(guard, "passes", None)
                 if passes is None or not passes("GET", path):
-                    front = guard
+                    # A guard may offer itself already fitted to the path (`for_path`): its
+                    # lookups by path made here, once.
+                    for_path = getattr(guard, "for_path", None)
+                    front = guard if for_path is None else for_path(path)
             fronts[path] = front
         self._fronts = fronts
 
