@@ -55,8 +55,8 @@ def user_json(user: SessionUser) -> dict[str, Any]:
 
 @router.get("/api/me")
 @fast
-async def me(request: Request) -> dict:
-    return user_json(current_user(request))
+async def me(user: SessionUser = Depends(current_user)) -> dict:
+    return user_json(user)
 
 
 @router.get("/favicon.ico", include_in_schema=False)
