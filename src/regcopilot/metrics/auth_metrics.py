@@ -66,15 +66,8 @@ class AuthMetrics:
 
     def cache_hit(self, user_id: str, ms: float, ok: bool) -> None:
         """validation() of a near-tier hit: the call every warm request makes, so it takes no
-        keyword arguments and tests nothing a hit cannot be."""
-        c = self._live
-        v = c.values
-        v[_VALIDATIONS] += 1
-        v[_HITS] += 1
-        if not ok:
-            v[_FAILURES] += 1
-        c.observe(ms)
-        c.seen(user_id, int(time.time() * 1000))
+        keyword arguments and tests nothing a hit cannot be (Counters.hit: one call)."""
+        self._live.hit(user_id, ms, ok)
 
     def validation(
         self, user_id: str, *, hit: bool, ms: float, ok: bool, queried: bool, reason: str | None

@@ -19,6 +19,8 @@ DAY_MS = 86_400_000
 SEEN_REFRESH_MS = 60_000
 
 COUNTER_NAMES = tuple(c.value for c in Count)  # plain strs: see metrics/auth_metrics.py
+_VALIDATIONS, _HITS, _FAILURES = (
+    c.value for c in (Count.VALIDATIONS, Count.CACHE_HITS, Count.FAILURES))
 # A revocation's reason (auth/sessions.py) → the counter it adds to.
 SESSION_REVOKED_COUNTERS = {
     Revocation.LOGOUT: Count.SESSIONS_REVOKED_LOGOUT,
@@ -70,6 +72,21 @@ class Counters:
 
     def add(self, name: str, n: int = 1) -> None:
         self.values[name] += n
+
+    def hit(self, user_id: str, ms: float, ok: bool) -> None:
+        """A validation answered by the near tier: what observe() and seen() record, and the
+        counts, in one call (it is made on every warm request)."""
+        v = self.values
+        v[_VALIDATIONS] += 1
+        v[_HITS] += 1
+        if not ok:
+            v[_FAILURES] += 1
+        self.time_sum_ms += ms
+        self.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, ms)] += 1
+        now_ms = time.time_ns() // 1_000_000
+        last = self.active.get(user_id)
+        if last is None or now_ms - last >= SEEN_REFRESH_MS:
+            self.seen(user_id, now_ms)
 
     def observe(self, ms: float) -> None:
         self.time_sum_ms += ms

@@ -159,10 +159,16 @@ def read_session_cookie(scope: Scope, name: str) -> str | None:
 
 
 def _only_cookie(scope: Scope, needle: bytes) -> str | None:
-    """read_session_cookie with the name already encoded (the middleware's, made once)."""
+    """read_session_cookie with the name already encoded (the middleware's, made once).
+    Written out (no helper calls for the usual header) as it runs on every request."""
     found: bytes | None = None
     for key, value in scope["headers"]:
-        if key != b"cookie" or (start := _cookie_at(value, needle)) < 0:
+        if key != b"cookie":
+            continue
+        start = value.find(needle)
+        if start > 0 and value[start - 1] not in _BOUNDARY:
+            start = _cookie_at(value, needle, start + 1)
+        if start < 0:
             continue
         if found is not None:
             raise DuplicateCookie
@@ -174,7 +180,9 @@ def _only_cookie(scope: Scope, needle: bytes) -> str | None:
             found = value[start:end]
             if _cookie_at(value, needle, end) >= 0:
                 raise DuplicateCookie
-    return None if found is None else _value(found)
+    if found is None:
+        return None
+    return found.strip().strip(b'"').decode("latin-1") or None
 
 
 def bearer(scope: Scope) -> str | None:
