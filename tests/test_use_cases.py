@@ -241,3 +241,19 @@ async def test_the_same_token_again_is_refused_once_it_expires(svc: Services):
         assert time.time() < deadline
         await asyncio.sleep(0.05)
     assert time.time() >= claims.exp - 1  # not refused early (whole seconds in the token)
+
+
+async def test_a_token_that_ends_like_a_served_one_is_judged_on_its_own(svc: Services):
+    """A token's answer is found by the token's last characters: one that shares them (its
+    signature copied onto another payload) is verified as any other token, and refused."""
+    user_id = await add(svc, "tw@example.com")
+    signed = await signed_in(svc, "tw@example.com")
+    for _ in range(2):
+        assert isinstance(await svc.authenticate(ours(svc, signed.token)), SessionUser)
+    other = await add(svc, "mallory@example.com")
+    header, payload, signature = signed.token.split(".")
+    forged_payload = payload.replace(user_id, other) if user_id in payload else payload[:-2]
+    forged = f"{header}.{forged_payload}.{signature}"
+    assert forged != signed.token and forged[-32:] == signed.token[-32:]
+    assert await svc.authenticate(ours(svc, forged)) is INVALID
+    assert isinstance(await svc.authenticate(ours(svc, signed.token)), SessionUser)

@@ -49,25 +49,25 @@ class AuthMetrics:
         # The one batch the request path writes: with Redis, the pending batch (merged into
         # this process's totals at flush time, off the request path); without, the totals.
         # An attribute, not a property: read on every request.
-        self._live = Counters(active_cap) if cluster is not None else self.local
+        self.live = Counters(active_cap) if cluster is not None else self.local
         self._task: asyncio.Task[None] | None = None
         self._backend: Callable[[], str] = lambda: Backend.IN_MEMORY
 
     # --- recording (request path) -----------------------------------------------------
     @property
     def _pending(self) -> Counters | None:
-        return None if self.cluster is None else self._live
+        return None if self.cluster is None else self.live
 
     def login(self, user_id: str) -> None:
         now_ms = int(time.time() * 1000)
-        c = self._live
+        c = self.live
         c.login(now_ms)
         c.seen(user_id, now_ms)
 
     def cache_hit(self, user_id: str, ms: float, ok: bool) -> None:
-        """validation() of a near-tier hit: the call every warm request makes, so it takes no
-        keyword arguments and tests nothing a hit cannot be (Counters.hit: one call)."""
-        self._live.hit(user_id, ms, ok)
+        """validation() of a near-tier hit (the validator calls `live.hit` itself: one call
+        less on every warm request)."""
+        self.live.hit(user_id, ms, ok)
 
     def validation(
         self, user_id: str, *, hit: bool, ms: float, ok: bool, queried: bool, reason: str | None
@@ -75,7 +75,7 @@ class AuthMetrics:
         if hit and not queried:
             self.cache_hit(user_id, ms, ok)
             return
-        c = self._live
+        c = self.live
         v = c.values
         v[_VALIDATIONS] += 1
         v[_HITS if hit else _MISSES] += 1
@@ -93,19 +93,19 @@ class AuthMetrics:
         c.seen(user_id, int(time.time() * 1000))
 
     def migrated(self) -> None:
-        self._live.values[Count.MIGRATED_SESSIONS] += 1
+        self.live.values[Count.MIGRATED_SESSIONS] += 1
 
     def session_issued(self) -> None:
-        self._live.values[Count.SESSIONS_ISSUED] += 1
+        self.live.values[Count.SESSIONS_ISSUED] += 1
 
     def sessions_revoked(self, reason: str, n: int = 1) -> None:
         name = SESSION_REVOKED_COUNTERS.get(reason)
         if name is not None:
-            self._live.values[name] += n
+            self.live.values[name] += n
 
     def workspace(self, counter: str) -> None:
         """workspaceSwitches | workspaceAutoSwitches | workspaceAccessLost."""
-        self._live.values[counter] += 1
+        self.live.values[counter] += 1
 
     def process_totals(self) -> dict[str, int]:
         """This process's own counts so far, the unflushed batch included."""
@@ -131,7 +131,7 @@ class AuthMetrics:
 
     async def flush(self) -> None:
         assert self.cluster is not None and self._pending is not None
-        batch, self._live = self._live, Counters(self.active_cap)
+        batch, self.live = self.live, Counters(self.active_cap)
         self.local.merge(batch)
         try:
             await self.cluster.flush(batch, self._backend())

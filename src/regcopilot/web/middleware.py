@@ -27,9 +27,9 @@ from regcopilot.web.session import clear_cookie_header, cookie_name, set_cookie_
 
 # --- the answer, in the scope ---------------------------------------------------------------
 # One typed object under scope["auth"] (what Starlette's AuthenticationMiddleware keeps in
-# scope["auth"] and scope["user"]), read and written through its methods only. Read straight
-# from the scope: `request.state` builds a State object on every access, a cost the benchmark
-# profile showed on the hottest route.
+# scope["auth"] and scope["user"]): filled in by SessionMiddleware alone, read by routes through
+# signed_in() and refusal_of(). Read straight from the scope: `request.state` builds a State
+# object on every access, a cost the benchmark profile showed on the hottest route.
 KEY = "auth"
 
 
@@ -40,7 +40,7 @@ class AuthState:
     refusal: Refusal | None = None  # why there is no user (OPTIONAL routes read it)
     monitor = False  # a monitor's bearer token was accepted
     # The cookie the response must carry (a workspace moved, the other format upgraded) and
-    # the other format's cookies to clear with it.
+    # the other format's cookies to clear with it (set when such a cookie was presented).
     renewal: Renewal | None = None
     clear: tuple[str, ...] = ()
     route_set_cookie = False  # a route issued its own session cookie meanwhile
@@ -52,12 +52,6 @@ class AuthState:
         if state is None:
             state = scope[KEY] = AuthState()
         return state
-
-    def signed_in(self, user: SessionUser, clear: tuple[str, ...] = ()) -> None:
-        self.user = user
-        if user.renewal is not None:
-            self.renewal = user.renewal
-            self.clear = clear
 
     def refused(self, refusal: Refusal) -> None:
         self.refusal = refusal
@@ -208,6 +202,8 @@ class SessionMiddleware:
         self.services = services
         self.cookie = cookie_name(services.settings)
         self._needle = _needle(self.cookie)
+        self._tokens = services.tokens
+        self._authenticate = services.authenticator.authenticate
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -233,28 +229,26 @@ class SessionMiddleware:
             state.monitor = True
             await self.app(scope, receive, send)
             return
-        presented = self._credentials(scope)
-        if isinstance(presented, Refusal):
-            refusal = presented
-        else:
-            credentials, names = presented
-            answer = await self.services.authenticator.authenticate(credentials)
+        credentials = self._credentials(scope, state)
+        if not isinstance(credentials, Refusal):
+            answer = await self._authenticate(credentials)
             if not isinstance(answer, Refusal):
-                state.signed_in(answer, names)
-                if state.renewal is not None:
+                state.user = answer
+                if answer.renewal is not None:
                     # Rare (a workspace moved, a cookie in the other format): the usual
                     # request sends through no wrapper at all.
+                    state.renewal = answer.renewal
                     send = renewing(send, state, self.services.settings)
                 await self.app(scope, receive, send)
                 return
-            refusal = answer
+            credentials = answer
         if needs is OPTIONAL:
-            state.refused(refusal)
+            state.refused(credentials)
             await self.app(scope, receive, send)
             return
-        if needs is Access.MONITOR and refusal.status == 401:
-            refusal = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
-        await self._refuse(scope, send, refusal)
+        if needs is Access.MONITOR and credentials.status == 401:
+            credentials = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
+        await self._refuse(scope, send, credentials)
 
     def passes(self, _method: str, path: str) -> bool:
         """Lets every request to `path` through unauthenticated (web/front_door.py leaves it
@@ -266,15 +260,16 @@ class SessionMiddleware:
         given = bearer(scope)
         return bool(expected and given and hmac.compare_digest(given, expected))
 
-    def _credentials(self, scope: Scope) -> tuple[Credentials, tuple[str, ...]] | Refusal:
-        """HTTP in: the session cookie (or the other format's) as Credentials, with the other
-        format's cookies to clear once it is re-issued; or why there are none."""
+    def _credentials(self, scope: Scope, state: AuthState) -> Credentials | Refusal:
+        """HTTP in: the session cookie (or the other format's) as Credentials, or why there
+        are none. A cookie in the other format is noted in `state`, to be cleared once it is
+        re-issued."""
         client = scope.get("client")
         address = client[0] if client else None
         try:
             token = _only_cookie(scope, self._needle)
             if token is not None:
-                return Credentials(token, self.services.tokens, False, address), ()
+                return Credentials(token, self._tokens, False, address)
             # e.g. the Node tier's cookie, also refused when duplicated
             found = self.services.foreign.find(scope, read_session_cookie)
         except DuplicateCookie:
@@ -282,7 +277,8 @@ class SessionMiddleware:
             return INVALID
         if found is None:
             return NOT_SIGNED_IN
-        return found.credentials(address), found.names
+        state.clear = found.names
+        return found.credentials(address)
 
     async def _refuse(self, scope: Scope, send: Send, refused: Refusal) -> None:
         headers: list[tuple[bytes, bytes]] = []
