@@ -24,6 +24,11 @@ def services(request: Request) -> Services:
     return request.app.services
 
 
+def services_in(scope: Scope) -> Services:
+    """services(), for a route handed the scope rather than a Request."""
+    return scope["app"].services
+
+
 def current_user(request: Request) -> SessionUser:
     return user_of(request.scope)
 
@@ -37,6 +42,19 @@ def user_of(scope: Scope, _receive: Receive | None = None) -> SessionUser:
 
 
 fast_dependency(current_user, user_of)
+
+
+def asgi_scope(request: Request) -> Scope:
+    """The request's ASGI scope, for a route written against it (the front door hands it over
+    without making a Request)."""
+    return request.scope
+
+
+def _scope_itself(scope: Scope, _receive: Receive) -> Scope:
+    return scope
+
+
+fast_dependency(asgi_scope, _scope_itself)
 
 
 def admitted(level: Access, state: AuthState) -> bool:
