@@ -19,7 +19,6 @@ from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.session_workspace import SessionWorkspace
 from regcopilot.auth.sessions import SessionService
 from regcopilot.auth.tokens import (
-    DECODED_CACHE_SIZE,
     Claims,
     InvalidToken,
     TokenFormat,
@@ -27,7 +26,7 @@ from regcopilot.auth.tokens import (
 )
 from regcopilot.auth.validator import SessionValidator
 from regcopilot.cache.entry import CacheEntry
-from regcopilot.cache.memory import MemoryStore
+from regcopilot.cache.memory import Memo, MemoryStore
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.metrics.security import SecurityLog
 from regcopilot.names import Reason
@@ -37,8 +36,9 @@ log = logging.getLogger("regcopilot.auth")
 
 # Sessions already counted as migrated in this process (parallel first requests, retries).
 COUNTED_MAX = 100_000
-# Tokens whose last answer is kept (as many as the decoded-token cache keeps).
-SERVED_MAX = DECODED_CACHE_SIZE
+# Tokens whose last answer is kept, by default (the app keeps as many as the near tier keeps
+# users: MAX_CACHE_SIZE; an answer is only reused while its user's entry is there).
+SERVED_MAX = 10_000
 # How much of a token's end keys its answer: 32 characters of a signature (HMAC-SHA256 in
 # base64url, or a JWE's tag) are as unique as the token.
 SERVED_KEY = 32
@@ -85,6 +85,7 @@ class Authenticator:
         metrics: AuthMetrics,
         security: SecurityLog,
         workspace: SessionWorkspace,
+        served_max: int = SERVED_MAX,
     ) -> None:
         self.primary = primary  # the format SESSION_COOKIE_FORMAT issues
         self.validator = validator
@@ -94,15 +95,15 @@ class Authenticator:
         self.metrics = metrics
         self.security = security
         self._counted = MemoryStore(COUNTED_MAX)
-        self._served = MemoryStore(SERVED_MAX)
+        self._served = Memo(served_max)
 
     async def authenticate(self, credentials: Credentials) -> SessionUser | Refusal:
         token = credentials.token
         # Keyed by the token's last characters (its signature's), the whole token compared:
         # hashing a ~500-character token on every request cost ~1,900 instructions.
-        served = None if credentials.upgrade else self._served.get_now(token[-SERVED_KEY:])
-        if served is not None and served.token != token:
-            served = None
+        served = None if credentials.upgrade else self._served.get(token[-SERVED_KEY:])
+        if served is not None and (served.token != token or served.claims.exp <= time.time()):
+            served = None  # another token that ends alike, or expired: judged from scratch
         if served is None:
             try:
                 claims = credentials.format.decode(credentials.token)
@@ -192,9 +193,8 @@ class Authenticator:
             # All of the above follows from the claims and the entry alone: while the near
             # tier holds this entry, the next request with this token is this user again.
             # (bench.wire_cost, warm /api/me: ~1 µs a request less.)
-            self._served.set_now(credentials.token[-SERVED_KEY:],
-                                 Served(credentials.token, claims, entry, user),
-                                 claims.exp - time.time())
+            self._served.put(credentials.token[-SERVED_KEY:],
+                             Served(credentials.token, claims, entry, user))
         return user
 
     def _upgrade(self, claims: Claims, user: SessionUser, moved: bool) -> Renewal | None:

@@ -158,3 +158,24 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._data.clear()
+
+
+class Memo:
+    """A bounded dict for values that carry their own expiry (the caller checks it): no LRU
+    reordering on a hit, where MemoryStore pays a move_to_end (on a 1,000-entry OrderedDict, a
+    walk to neighbours the request never needed), and the oldest insert dropped when full."""
+
+    def __init__(self, max_size: int) -> None:
+        self.max_size = max_size
+        self._data: dict[str, Any] = {}
+        self.get = self._data.get  # the lookup itself, with no call of ours around it
+
+    def put(self, key: str, value: Any) -> None:
+        data = self._data
+        data.pop(key, None)  # re-inserted last: the next to go is the oldest
+        data[key] = value
+        if len(data) > self.max_size:
+            del data[next(iter(data))]
+
+    def __len__(self) -> int:
+        return len(self._data)

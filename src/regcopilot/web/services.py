@@ -204,6 +204,7 @@ def build_services(
             primary=tokens, validator=validator, revocations=revocations, sessions=sessions,
             metrics=metrics, security=security,
             workspace=SessionWorkspace(directory, workspaces, metrics),
+            served_max=settings.MAX_CACHE_SIZE,
         ),
         signer=SignIn(
             accounts=directory, workspaces=workspaces, tokens=tokens,

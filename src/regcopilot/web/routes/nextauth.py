@@ -34,7 +34,7 @@ from regcopilot.names import Door
 from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import asgi_scope, errors, services, services_in
-from regcopilot.web.front_door import FastJSONResponse, fast
+from regcopilot.web.front_door import EncodedJSON, FastJSONResponse, fast
 from regcopilot.web.middleware import AuthState, read_cookie, signed_in
 from regcopilot.web.next_path import absolute, callback_path, destination
 from regcopilot.web.nextauth_csrf import CsrfTokens
@@ -337,13 +337,13 @@ def session_body(user: SessionUser, exp: int) -> dict[str, Any]:
     token) is made once per SessionUser, in its memo: not to be changed, only copied."""
     body = user.memo.get(SESSION_BODY) if exp == user.exp else None
     if body is None:
-        body = {
+        body = EncodedJSON(
             # What next-auth/react's useSession reads on top of ours; the upstream shows the
             # email when a user has no name.
-            "user": {**user_json(user), "name": user.name or user.email, "image": None,
-                     "currentTenantId": user.tenant_id},
-            "expires": datetime.fromtimestamp(exp, UTC).isoformat(),
-        }
+            user={**user_json(user), "name": user.name or user.email, "image": None,
+                  "currentTenantId": user.tenant_id},
+            expires=datetime.fromtimestamp(exp, UTC).isoformat(),
+        )
         if exp == user.exp:
             user.memo[SESSION_BODY] = body
     return body

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from regcopilot.auth.identity import SessionUser
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import current_user, errors, services
-from regcopilot.web.front_door import fast
+from regcopilot.web.front_door import EncodedJSON, fast
 from regcopilot.web.next_path import destination
 from regcopilot.web.pages import render
 from regcopilot.web.routes.workspaces import workspace_choices
@@ -41,15 +41,15 @@ def user_json(user: SessionUser) -> dict[str, Any]:
     cannot drift apart. Made once per SessionUser (its memo): not to be changed, only copied."""
     body = user.memo.get(USER_JSON)
     if body is None:
-        body = user.memo[USER_JSON] = {
-            "id": user.id,
-            "email": user.email,
-            "name": user.name,
-            "tenantId": user.tenant_id,
-            "tenantRole": user.tenant_role,
-            "tenantName": user.tenant_name,
-            "role": user.role,
-        }
+        body = user.memo[USER_JSON] = EncodedJSON(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            tenantId=user.tenant_id,
+            tenantRole=user.tenant_role,
+            tenantName=user.tenant_name,
+            role=user.role,
+        )
     return body
 
 
