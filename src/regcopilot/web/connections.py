@@ -75,8 +75,9 @@ HEADER_TIMEOUTS = _RateLimitedWarning(
 )
 
 
-# Nothing received yet on a new connection: what it is found waiting for at the first look.
-_NOTHING_YET: dict[str, Any] = {}
+# What a new connection waits for until its first request's headers are complete: counted from
+# the opening, whether bytes of that request have come or not.
+_FIRST_REQUEST: dict[str, Any] = {}
 # How often a connection is looked at once it has sent complete headers, at most: a later
 # request's deadline is counted from the first look that finds it unfinished (so it is closed
 # between the timeout and the timeout plus this after its first byte).
@@ -116,7 +117,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if DRAIN.active:
             self.close_after_each_response()
         # Waiting since now: the first look is at the deadline itself.
-        self._waiting, self._waiting_since = _NOTHING_YET, self.loop.time()
+        self._waiting, self._waiting_since = _FIRST_REQUEST, self.loop.time()
         self._look_in(self._limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -137,13 +138,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             cycle.keep_alive = False
 
     def _awaited(self) -> Any:
-        """The request (its scope) whose headers are not complete yet, _NOTHING_YET before a
-        first byte; None when no headers are awaited (a request in flight, or idle between
-        two: uvicorn's keep-alive timeout takes care of that)."""
+        """The request (its scope) whose headers are not complete yet, _FIRST_REQUEST for a
+        connection's first; None when no headers are awaited (a request in flight, or idle
+        between two: uvicorn's keep-alive timeout takes care of that)."""
         cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:
-            return None
-        return self.scope if self.scope is not None else _NOTHING_YET
+        if cycle is None:
+            return _FIRST_REQUEST
+        return None if cycle.scope is self.scope else self.scope
 
     def _look_in(self, seconds: float) -> None:
         self._look_timer = self.loop.call_later(seconds, self._look)
