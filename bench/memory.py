@@ -4,9 +4,10 @@ Run as `python -m bench.memory [N ...]` (default: 10,000 and 100,000) in a fresh
 (so earlier allocations do not blur the figures); prints one JSON object per N. Measured with
 tracemalloc (bytes Python allocated for the structure) and the process RSS before and after.
 
-The four per-user structures are the process's one memory budget, each capped by a setting:
-MAX_CACHE_SIZE (validation cache), DECODED_TOKEN_CACHE_SIZE, ACTIVE_USERS_TRACKED and
-REVOCATIONS_KEPT_LOCALLY. Each is filled as a server at the default caps would be after N
+The five per-user structures are the process's one memory budget, each capped by a setting:
+MAX_CACHE_SIZE (validation cache, and the answers reused per token), DECODED_TOKEN_CACHE_SIZE,
+ACTIVE_USERS_TRACKED and REVOCATIONS_KEPT_LOCALLY. Each is filled as a server at the default
+caps would be after N
 users signed in (and, for revocations, signed out), i.e. with min(N, cap) entries; the
 report gives the bytes per entry, the total at N, and the budget at the default caps.
 """
@@ -23,12 +24,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from regcopilot.auth.authenticate import SERVED_KEY, Served
+from regcopilot.auth.identity import SessionUser
 from regcopilot.auth.revocations import RevocationList
 from regcopilot.auth.tokens import SessionTokens
 from regcopilot.cache.entry import CacheEntry
+from regcopilot.cache.memory import Memo
 from regcopilot.cache.tiers import ValidationCache
 from regcopilot.config import Settings
 from regcopilot.metrics.counters import Counters
+from regcopilot.web.routes.nextauth import session_body
+from regcopilot.web.routes.pages import user_json
 
 
 def _rss_kib() -> int:
@@ -78,6 +84,7 @@ def measure(n: int) -> dict[str, Any]:
               for i, u in enumerate(users)]
     sizes = {
         "validationCache": (caps.MAX_CACHE_SIZE, "MAX_CACHE_SIZE"),
+        "servedAnswers": (caps.MAX_CACHE_SIZE, "MAX_CACHE_SIZE"),
         "decodedTokens": (caps.DECODED_TOKEN_CACHE_SIZE, "DECODED_TOKEN_CACHE_SIZE"),
         "activeUsers": (caps.ACTIVE_USERS_TRACKED, "ACTIVE_USERS_TRACKED"),
         "revocations": (caps.REVOCATIONS_KEPT_LOCALLY, "REVOCATIONS_KEPT_LOCALLY"),
@@ -91,6 +98,24 @@ def measure(n: int) -> dict[str, Any]:
         for token in issued:
             t.decode(token)
         return t
+
+    shared_entry = CacheEntry(True, int(time.time() * 1000), str(uuid.UUID(int=1)), None, None,
+                              tenant_role="member", tenant_name="Bench")
+
+    def served() -> Memo:
+        """authenticate()'s reused answers after a /api/me and a session read each: the
+        token, its claims, the SessionUser and the two JSON answers made from it (the cached
+        validation entry is the validation cache's, counted there)."""
+        memo = Memo(sizes["servedAnswers"][0])
+        for token in issued[: sizes["servedAnswers"][0]]:
+            claims = tokens._verify(token)
+            user = SessionUser(id=claims.sub, email=claims.email, tenant_id=claims.tenant,
+                               role=None, jti=claims.jti, exp=claims.exp,
+                               tenant_role="member", tenant_name="Bench", issued_at=claims.iat)
+            user_json(user)
+            session_body(user, user.exp)
+            memo.put(token[-SERVED_KEY:], Served(token, claims, shared_entry, user))
+        return memo
 
     def seen() -> Counters:
         c = Counters(sizes["activeUsers"][0])
@@ -106,7 +131,8 @@ def measure(n: int) -> dict[str, Any]:
     out: dict[str, Any] = {"users": n}
     budget = 0.0
     total = 0.0
-    for name, build in (("validationCache", cache), ("decodedTokens", decoded),
+    for name, build in (("validationCache", cache), ("servedAnswers", served),
+                        ("decodedTokens", decoded),
                         ("activeUsers", seen), ("revocations", revocations)):
         cap, setting = sizes[name]
         held = min(n, cap)

@@ -4,7 +4,11 @@ on a fake transport under uvloop, and the response is awaited. Everything the se
 does per request is in it except the socket calls and the epoll wake-up, which are the same for
 every app — so differences between variants here are differences in their own code.
 
-    .venv/bin/python -m bench.wire_cost [--requests 20000] [--case me]
+    .venv/bin/python -m bench.wire_cost [--requests 20000] [--case me] [--users 1000]
+
+With --users N, N signed-in users take turns (each request another user's cookie, as wrk's
+script sends them in bench/run): every user's cached objects are then as cold in the CPU's
+caches as on a real server; with one user they all stay hot.
 
 Under valgrind the figure is an instruction count, which the other programs on a shared
 machine cannot disturb (bench/instructions runs it that way).
@@ -84,55 +88,73 @@ def connection(app: Any, protocol: type[HttpToolsProtocol]) -> tuple[Any, Transp
     return conn, transport
 
 
-async def per_request_us(app: Any, protocol: type[HttpToolsProtocol], request: bytes,
-                         n: int) -> float:
+async def per_request_us(app: Any, protocol: type[HttpToolsProtocol],
+                         request: bytes | list[bytes], n: int) -> float:
     conn, transport = connection(app, protocol)
     loop = asyncio.get_running_loop()
+    requests = request if isinstance(request, list) else [request]
 
-    async def one() -> None:
+    async def one(data: bytes) -> None:
         conn.done = loop.create_future()
-        conn.data_received(request)
+        conn.data_received(data)
         await conn.done
 
-    for _ in range(200):  # warm
-        await one()
+    for i in range(max(200, len(requests))):  # warm: every user once
+        await one(requests[i % len(requests)])
     status = transport.written[-2].split(b" ", 2)[1]
     if status != b"200":
-        raise SystemExit(f"{request.splitlines()[0]!r} answered {status!r}")
+        raise SystemExit(f"{requests[0].splitlines()[0]!r} answered {status!r}")
     transport.written.clear()
+    k = len(requests)
     started = time.process_time()
     for i in range(n):
-        await one()
+        await one(requests[i % k])
         if i & 255 == 0:
             transport.written.clear()
     return (time.process_time() - started) / n * 1e6
 
 
+async def more_users(ours: Any, n: int) -> list[str]:
+    """Cookies of `n` more signed-in users (each with the personal workspace a sign-in gives)."""
+    from regcopilot.workspaces.store import WorkspaceStore
+
+    services = ours.services
+    cookies = []
+    for i in range(n):
+        login = await services.directory.add(f"wire{i}@example.com", "-")
+        workspace = (await WorkspaceStore(services.directory).ensure_personal(login)).tenant_id
+        token, _ = services.tokens.issue(sub=login.id, email=login.email,
+                                         tenant=workspace or "", role=None)
+        cookies.append(f"regcopilot.session-token={token}")
+    return cookies
+
+
 CASES = ("raw", "bare", "health", "me", "session")
 
 
-async def main(n: int, only: str | None) -> None:
+async def main(n: int, only: str | None, users: int = 1) -> None:
     from bench.raw_app import app as raw
     from regcopilot.web.connections import GuardedHttpProtocol
 
     async with ours_signed_in() as (ours, cookie):
-        # Every case gets the same session cookie, as wrk sends it to every variant of
-        # bench/run: parsing it is the server's work, not the app's.
-        table: dict[str, tuple[str, Any, type[HttpToolsProtocol], bytes]] = {
-            "raw": ("(R) raw ASGI app", raw, HttpToolsProtocol,
-                    request_bytes("/api/health", cookie)),
-            "bare": ("(0) bare FastAPI app", bare, HttpToolsProtocol,
-                     request_bytes("/api/health", cookie)),
-            "health": ("(1) ours /api/health", ours, GuardedHttpProtocol,
-                       request_bytes("/api/health", cookie)),
-            "me": ("(2) ours /api/me", ours, GuardedHttpProtocol,
-                   request_bytes("/api/me", cookie)),
+        cookies = [cookie, *await more_users(ours, users - 1)]
+
+        def turns(path: str) -> list[bytes]:
+            # Every case gets the same session cookies, as wrk sends them to every variant of
+            # bench/run: parsing them is the server's work, not the app's.
+            return [request_bytes(path, c) for c in cookies]
+
+        table: dict[str, tuple[str, Any, type[HttpToolsProtocol], list[bytes]]] = {
+            "raw": ("(R) raw ASGI app", raw, HttpToolsProtocol, turns("/api/health")),
+            "bare": ("(0) bare FastAPI app", bare, HttpToolsProtocol, turns("/api/health")),
+            "health": ("(1) ours /api/health", ours, GuardedHttpProtocol, turns("/api/health")),
+            "me": ("(2) ours /api/me", ours, GuardedHttpProtocol, turns("/api/me")),
             "session": ("ours GET /api/auth/session", ours, GuardedHttpProtocol,
-                        request_bytes("/api/auth/session", cookie)),
+                        turns("/api/auth/session")),
         }
         for key in (only,) if only else CASES:
-            name, app, protocol, request = table[key]
-            print(f"{name:28} {await per_request_us(app, protocol, request, n):7.1f} µs per "
+            name, app, protocol, requests = table[key]
+            print(f"{name:28} {await per_request_us(app, protocol, requests, n):7.1f} µs per "
                   "request", flush=True)
 
 
@@ -140,8 +162,12 @@ def run(argv: list[str] | None = None, runner: Callable[..., Any] = uvloop.run) 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--case", choices=CASES)
+    parser.add_argument("--users", type=int, default=1,
+                        help="signed-in users taking turns (default 1: all caches hot)")
     a = parser.parse_args(argv)
-    runner(main(a.requests, a.case))
+    if a.users < 1:
+        parser.error("--users must be at least 1")
+    runner(main(a.requests, a.case, a.users))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from regcopilot.auth.identity import DOWN, ENDED, INVALID, Refusal, SessionUser
 from regcopilot.auth.nextauth import NextAuthTokens
 from regcopilot.auth.sign_in import BAD_CREDENTIALS, SignedIn, SignInContext
 from regcopilot.auth.tokens import SessionTokens
-from regcopilot.cache.memory import MemoryStore
+from regcopilot.cache.memory import Memo, MemoryStore
 from regcopilot.config import load_settings
 from regcopilot.names import Door
 from regcopilot.web.services import Services, build_services
@@ -257,3 +257,15 @@ async def test_a_token_that_ends_like_a_served_one_is_judged_on_its_own(svc: Ser
     assert forged != signed.token and forged[-32:] == signed.token[-32:]
     assert await svc.authenticate(ours(svc, forged)) is INVALID
     assert isinstance(await svc.authenticate(ours(svc, signed.token)), SessionUser)
+
+
+def test_the_reused_answers_are_bounded_oldest_first():
+    """The answers kept per token (cache/memory.Memo) never exceed their cap; the oldest
+    insert goes first, and one put again counts as new."""
+    memo = Memo(3)
+    for key in "abcd":
+        memo.put(key, key.upper())
+    assert len(memo) == 3 and memo.get("a") is None and memo.get("d") == "D"
+    memo.put("b", "B2")  # re-inserted: now the newest
+    memo.put("e", "E")
+    assert memo.get("c") is None and memo.get("b") == "B2" and len(memo) == 3
