@@ -67,8 +67,7 @@ async def test_dropped_feed_shortens_near_lifetime_and_shows_in_metrics(instance
         await eventually(lambda: app.services.feed.complete, timeout=5)
         assert (await app.client.get("/api/me")).status_code == 200
         cache = app.services.cache
-        key = cache.key(app.services.tokens.decode(
-            app.client.cookies["regcopilot.session-token"]).sub)
+        key = app.services.tokens.decode(app.client.cookies["regcopilot.session-token"]).sub
         assert cache.near.remaining(key) > NEAR_TTL_UNTRUSTED
 
         app.services.feed.lost("test")  # what the listener reports when its line drops
@@ -100,7 +99,7 @@ async def test_listener_reconnects_after_its_connection_is_killed(instance, pg_u
         assert killed >= 1
         # Dropping the line empties the near tier; then the watcher reconnects by itself.
         await eventually(lambda: app.services.feed.complete and not app.services.cache.near
-                         .remaining(app.services.cache.key(user_id)), timeout=10)
+                         .remaining(user_id), timeout=10)
         conn = await asyncpg.connect(pg_url)
         try:
             await conn.execute(
