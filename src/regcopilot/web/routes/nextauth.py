@@ -280,9 +280,11 @@ async def session(scope: Scope = Depends(asgi_scope)) -> dict[str, Any] | Respon
     the scope alone: the front door makes no Request for it (bench.wire_cost)."""
     user = signed_in(scope)
     if user is not None and user.renewal is None:
-        # Not yet due to slide (auth/renewal.py's `due`, without a call of its own).
+        # Not yet due to slide (auth/renewal.py's `due`, without a call of its own), and the
+        # answer already made for this user (session_body's memo): no call at all.
         if time.time() - user.issued_at < services_in(scope).renewal.update_age:
-            return session_body(user, user.exp)
+            body = user.memo.get(SESSION_BODY)
+            return body if body is not None else session_body(user, user.exp)
     return await _session(Request(scope))
 
 
