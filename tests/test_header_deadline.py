@@ -1,7 +1,8 @@
-"""The header deadline of web/connections.py, on uvicorn's own protocol fed bytes in-process:
-a request whose headers arrive within HTTP_HEADER_TIMEOUT_SECONDS is answered however slowly
-they came, one that does not finish them is closed, never before the deadline and soon after.
-(tests/test_hostile_load.py checks the same against a real `regcopilot serve`.)"""
+"""web/connections.py on uvicorn's own protocol fed bytes in-process. The header deadline: a
+request whose headers arrive within HTTP_HEADER_TIMEOUT_SECONDS is answered however slowly
+they came, one that does not finish them is closed, never before the deadline and soon after
+(tests/test_hostile_load.py checks the same against a real `regcopilot serve`). And the drain's
+`Connection: close`, given without a check on every request."""
 
 from __future__ import annotations
 
@@ -104,3 +105,28 @@ async def test_unfinished_headers_close_the_connection_at_the_deadline(opened, l
     # Never early; late by at most one look (a quarter of the timeout here), plus slack.
     assert TIMEOUT <= waited <= TIMEOUT + TIMEOUT / 4 + 0.15, waited
     conn.connection_lost(None)
+
+
+async def test_while_draining_every_answer_closes_its_connection(opened, monkeypatch):
+    """web/drain.py: a connection open when the drain starts is told so
+    (close_after_each_response); one opened during the drain is told at once. Either answers
+    its next request with `Connection: close` and is then closed; before the drain the same
+    connection is kept alive."""
+    from regcopilot.web import drain
+
+    before, before_transport, _ = opened()
+    before.data_received(REQUEST)
+    await until(lambda: b"ok" in before_transport.written, 2)
+    assert b"connection: close" not in before_transport.written.lower()
+    assert before_transport.closed_at is None
+
+    monkeypatch.setattr(drain.DRAIN, "started", 1.0)  # draining from here on
+    before.close_after_each_response()  # what _drain_connections does for every connection
+    during, during_transport, _ = opened()
+    for conn, transport in ((before, before_transport), (during, during_transport)):
+        transport.written = b""
+        conn.data_received(REQUEST)
+        await until(lambda t=transport: t.closed_at is not None, 2)
+        assert b"connection: close" in transport.written.lower()
+        assert transport.written.endswith(b"ok")
+        conn.connection_lost(None)
