@@ -54,19 +54,23 @@ async def ours_signed_in() -> AsyncIterator[tuple[Any, str]]:
     os.environ.update(NEXTAUTH_SECRET="asgi-cost-" + "s" * 40, DATA_DIR=data,
                       DATABASE_URL=f"sqlite:///{data}/users.db", LOG_LEVEL="WARNING")
     from regcopilot.web.app import create_app  # after the environment is set
-    from regcopilot.workspaces.store import WorkspaceStore
 
     ours = create_app()
     async with ours.router.lifespan_context(ours):
-        services = ours.services
-        login = await services.directory.add("bench@example.com", "-")
-        # Issued in the workspace the session is served in, as a sign-in would (which makes
-        # the personal one): a token naming another one is re-issued on every request.
-        workspace = (await WorkspaceStore(services.directory).ensure_personal(login)).tenant_id
-        workspace = workspace or ""
-        token, _ = services.tokens.issue(
-            sub=login.id, email=login.email, tenant=workspace, role=None)
-        yield ours, f"regcopilot.session-token={token}"
+        yield ours, await signed_in_cookie(ours.services, "bench@example.com")
+
+
+async def signed_in_cookie(services: Any, email: str) -> str:
+    """A new user's session cookie, issued in the workspace the session is served in, as a
+    sign-in would (which makes the personal one): a token naming another one is re-issued on
+    every request."""
+    from regcopilot.workspaces.store import WorkspaceStore
+
+    login = await services.directory.add(email, "-")
+    workspace = (await WorkspaceStore(services.directory).ensure_personal(login)).tenant_id
+    token, _ = services.tokens.issue(sub=login.id, email=login.email, tenant=workspace or "",
+                                     role=None)
+    return f"regcopilot.session-token={token}"
 
 
 async def main(n: int) -> None:

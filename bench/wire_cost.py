@@ -27,7 +27,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from bench.asgi_cost import ours_signed_in
+from bench.asgi_cost import ours_signed_in, signed_in_cookie
 from bench.bare_app import app as bare
 
 PEER = ("127.0.0.1", 5555)
@@ -114,21 +114,6 @@ async def per_request_us(app: Any, protocol: type[HttpToolsProtocol],
     return (time.process_time() - started) / n * 1e6
 
 
-async def more_users(ours: Any, n: int) -> list[str]:
-    """Cookies of `n` more signed-in users (each with the personal workspace a sign-in gives)."""
-    from regcopilot.workspaces.store import WorkspaceStore
-
-    services = ours.services
-    cookies = []
-    for i in range(n):
-        login = await services.directory.add(f"wire{i}@example.com", "-")
-        workspace = (await WorkspaceStore(services.directory).ensure_personal(login)).tenant_id
-        token, _ = services.tokens.issue(sub=login.id, email=login.email,
-                                         tenant=workspace or "", role=None)
-        cookies.append(f"regcopilot.session-token={token}")
-    return cookies
-
-
 CASES = ("raw", "bare", "health", "me", "session")
 
 
@@ -137,7 +122,8 @@ async def main(n: int, only: str | None, users: int = 1) -> None:
     from regcopilot.web.connections import GuardedHttpProtocol
 
     async with ours_signed_in() as (ours, cookie):
-        cookies = [cookie, *await more_users(ours, users - 1)]
+        cookies = [cookie, *[await signed_in_cookie(ours.services, f"wire{i}@example.com")
+                             for i in range(users - 1)]]
 
         def turns(path: str) -> list[bytes]:
             # Every case gets the same session cookies, as wrk sends them to every variant of

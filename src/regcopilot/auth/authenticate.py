@@ -36,9 +36,6 @@ log = logging.getLogger("regcopilot.auth")
 
 # Sessions already counted as migrated in this process (parallel first requests, retries).
 COUNTED_MAX = 100_000
-# Tokens whose last answer is kept, by default (the app keeps as many as the near tier keeps
-# users: MAX_CACHE_SIZE; an answer is only reused while its user's entry is there).
-SERVED_MAX = 10_000
 # How much of a token's end keys its answer: 32 characters of a signature (HMAC-SHA256 in
 # base64url, or a JWE's tag) are as unique as the token.
 SERVED_KEY = 32
@@ -85,7 +82,7 @@ class Authenticator:
         metrics: AuthMetrics,
         security: SecurityLog,
         workspace: SessionWorkspace,
-        served_max: int = SERVED_MAX,
+        served_max: int,
     ) -> None:
         self.primary = primary  # the format SESSION_COOKIE_FORMAT issues
         self.validator = validator
@@ -95,6 +92,8 @@ class Authenticator:
         self.metrics = metrics
         self.security = security
         self._counted = MemoryStore(COUNTED_MAX)
+        # Answers reused per token: as many as the near tier keeps users (MAX_CACHE_SIZE); an
+        # answer is only reused while its user's entry is there.
         self._served = Memo(served_max)
 
     async def authenticate(self, credentials: Credentials) -> SessionUser | Refusal:

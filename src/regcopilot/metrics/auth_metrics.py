@@ -64,16 +64,11 @@ class AuthMetrics:
         c.login(now_ms)
         c.seen(user_id, now_ms)
 
-    def cache_hit(self, user_id: str, ms: float, ok: bool) -> None:
-        """validation() of a near-tier hit (the validator calls `live.hit` itself: one call
-        less on every warm request)."""
-        self.live.hit(user_id, ms, ok)
-
     def validation(
         self, user_id: str, *, hit: bool, ms: float, ok: bool, queried: bool, reason: str | None
     ) -> None:
         if hit and not queried:
-            self.cache_hit(user_id, ms, ok)
+            self.live.hit(user_id, ms, ok)
             return
         c = self.live
         v = c.values

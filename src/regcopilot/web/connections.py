@@ -77,7 +77,7 @@ HEADER_TIMEOUTS = _RateLimitedWarning(
 
 # What a new connection waits for until its first request's headers are complete: counted from
 # the opening, whether bytes of that request have come or not.
-_FIRST_REQUEST: dict[str, Any] = {}
+_FIRST_REQUEST = object()
 # How often a connection is looked at once it has sent complete headers, at most: a later
 # request's deadline is counted from the first look that finds it unfinished (so it is closed
 # between the timeout and the timeout plus this after its first byte).

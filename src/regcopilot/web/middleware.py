@@ -153,8 +153,8 @@ def read_session_cookie(scope: Scope, name: str) -> str | None:
 
 
 def _only_cookie(scope: Scope, needle: bytes) -> str | None:
-    """read_session_cookie with the name already encoded (the middleware's, made once).
-    Written out (no helper calls for the usual header) as it runs on every request."""
+    """read_session_cookie with the name already encoded (the middleware's, made once). The
+    first find is written out: the usual header needs no _cookie_at call."""
     found: bytes | None = None
     for key, value in scope["headers"]:
         if key != b"cookie":
@@ -174,9 +174,7 @@ def _only_cookie(scope: Scope, needle: bytes) -> str | None:
             found = value[start:end]
             if _cookie_at(value, needle, end) >= 0:
                 raise DuplicateCookie
-    if found is None:
-        return None
-    return found.strip().strip(b'"').decode("latin-1") or None
+    return None if found is None else _value(found)
 
 
 def bearer(scope: Scope) -> str | None:

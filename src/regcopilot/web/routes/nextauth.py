@@ -18,7 +18,6 @@ equalisation, session record and metrics; only the answer's shape differs.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -279,12 +278,9 @@ async def session(scope: Scope = Depends(asgi_scope)) -> dict[str, Any] | Respon
     """The usual read (signed in, nothing to re-issue, not yet due to slide) is answered from
     the scope alone: the front door makes no Request for it (bench.wire_cost)."""
     user = signed_in(scope)
-    if user is not None and user.renewal is None:
-        # Not yet due to slide (auth/renewal.py's `due`, without a call of its own), and the
-        # answer already made for this user (session_body's memo): no call at all.
-        if time.time() - user.issued_at < services_in(scope).renewal.update_age:
-            body = user.memo.get(SESSION_BODY)
-            return body if body is not None else session_body(user, user.exp)
+    if (user is not None and user.renewal is None
+            and not services_in(scope).renewal.due_at(user.issued_at)):
+        return session_body(user, user.exp)
     return await _session(Request(scope))
 
 
