@@ -232,8 +232,10 @@ def measure(v: Variant, opts: Options, redis: BenchRedis, peer_q: PeerQueries | 
         "requests": res.requests,
         "errors": res.errors,
         "rssKiB": v.server.sample_rss(),
-        "cpuUsPerRequest": round((cpu1 - cpu0) * 1e6 / max(1, res.requests), 1),
-        "cpuBusy": round((cpu1 - cpu0) / res.seconds, 3) if res.seconds else 0.0,
+        "cpuUsPerRequest": round((sum(cpu1) - sum(cpu0)) * 1e6 / max(1, res.requests), 1),
+        "userUsPerRequest": round((cpu1[0] - cpu0[0]) * 1e6 / max(1, res.requests), 1),
+        "sysUsPerRequest": round((cpu1[1] - cpu0[1]) * 1e6 / max(1, res.requests), 1),
+        "cpuBusy": round((sum(cpu1) - sum(cpu0)) / res.seconds, 3) if res.seconds else 0.0,
         # -2: the two INFO calls of the first reading are counted by the second
         "redisCommands": cmd1 - cmd0 - 2,
         "redisByCommand": {k: n - per0.get(k, 0) for k, n in per1.items()
@@ -281,6 +283,8 @@ def summarize_variant(v: Variant) -> dict[str, Any]:
         "p99_ms": median(v.runs, "p99_ms"),
         "p99All": [r["p99_ms"] for r in v.runs],
         "cpuUsPerRequest": median(v.runs, "cpuUsPerRequest"),
+        "userUsPerRequest": median(v.runs, "userUsPerRequest"),
+        "sysUsPerRequest": median(v.runs, "sysUsPerRequest"),
         "cpuBusy": median(v.runs, "cpuBusy"),
         "dbPer1000": median(v.runs, "dbPer1000"),
         "redisPerRequest": median(v.runs, "redisPerRequest"),

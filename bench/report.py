@@ -69,15 +69,16 @@ def markdown(result: dict[str, Any]) -> str:
         f"{o['rounds']} round(s) of {o['duration']} s per variant, variants alternated; "
         "medians shown.",
         "",
-        "| variant | req/s | p50 ms | p99 ms | server CPU µs / req | directory queries / "
-        "1,000 req | Redis cmds / req | RSS MiB | req/s per round |",
+        "| variant | req/s | p50 ms | p99 ms | server CPU µs / req (user + system) | "
+        "directory queries / 1,000 req | Redis cmds / req | RSS MiB | req/s per round |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for v in result.get("variants", []):
         per_round = ", ".join(f"{x:,.0f}" for x in v["rpsAll"])
         lines.append(
             f"| {v['label']} | {v['rps']:,.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | "
-            f"{v.get('cpuUsPerRequest', 0):,.0f} | {v['dbPer1000']:.2f} | "
+            f"{v.get('cpuUsPerRequest', 0):,.0f} ({v.get('userUsPerRequest', 0):,.1f} + "
+            f"{v.get('sysUsPerRequest', 0):,.1f}) | {v['dbPer1000']:.2f} | "
             f"{v['redisPerRequest']:.3f} | {v['rssMiB']:.0f} | {per_round} |"
         )
     lines += [
