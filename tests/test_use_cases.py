@@ -225,6 +225,34 @@ async def test_the_same_token_again_still_sees_every_change(svc: Services):
     assert await svc.authenticate(ours(svc, third.token)) == Refusal(401, "account banned")
 
 
+async def test_a_warm_token_is_answered_without_waiting_and_still_sees_a_sign_out(
+        tmp_path: Any):
+    """One instance without Redis knows every revocation in memory: a warm token's answer is
+    then given by answer() itself, with nothing to await (what the session guard relies on
+    for its speed), and a sign-out still ends it on the very next request. With Redis whose
+    revocation feed is not known complete (the fixture above), the same check goes through
+    Redis and still ends it (test_the_same_token_again_still_sees_every_change)."""
+    settings = load_settings(
+        DATABASE_URL="sqlite:///:memory:", REDIS_URL=None, NEXTAUTH_SECRET=SECRET,
+        DATA_DIR=str(tmp_path), PASSWORD_HASH_ROUNDS=TEST_HASH_ROUNDS, PASSWORD_WORKERS=1,
+    )
+    alone = build_services(settings)
+    await alone.directory.open()
+    try:
+        user_id = await add(alone, "nw@example.com")
+        signed = await signed_in(alone, "nw@example.com")
+        first = alone.authenticator.answer(ours(alone, signed.token))
+        assert asyncio.iscoroutine(first)  # judged from scratch: the directory may be asked
+        assert isinstance(await first, SessionUser)
+        warm = alone.authenticator.answer(ours(alone, signed.token))
+        assert isinstance(warm, SessionUser) and warm.id == user_id
+        await alone.sessions.logout(signed.session_id, user_id, signed.expires)
+        assert alone.authenticator.answer(ours(alone, signed.token)) is ENDED
+    finally:
+        await alone.directory.close()
+        alone.passwords.close()
+
+
 async def test_the_same_token_again_is_refused_once_it_expires(svc: Services):
     user_id = await add(svc, "ex@example.com")
     workspace = (await signed_in(svc, "ex@example.com")).user.tenant_id

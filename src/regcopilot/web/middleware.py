@@ -11,6 +11,7 @@ import functools
 import hmac
 import json
 from collections.abc import MutableMapping
+from types import CoroutineType
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -201,7 +202,7 @@ class SessionMiddleware:
         self.cookie = cookie_name(services.settings)
         self._needle = _needle(self.cookie)
         self._tokens = services.tokens
-        self._authenticate = services.authenticator.authenticate
+        self._answer = services.authenticator.answer
         self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -229,7 +230,9 @@ class SessionMiddleware:
             return
         credentials = self._credentials(scope, state)
         if not isinstance(credentials, Refusal):
-            answer = await self._authenticate(credentials)
+            answer = self._answer(credentials)
+            if type(answer) is CoroutineType:  # it has I/O to wait for: rare once warm
+                answer = await answer
             if not isinstance(answer, Refusal):
                 state.user = answer
                 if answer.renewal is not None:
