@@ -3,7 +3,7 @@
 served as bench/run serves (tiered), loaded by the same wrk, rounds alternated.
 
     .venv/bin/python -m bench.ab [--base HEAD] [--paths /api/me,/api/auth/session]
-                                 [--rounds 5] [--duration 8]
+                                 [--rounds 5] [--duration 8] [--users 1000]
 
 Why a tool of its own: on one machine, rounds of the same server differ by up to 12 % between
 runs, more than most changes worth making; within one run, alternated with its base, a change
@@ -25,7 +25,6 @@ from bench.harness import OUR_COOKIE, SECRET, our_env, our_server, plain_server
 from bench.infra import ROOT, BenchPostgres, BenchRedis, Server, cpu_times
 from bench.loadgen import run_wrk
 
-USERS = 1000
 CONNECTIONS = 64
 
 
@@ -35,10 +34,11 @@ def main() -> None:
     p.add_argument("--paths", default="/api/me,/api/auth/session")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--duration", type=float, default=8.0)
+    p.add_argument("--users", type=int, default=1000, help="signed-in users taking turns")
     a = p.parse_args()
     paths = [x for x in a.paths.split(",") if x]
-    if a.rounds < 1 or a.duration < 1 or not paths:
-        p.error("--rounds and --duration must be at least 1, --paths not empty")
+    if a.rounds < 1 or a.duration < 1 or a.users < 1 or not paths:
+        p.error("--rounds, --duration and --users must be at least 1, --paths not empty")
     work = Path(tempfile.mkdtemp(prefix="regcopilot-ab-"))
     tree = work / "base"
     subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), a.base], cwd=ROOT,
@@ -46,7 +46,7 @@ def main() -> None:
     redis, pg = BenchRedis().start(), BenchPostgres()
     servers: dict[str, Server] = {}
     try:
-        users = seed.make_users(USERS)
+        users = seed.make_users(a.users)
         db = asyncio.run(pg.create("ab"))
         asyncio.run(seed.seed_ours(db, users))
         tokens = seed.write_tokens(work / "ours.tokens", seed.mint_ours(SECRET, 86_400, users))
@@ -62,7 +62,7 @@ def main() -> None:
             s.wait_ready()
         plan = [("R", "/api/health")] + [(n, path) for path in paths for n in ("A", "B")]
         for n, path in plan:  # warm: caches filled, connections open
-            run_wrk(servers[n].base + path, tokens, OUR_COOKIE, seconds=2,
+            run_wrk(servers[n].base + path, tokens, OUR_COOKIE, seconds=min(2, a.duration),
                     connections=CONNECTIONS)
         runs: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
         for r in range(a.rounds):

@@ -37,6 +37,12 @@ def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
         v = variants[key]
         assert v["rps"] > 0, key
         assert v["errors"] == 0, (key, v["runs"][0]["errors"])
+        # The server's CPU, split: user time is always spent; a server answering on sockets
+        # always makes the kernel work too.
+        run = v["runs"][0]
+        assert run["userUsPerRequest"] > 0 and run["sysUsPerRequest"] > 0, key
+        assert abs(run["userUsPerRequest"] + run["sysUsPerRequest"]
+                   - run["cpuUsPerRequest"]) < 0.2, key
     # The switches do what they say: no directory query on a warm cache, one per request
     # without it, a Redis GET per request with the near cache off (fewer when concurrent
     # requests for one user share a GET, or a saturated core trips the breaker for a moment).
@@ -54,3 +60,26 @@ def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
     assert result["workloadModel"]["events"]["validations"] > 0
     assert result["memory"]["validationCache"]["tracemalloc_kib"] > 0
     assert (out / "results.md").read_text().startswith("# Benchmark results")
+
+
+def test_bench_ab_serves_both_versions_and_leaves_no_worktree(tmp_path: Path) -> None:
+    """bench/ab.py: the revision and the working tree both answer under load, and the
+    temporary worktree of the revision is gone afterwards."""
+    root = repo_root()
+
+    def worktrees() -> str:
+        return subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=root,
+                              capture_output=True, text=True, check=True).stdout
+
+    before = worktrees()
+    proc = subprocess.run(
+        [str(root / ".venv" / "bin" / "python"), "-m", "bench.ab", "--rounds", "1",
+         "--duration", "1", "--users", "20", "--paths", "/api/me"],
+        cwd=root, capture_output=True, text=True, timeout=240, env=os.environ.copy(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    medians = proc.stdout.split("medians of", 1)[1].splitlines()
+    for name in ("R /api/health", "A /api/me", "B /api/me"):
+        line = next(x for x in medians if x.startswith(name))
+        assert float(line.split()[2]) > 0, line  # req/s
+    assert worktrees() == before
