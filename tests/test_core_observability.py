@@ -239,3 +239,72 @@ async def test_observability_without_a_token_configured_is_admin_only(instance):
         assert r.status_code == 401
         r = await app.client.get("/api/observability", headers={"Authorization": "Bearer None"})
         assert r.status_code == 401
+
+
+# --- active users: stamped when an answer is first judged, then once a minute ----------------
+
+
+async def _active(app) -> int:
+    r = await app.client.get("/api/observability", headers=BEARER)
+    assert r.status_code == 200
+    return r.json()["authentication"]["users"]["activeCount"]
+
+
+def _age_past_the_window(app, user_id: str) -> None:
+    """As if the user's last stamp was taken just over 24 hours ago."""
+    from regcopilot.metrics.counters import DAY_MS
+
+    app.services.metrics.local.active[user_id] = int(time.time() * 1000) - DAY_MS - 1
+
+
+async def test_a_user_signed_in_elsewhere_counts_here_and_stays_counted_while_served(pair):
+    """Instance b never saw alice sign in: her first request there counts her; while b keeps
+    answering her from its reused answer, the minute's flush of used sessions keeps her in the
+    24-hour window."""
+    async with pair("sqlite", "memory") as (a, b):
+        alice = await a.add_user("alice@example.com")
+        assert (await a.login("alice@example.com")).status_code == 200
+        b.client.cookies.update(a.client.cookies)
+        assert await _active(b) == 0
+        assert (await b.client.get("/api/me")).status_code == 200
+        assert await _active(b) == 1  # at once, not a minute later
+
+        _age_past_the_window(b, alice)
+        assert await _active(b) == 0  # the window really dropped her
+        for _ in range(3):
+            assert (await b.client.get("/api/me")).status_code == 200
+        assert await b.services.sessions.flush_seen() == 1
+        assert await _active(b) == 1
+
+
+async def test_active_users_are_stamped_while_the_database_cannot_take_last_seen(
+        instance, pg_url):
+    """The minute's flush with the database hanging: the users are still counted as active,
+    and the sessions' last use is written by the next flush, once it answers."""
+    from urllib.parse import urlsplit
+
+    from regcopilot.users.directory import DirectoryUnavailable
+    from tests.support import TcpProxy
+    from tests.test_core_directory_down import through
+
+    proxy = await TcpProxy(urlsplit(pg_url).port or 5432).start()
+    try:
+        async with instance("postgres", "memory", DATABASE_URL=through(proxy, pg_url),
+                            DATABASE_TIMEOUT_SECONDS=0.5) as app:
+            alice = await app.add_user("alice@example.com")
+            assert (await app.login("alice@example.com")).status_code == 200
+            assert (await app.client.get("/api/me")).status_code == 200
+            _age_past_the_window(app, alice)
+
+            proxy.frozen = True
+            with pytest.raises(DirectoryUnavailable):
+                await app.services.sessions.flush_seen()
+            assert await _active(app) == 1
+            proxy.frozen = False
+
+            assert await app.services.sessions.flush_seen() == 1  # kept for the next flush
+            r = await app.client.get("/api/auth/sessions")
+            mine = [s for s in r.json()["sessions"] if s["current"]]
+            assert mine and mine[0]["lastSeenAt"] is not None
+    finally:
+        await proxy.stop()

@@ -93,6 +93,7 @@ class Authenticator:
         self.workspace = workspace  # the writes validation leaves to us (rare)
         self.revocations = revocations
         self.sessions = sessions
+        self._used = sessions.used  # written on every served request: no lookup for it
         self.metrics = metrics
         self.security = security
         self._counted = MemoryStore(COUNTED_MAX)
@@ -157,7 +158,8 @@ class Authenticator:
         if revoked:
             self.security.invalid_token("revoked", credentials.client)
             return ENDED
-        self.sessions.seen(user.jti)  # a set insert; written once a minute, batched
+        # One dict store: last_seen_at and the active-users stamp, both once a minute.
+        self._used[user.jti] = user.id
         return user
 
     async def _judged(self, claims: Claims, entry: CacheEntry | None,
@@ -197,6 +199,9 @@ class Authenticator:
             # Served elsewhere than the recorded current workspace: record it, after the
             # answer (validation never writes).
             await self.workspace.record(claims.sub, entry)
+        # Seen at once when first judged here; while the answer is reused, the minute's
+        # sessions keep the stamp fresh (flush_seen).
+        self.metrics.seen(claims.sub)
         user = SessionUser(
             id=claims.sub,
             email=claims.email,

@@ -48,9 +48,10 @@ class SessionService:
         self.touch_seconds = touch_seconds
         self.feed = revocations.feed
         self.feed.watch(self.feed_state)
-        self._seen: set[str] = set()
-        # On every request: set.add itself, bound once (no Python frame of ours per request).
-        self.seen = self._seen.add
+        # The sessions used since the last flush, session id → user id: written on every
+        # served request by a plain dict store (authenticate.py; no Python frame of ours per
+        # request), read once a minute for last_seen_at and the active-users stamps.
+        self.used: dict[str, str] = {}
         # Revocations the database could not take yet (it was down): written by the next pass.
         self._undurable: dict[str, tuple[str, int, str]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -152,15 +153,19 @@ class SessionService:
 
     # --- background ---------------------------------------------------------------------
     async def flush_seen(self) -> int:
-        """Stamp last_seen_at for the sessions used since the last flush (one statement)."""
-        if not self._seen:
+        """Stamp last_seen_at for the sessions used since the last flush (one statement), and
+        their users as active (stamped even when the database cannot take the write)."""
+        used = self.used
+        if not used:
             return 0
-        batch = set(self._seen)
-        self._seen.clear()  # the same set: `seen` is bound to its add
+        batch = dict(used)
+        used.clear()  # the same dict: the authenticator holds it
+        self.metrics.seen(*set(batch.values()))
         try:
             await self.records.touch(sorted(batch), datetime.now(UTC))
         except DirectoryUnavailable:
-            self._seen |= batch
+            for session_id, user_id in batch.items():
+                used.setdefault(session_id, user_id)
             raise
         return len(batch)
 

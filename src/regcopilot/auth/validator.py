@@ -59,8 +59,7 @@ class SessionValidator:
         if entry is not None:
             if log.isEnabledFor(DEBUG):  # one call, not log.debug's two, on every request
                 log.debug("Using cached validation result")
-            self.metrics.live.hit(user_id, (time.perf_counter() - started) * 1000,
-                                   entry.is_valid)
+            self.metrics.live.hit((time.perf_counter() - started) * 1000, entry.is_valid)
         return entry
 
     async def validate(self, user_id: str) -> CacheEntry:

@@ -67,10 +67,11 @@ class AuthMetrics:
     def validation(
         self, user_id: str, *, hit: bool, ms: float, ok: bool, queried: bool, reason: str | None
     ) -> None:
-        if hit and not queried:
-            self.live.hit(user_id, ms, ok)
-            return
         c = self.live
+        if hit and not queried:
+            c.hit(ms, ok)
+            c.seen(user_id, int(time.time() * 1000))
+            return
         v = c.values
         v[_VALIDATIONS] += 1
         v[_HITS if hit else _MISSES] += 1
@@ -86,6 +87,13 @@ class AuthMetrics:
             v[_FAILURES] += 1
         c.observe(ms)
         c.seen(user_id, int(time.time() * 1000))
+
+    def seen(self, *user_ids: str) -> None:
+        """These users were served just now (an answer judged, or the sessions used in the
+        last minute): the active-users count's stamps."""
+        c, now_ms = self.live, int(time.time() * 1000)
+        for user_id in user_ids:
+            c.seen(user_id, now_ms)
 
     def migrated(self) -> None:
         self.live.values[Count.MIGRATED_SESSIONS] += 1
