@@ -77,6 +77,23 @@ class EncodedJSON(dict):  # type: ignore[type-arg]
         self.encoded = memoryview(orjson.dumps(self)).tobytes()
 
 
+class ConstantJSON(EncodedJSON):
+    """An EncodedJSON that is the same answer for everyone (a module constant, such as the
+    health answer), with its two ASGI messages built once as well: the front door sends them
+    as they are. Never mutated by whoever sends them (uvicorn copies the header list; the
+    wrappers that add a header build a new message). Only for constants: built per user
+    answer, the prebuilt messages were three more objects to read from cold memory on every
+    request, and /api/me lost 1.6 % (bench/ab, docs/benchmarks.md)."""
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.start = {"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", str(len(self.encoded)).encode()), JSON, NO_STORE]}
+        self.end = {"type": "http.response.body", "body": self.encoded}
+
+
 class FastJSONResponse(JSONResponse):
     """A JSONResponse rendered by orjson: the same bytes for this app's bodies (str, int, bool,
     None, dict, list), for the fast routes that answer a Response rather than a dict (measured
@@ -112,7 +129,15 @@ class FastEndpoint:
             if handler is None:
                 raise
             result = await handler(Request(scope, receive), exc)
-        if isinstance(result, Response):
+        # The usual answers first, by exact type: a user's made-once answer, then a constant.
+        kind = type(result)
+        if kind is EncodedJSON:
+            body = result.encoded
+        elif kind is ConstantJSON:
+            await send(result.start)
+            await send(result.end)
+            return
+        elif isinstance(result, Response):
             # Never stored, as NoStore does for every other route (a Cache-Control the
             # endpoint set is replaced, so there is never a second one).
             headers = result.raw_headers
@@ -120,10 +145,11 @@ class FastEndpoint:
             headers.append(NO_STORE)
             await result(scope, receive, send)
             return
-        # The bytes Starlette's JSONResponse sends for str/int/bool/None/dict/list (compact,
-        # UTF-8; tests/test_front_door.py compares them): orjson took ~0.4 µs for /api/me's
-        # body where json.dumps took ~4.4 µs.
-        body = result.encoded if type(result) is EncodedJSON else orjson.dumps(result)
+        else:
+            # The bytes Starlette's JSONResponse sends for str/int/bool/None/dict/list
+            # (compact, UTF-8; tests/test_front_door.py compares them): orjson took ~0.4 µs
+            # for /api/me's body where json.dumps took ~4.4 µs.
+            body = orjson.dumps(result)
         n = len(body)
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-length", _LENGTHS[n] if n < _LENGTHS_MADE else str(n).encode()), JSON,
