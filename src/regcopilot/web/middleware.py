@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, MutableMapping
 from types import CoroutineType
 from typing import Any
 
@@ -221,35 +221,48 @@ class SessionMiddleware:
         is looked up once, here, not on each request."""
         return functools.partial(self.guard, self.access.get(path, USER))
 
-    async def guard(self, needs: Access, scope: Scope, receive: Receive, send: Send) -> None:
-        """A request to a path that needs `needs` (not PUBLIC)."""
+    def guard(self, needs: Access, scope: Scope, receive: Receive,
+              send: Send) -> Awaitable[None]:
+        """A request to a path that needs `needs` (not PUBLIC). Returns what answers it, for
+        the caller to await (an ASGI app's awaitable, as Starlette types it): on the warm path
+        that is the next app's own coroutine, so the check runs no coroutine of its own, as the
+        answer it asks for awaits nothing (wire: 12 bytecodes and a coroutine less a request)."""
         state = scope[KEY] = AuthState()
         if needs is MONITOR and self._monitor_token_ok(scope):
             state.monitor = True
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         credentials = self._credentials(scope, state)
-        if not isinstance(credentials, Refusal):
-            answer = self._answer(credentials)
-            if type(answer) is CoroutineType:  # it has I/O to wait for: rare once warm
-                answer = await answer
-            if not isinstance(answer, Refusal):
-                state.user = answer
-                if answer.renewal is not None:
-                    # Rare (a workspace moved, a cookie in the other format): the usual
-                    # request sends through no wrapper at all.
-                    state.renewal = answer.renewal
-                    send = renewing(send, state, self.services.settings)
-                await self.app(scope, receive, send)
-                return
-            credentials = answer
+        if isinstance(credentials, Refusal):
+            return self._refused(needs, state, credentials, scope, receive, send)
+        answer = self._answer(credentials)
+        if type(answer) is CoroutineType:  # it has I/O to wait for: rare once warm
+            return self._answered(answer, needs, state, scope, receive, send)
+        return self._proceed(answer, needs, state, scope, receive, send)
+
+    async def _answered(self, pending: Awaitable[SessionUser | Refusal], needs: Access,
+                        state: AuthState, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._proceed(await pending, needs, state, scope, receive, send)
+
+    def _proceed(self, answer: SessionUser | Refusal, needs: Access, state: AuthState,
+                 scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if isinstance(answer, Refusal):
+            return self._refused(needs, state, answer, scope, receive, send)
+        state.user = answer
+        if answer.renewal is not None:
+            # Rare (a workspace moved, a cookie in the other format): the usual request sends
+            # through no wrapper at all.
+            state.renewal = answer.renewal
+            send = renewing(send, state, self.services.settings)
+        return self.app(scope, receive, send)
+
+    def _refused(self, needs: Access, state: AuthState, refusal: Refusal, scope: Scope,
+                 receive: Receive, send: Send) -> Awaitable[None]:
         if needs is OPTIONAL:
-            state.refused(credentials)
-            await self.app(scope, receive, send)
-            return
-        if needs is Access.MONITOR and credentials.status == 401:
-            credentials = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
-        await self._refuse(scope, send, credentials)
+            state.refused(refusal)
+            return self.app(scope, receive, send)
+        if needs is Access.MONITOR and refusal.status == 401:
+            refusal = MONITOR_REFUSAL  # say what a monitor must send, not "not signed in"
+        return self._refuse(scope, send, refusal)
 
     def passes(self, _method: str, path: str) -> bool:
         """Lets every request to `path` through unauthenticated (web/front_door.py leaves it
