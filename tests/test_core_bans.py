@@ -296,3 +296,43 @@ async def test_ban_longer_than_the_calendar_is_a_ban_without_end(instance):
         assert r.status_code == 200, r.text
         assert r.json()["bannedUntil"].startswith("9999-12-31")
         assert (await s.get("alice@example.com")).status_code == 401
+
+
+def _histogram_count(metrics_text: str) -> int:
+    for line in metrics_text.splitlines():
+        if line.startswith("regcopilot_validation_latency_seconds_count"):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no validation latency histogram in /metrics")
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_every_validation_is_counted_served_and_refused_from_the_near_tier(instance, cache):
+    """Near-tier hits are counted without being timed: validations, hits, misses, failures
+    and the latency histogram still add up to every request, in the process's totals and in
+    the cluster's (Redis), for sessions served and for cached refusals."""
+    async with instance("sqlite", cache) as app:
+        s, user_id = await setup(app)
+        before = (await report(app))["validations"]
+        for _ in range(5):
+            assert (await s.get("alice@example.com")).status_code == 200
+        r = await s.post("admin@example.com", f"/api/admin/users/{user_id}/ban")
+        assert r.status_code == 200, r.text
+        for _ in range(4):
+            assert (await s.get("alice@example.com")).status_code == 401
+        # 5 served from the near tier; the admin's request, its session's first validation (a
+        # miss); 4 refused: the first read from the directory (the ban dropped the cached
+        # answer), the other three from the near tier, each a failure.
+        want = {"total": 10, "cacheHits": 5 + 3, "cacheMisses": 1 + 1, "failures": 4}
+
+        async def counted() -> bool:
+            now = (await report(app))["validations"]
+            return all(now[k] - before[k] >= n for k, n in want.items())
+
+        await eventually(counted, timeout=10)
+        now = (await report(app))["validations"]
+        assert {k: now[k] - before[k] for k in want} == want
+        assert now["total"] == now["cacheHits"] + now["cacheMisses"]
+        app.client.cookies.clear()
+        r = await app.client.get("/metrics", headers=BEARER)
+        assert r.status_code == 200
+        assert _histogram_count(r.text) == now["total"]

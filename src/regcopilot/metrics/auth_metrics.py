@@ -68,10 +68,6 @@ class AuthMetrics:
         self, user_id: str, *, hit: bool, ms: float, ok: bool, queried: bool, reason: str | None
     ) -> None:
         c = self.live
-        if hit and not queried:
-            c.hit(ms, ok)
-            c.seen(user_id, int(time.time() * 1000))
-            return
         v = c.values
         v[_VALIDATIONS] += 1
         v[_HITS if hit else _MISSES] += 1
