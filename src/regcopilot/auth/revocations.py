@@ -66,7 +66,9 @@ class RevocationList:
         """Whether the session is revoked, as far as this process knows without asking Redis;
         None when only Redis can tell (is_revoked asks it). The warm path's answer, with no
         coroutine."""
-        if self.local.get_now(jti) is not None:
+        # Held is revoked: an entry past its deadline is only a session that has expired,
+        # and the caller asks only for a token it has found unexpired.
+        if self.local.holds(jti):
             return True
         if self.shared is None:
             return False

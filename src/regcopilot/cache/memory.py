@@ -32,6 +32,10 @@ class MemoryStore:
         self.max_size = max_size
         self._data: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         self._breaker: Breaker | None = None
+        # Whether a key is held, expired or not yet dropped included: for a caller whose keys
+        # carry their own expiry (a revoked session's id, asked only for a live token), the
+        # dict's own test with no call of ours around it (the warm request asks it).
+        self.holds = self._data.__contains__
 
     def get_now(self, key: str) -> Any:
         """Synchronous lookup: the hot path needs no await for a dict."""

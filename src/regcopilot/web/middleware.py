@@ -175,7 +175,8 @@ def _only_cookie(scope: Scope, needle: bytes) -> str | None:
             found = value[start:end]
             if _cookie_at(value, needle, end) >= 0:
                 raise DuplicateCookie
-    return None if found is None else _value(found)
+    # _value's, written out: the hottest caller saves a call.
+    return None if found is None else (found.strip().strip(b'"').decode("latin-1") or None)
 
 
 def bearer(scope: Scope) -> str | None:
