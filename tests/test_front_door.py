@@ -229,3 +229,25 @@ def test_the_fast_encoder_sends_starlettes_bytes(value):
 
     body = {"user": {"name": value, "id": "x"}, "ü": value}
     assert FastJSONResponse(body).body == JSONResponse(body).body
+
+
+async def test_answers_of_every_length_carry_their_own_length(settings_for):
+    """The start messages shared by answers of one length: sessions whose answers differ in
+    length (up to what a token under its 4 KiB limit can carry), each asked twice in turn,
+    get FastAPI's bytes."""
+    async with serve(settings_for()) as app:
+        front = app.client._transport.app  # type: ignore[attr-defined]
+        user_id = await app.add_user("lengths@example.com")
+        tokens = [app.services.tokens.issue(sub=user_id, email="lengths@example.com",
+                                            tenant="", role=None, name="n" * size)[0]
+                  for size in (1, 2, 300, 2500)]
+        async with fastapi_only(front) as reference:
+            for _ in range(2):
+                for token in tokens:
+                    for path in ("/api/me", "/api/auth/session"):
+                        headers = [("cookie", f"{COOKIE}={token}")]
+                        got = await app.client.get(path, headers=headers)
+                        want = await reference.get(path, headers=headers)
+                        assert got.status_code == 200
+                        assert shape(got) == shape(want), (path, len(got.content))
+                        assert got.headers["content-length"] == str(len(got.content))

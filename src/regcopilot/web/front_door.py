@@ -36,9 +36,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__regcopilot_fast__"
 
 JSON = (b"content-type", b"application/json")
-# Content-Length values for every body a fast route sends, made once rather than per request.
-_LENGTHS_MADE = 4096
-_LENGTHS = [str(n).encode() for n in range(_LENGTHS_MADE)]
+
+
+def _start_message(length: int) -> dict[str, Any]:
+    return {"type": "http.response.start", "status": 200, "headers": [
+        (b"content-length", str(length).encode()), JSON, NO_STORE]}
+
+
+class _StartMessages(dict[int, dict[str, Any]]):
+    """A fast JSON answer's start message by its body's length, made on first use and shared
+    by every answer of that length (a few hundred at most: /api/me's bodies differ only by
+    what each user's fields hold), where building one took a dict, a list, a tuple and ~20
+    bytecodes a request. Shared, so never mutated: uvicorn copies the header list, and the
+    wrappers that add a header build a new message (tests/test_front_door.py compares every
+    answer, after many, with FastAPI's)."""
+
+    def __missing__(self, length: int) -> dict[str, Any]:
+        message = _start_message(length)
+        if length < _SHARED_UP_TO:  # bounded: a body past it is rare, and gets its own
+            self[length] = message
+        return message
+
+
+_SHARED_UP_TO = 4096
+_STARTS = _StartMessages()
 
 
 def fast(endpoint: F) -> F:
@@ -89,8 +110,7 @@ class ConstantJSON(EncodedJSON):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.start = {"type": "http.response.start", "status": 200, "headers": [
-            (b"content-length", str(len(self.encoded)).encode()), JSON, NO_STORE]}
+        self.start = _start_message(len(self.encoded))
         self.end = {"type": "http.response.body", "body": self.encoded}
 
 
@@ -150,10 +170,7 @@ class FastEndpoint:
             # (compact, UTF-8; tests/test_front_door.py compares them): orjson took ~0.4 µs
             # for /api/me's body where json.dumps took ~4.4 µs.
             body = orjson.dumps(result)
-        n = len(body)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-length", _LENGTHS[n] if n < _LENGTHS_MADE else str(n).encode()), JSON,
-            NO_STORE]})
+        await send(_STARTS[len(body)])
         await send({"type": "http.response.body", "body": body})
 
     def _handler(self, exc: Exception) -> Callable[..., Any] | None:
