@@ -10,6 +10,7 @@ and warm-up. Slow (valgrind runs Python ~50× slower): about a minute per case o
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -28,7 +29,10 @@ def total(case: str, n: int, work: Path) -> int:
     subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
          "bench.wire_cost", "--case", case, "--requests", str(n)],
-        cwd=ROOT, check=True, capture_output=True, timeout=3600)
+        # One hash seed for every run: with random ones, dict layouts (and the probing in
+        # them) differ from run to run, and so does the count.
+        cwd=ROOT, check=True, capture_output=True, timeout=3600,
+        env={**os.environ, "PYTHONHASHSEED": "0"})
     found = TOTALS.search(out.read_text(errors="replace"))
     if found is None:
         raise RuntimeError(f"no totals in {out}")
