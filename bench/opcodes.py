@@ -22,7 +22,7 @@ from typing import Any
 import uvloop
 
 from bench.asgi_cost import ours_signed_in
-from bench.wire_cost import connection, request_bytes
+from bench.wire_cost import connection, quiet_feed, request_bytes
 
 PATHS = {"raw": "/api/health", "health": "/api/health", "me": "/api/me",
          "session": "/api/auth/session"}
@@ -72,12 +72,13 @@ async def count(case: str, n: int, lines: bool) -> Counter[Any]:
         status = transport.written[-2].split(b" ", 2)[1]
         if status != b"200":
             raise SystemExit(f"{PATHS[case]} answered {status!r}")
-        sys.settrace(tracer)
-        try:
-            for _ in range(n):
-                await one()
-        finally:
-            sys.settrace(None)
+        with quiet_feed():
+            sys.settrace(tracer)
+            try:
+                for _ in range(n):
+                    await one()
+            finally:
+                sys.settrace(None)
     return counts
 
 

@@ -83,3 +83,26 @@ def test_bench_ab_serves_both_versions_and_leaves_no_worktree(tmp_path: Path) ->
         line = next(x for x in medians if x.startswith(name))
         assert float(line.split()[2]) > 0, line  # req/s
     assert worktrees() == before
+
+
+def test_bench_opcodes_counts_the_request_path_and_names_our_functions() -> None:
+    """bench.opcodes: the raw app's request runs fewer bytecodes than ours on /api/me, and the
+    per-function list of ours names the session check (what the count is read for)."""
+    root = repo_root()
+
+    def run(case: str) -> str:
+        proc = subprocess.run(
+            [str(root / ".venv" / "bin" / "python"), "-m", "bench.opcodes", "--case", case,
+             "--requests", "20", "--top", "60"],
+            cwd=root, capture_output=True, text=True, timeout=120, env=os.environ.copy())
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    def total(out: str) -> int:
+        first = next(x for x in out.splitlines() if "bytecodes per request" in x)
+        return int(first.split(":")[1].split()[0].replace(",", ""))
+
+    raw, me = run("raw"), run("me")
+    assert 0 < total(raw) < total(me)
+    assert "regcopilot/web/middleware.py:guard" in me
+    assert "regcopilot/web/" not in raw.split("bytecodes per request", 1)[1]
