@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 # (R), a raw ASGI callable on the same server, is the physical limit (issue 24); (0), a bare
@@ -38,6 +39,21 @@ def ratios(result: dict[str, Any]) -> dict[str, float]:
     for a, b in PAIRS:
         if a in v and b in v and v[b]["rps"]:
             out[f"{a}/{b}"] = round(v[a]["rps"] / v[b]["rps"], 2)
+    return out
+
+
+def round_ratios(result: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
+    """The same ratios taken round by round (variants of one round run back to back): the
+    median of the rounds' ratios, then the lowest and the highest. On a host whose speed
+    drifts during a run, the spread says how far one run's ratio of medians can be trusted."""
+    v = _by_key(result)
+    out = {}
+    for a, b in PAIRS:
+        ra, rb = v.get(a, {}).get("rpsAll"), v.get(b, {}).get("rpsAll")
+        if ra and rb and len(ra) == len(rb) and all(rb):
+            each = [x / y for x, y in zip(ra, rb, strict=True)]
+            out[f"{a}/{b}"] = (round(statistics.median(each), 2), round(min(each), 2),
+                               round(max(each), 2))
     return out
 
 
@@ -136,6 +152,11 @@ def markdown(result: dict[str, Any]) -> str:
         rc = cpu_ratios(result)
         lines += ["", "Ratios of capacity (1 / server CPU per request): "
                   + ", ".join(f"{k} = {x}" for k, x in rc.items())]
+        rr = round_ratios(result)
+        if rr:
+            lines += ["", "Ratios of req/s round by round (median of the rounds' ratios, then "
+                      "the lowest and highest round): "
+                      + ", ".join(f"{k} = {m} ({lo}–{hi})" for k, (m, lo, hi) in rr.items())]
     model = result.get("workloadModel") or {}
     lines += _workload(model.get("ttl"), model.get("events")) + _nginx(result.get("nginx"))
     lines += _memory(result.get("memory"))

@@ -60,6 +60,7 @@ def test_bench_smoke_runs_every_variant(tmp_path: Path) -> None:
     assert result["workloadModel"]["events"]["validations"] > 0
     assert result["memory"]["validationCache"]["tracemalloc_kib"] > 0
     assert (out / "results.md").read_text().startswith("# Benchmark results")
+    assert "Ratios of req/s round by round" in (out / "results.md").read_text()
 
 
 def test_bench_ab_serves_both_versions_and_leaves_no_worktree(tmp_path: Path) -> None:
@@ -106,3 +107,17 @@ def test_bench_opcodes_counts_the_request_path_and_names_our_functions() -> None
     assert 0 < total(raw) < total(me)
     assert "regcopilot/web/middleware.py:guard" in me
     assert "regcopilot/web/" not in raw.split("bytecodes per request", 1)[1]
+
+
+def test_round_ratios_pair_each_round_with_its_own_reference() -> None:
+    """bench/report.py: a host that slows down during a run moves (R) and the variant of the
+    same round together; the round-by-round ratio pairs them, where the ratio of medians can
+    take the variant's slow round against the reference's fast one."""
+    from bench.report import ratios, round_ratios
+
+    result = {"variants": [
+        {"key": "raw", "rps": 40.0, "rpsAll": [50.0, 40.0, 30.0]},
+        {"key": "tiered", "rps": 20.0, "rpsAll": [40.0, 20.0, 15.0]},
+    ]}
+    assert ratios(result)["tiered/raw"] == 0.5
+    assert round_ratios(result)["tiered/raw"] == (0.5, 0.5, 0.8)
