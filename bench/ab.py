@@ -85,6 +85,15 @@ def main() -> None:
                   f"{statistics.median(x[1] for x in rows):5.1f} sys "
                   f"{statistics.median(x[2] for x in rows):5.1f} µs  p99 "
                   f"{statistics.median(x[3] for x in rows):.2f} ms")
+        # A and B of one path run back to back in every round: their ratio round by round is
+        # the comparison a drifting host disturbs least.
+        print("\nB / A round by round (median, then the lowest and highest round)")
+        for path in paths:
+            each = [b[0] / x[0] for x, b in zip(runs[("A", path)], runs[("B", path)],
+                                                strict=True) if x[0]]
+            if each:
+                print(f"{path:20} {statistics.median(each):.3f} ({min(each):.3f}–"
+                      f"{max(each):.3f})")
     finally:
         for s in servers.values():
             s.stop()

@@ -83,6 +83,7 @@ def test_bench_ab_serves_both_versions_and_leaves_no_worktree(tmp_path: Path) ->
     for name in ("R /api/health", "A /api/me", "B /api/me"):
         line = next(x for x in medians if x.startswith(name))
         assert float(line.split()[2]) > 0, line  # req/s
+    assert "B / A round by round" in proc.stdout
     assert worktrees() == before
 
 
