@@ -22,18 +22,12 @@ from typing import Any
 import uvloop
 
 from bench.asgi_cost import ours_signed_in
+from bench.profile import short_path
 from bench.wire_cost import connection, quiet_feed, request_bytes
 
 PATHS = {"raw": "/api/health", "health": "/api/health", "me": "/api/me",
          "session": "/api/auth/session"}
 WARM = 300
-
-
-def _short(filename: str) -> str:
-    for mark in ("site-packages/", "/src/", "/lib/python3.11/"):
-        if mark in filename:
-            return filename.split(mark, 1)[1]
-    return filename
 
 
 async def count(case: str, n: int, lines: bool) -> Counter[Any]:
@@ -98,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                       if not k[0].endswith(("bench/opcodes.py", "bench/wire_cost.py"))})
     print(f"{a.case}: {sum(counts.values()) / a.requests:,.0f} bytecodes per request")
     for (filename, where), v in counts.most_common(a.top):
-        label = f"{_short(filename)}:{where}"
+        label = f"{short_path(filename)}:{where}"
         if a.lines:
             label += "  " + linecache.getline(filename, where or 0).strip()[:90]
         print(f"{v / a.requests:8.1f}  {label}")

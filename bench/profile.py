@@ -44,7 +44,7 @@ def record_during(pid: int, seconds: float, out: Path, load: Any) -> tuple[Path,
     return out, result.get("load")
 
 
-def _short(path: str) -> str:
+def short_path(path: str) -> str:
     for mark in ("site-packages/", "/src/", "/lib/python3.11/"):
         if mark in path:
             return path.split(mark, 1)[1]
@@ -52,7 +52,7 @@ def _short(path: str) -> str:
 
 
 def _package(path: str) -> str:
-    short = _short(path)
+    short = short_path(path)
     if short.startswith("regcopilot/"):
         parts = short.split("/")
         return "/".join(parts[:2]) if len(parts) > 2 else short
@@ -63,7 +63,7 @@ def parse_frame(frame: str) -> tuple[str, str]:
     m = FRAME.match(frame.strip())
     if not m:
         return frame.strip(), "?"
-    return f"{m['func']} ({_short(m['file'])})", m["file"]
+    return f"{m['func']} ({short_path(m['file'])})", m["file"]
 
 
 def _stacks(raw: Path) -> tuple[int, list[tuple[list[tuple[str, str]], int]]]:

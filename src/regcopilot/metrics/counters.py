@@ -140,8 +140,9 @@ class Counters:
         return len(self.active)
 
     def merge(self, other: Counters) -> None:
+        values = self.values
         for name, n in other.values.items():
-            self.values[name] += n
+            values[name] += n
         self.time_sum_ms += other.time_sum_ms
         latency = self.latency
         for i, n in enumerate(other.latency):

@@ -38,11 +38,6 @@ _ATTR = "__regcopilot_fast__"
 JSON = (b"content-type", b"application/json")
 
 
-def _start_message(length: int) -> dict[str, Any]:
-    return {"type": "http.response.start", "status": 200, "headers": [
-        (b"content-length", str(length).encode()), JSON, NO_STORE]}
-
-
 class _StartMessages(dict[int, dict[str, Any]]):
     """A fast JSON answer's start message by its body's length, made on first use and shared
     by every answer of that length (a few hundred at most: /api/me's bodies differ only by
@@ -52,7 +47,8 @@ class _StartMessages(dict[int, dict[str, Any]]):
     answer, after many, with FastAPI's)."""
 
     def __missing__(self, length: int) -> dict[str, Any]:
-        message = _start_message(length)
+        message = {"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", str(length).encode()), JSON, NO_STORE]}
         if length < _SHARED_UP_TO:  # bounded: a body past it is rare, and gets its own
             self[length] = message
         return message
@@ -98,22 +94,6 @@ class EncodedJSON(dict):  # type: ignore[type-arg]
         self.encoded = memoryview(orjson.dumps(self)).tobytes()
 
 
-class ConstantJSON(EncodedJSON):
-    """An EncodedJSON that is the same answer for everyone (a module constant, such as the
-    health answer), with its two ASGI messages built once as well: the front door sends them
-    as they are. Never mutated by whoever sends them (uvicorn copies the header list; the
-    wrappers that add a header build a new message). Only for constants: built per user
-    answer, the prebuilt messages were three more objects to read from cold memory on every
-    request, and /api/me lost 1.6 % (bench/ab, docs/benchmarks.md)."""
-
-    __slots__ = ("end", "start")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.start = _start_message(len(self.encoded))
-        self.end = {"type": "http.response.body", "body": self.encoded}
-
-
 class FastJSONResponse(JSONResponse):
     """A JSONResponse rendered by orjson: the same bytes for this app's bodies (str, int, bool,
     None, dict, list), for the fast routes that answer a Response rather than a dict (measured
@@ -149,14 +129,9 @@ class FastEndpoint:
             if handler is None:
                 raise
             result = await handler(Request(scope, receive), exc)
-        # The usual answers first, by exact type: a user's made-once answer, then a constant.
-        kind = type(result)
-        if kind is EncodedJSON:
+        # The usual answer first, by exact type: one made once (a user's, or a constant).
+        if type(result) is EncodedJSON:
             body = result.encoded
-        elif kind is ConstantJSON:
-            await send(result.start)
-            await send(result.end)
-            return
         elif isinstance(result, Response):
             # Never stored, as NoStore does for every other route (a Cache-Control the
             # endpoint set is replaced, so there is never a second one).

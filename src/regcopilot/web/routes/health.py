@@ -9,13 +9,13 @@ from regcopilot.users.directory import DirectoryUnavailable
 from regcopilot.web.access import Access, access
 from regcopilot.web.deps import errors, services
 from regcopilot.web.drain import DRAIN
-from regcopilot.web.front_door import ConstantJSON, fast
+from regcopilot.web.front_door import EncodedJSON, fast
 from regcopilot.web.refusals import retry_after
 
 router = APIRouter(responses=errors(503))
 
 
-HEALTHY = ConstantJSON(status="ok")  # made once: the front door sends its two messages
+HEALTHY = EncodedJSON(status="ok")  # encoded once: the front door sends its bytes
 
 
 @router.get("/api/health")
