@@ -232,3 +232,22 @@ async def test_duplicate_session_cookies_are_refused_and_counted(instance):
         # A cookie whose name merely ends with ours is someone else's: ignored.
         suffix = [("cookie", f"__Secure-{COOKIE}=garbage; x{COOKIE}=junk; {COOKIE}={good}")]
         assert (await app.client.get("/api/me", headers=suffix)).status_code == 200
+
+
+@pytest.mark.parametrize("cache", ["memory", "redis"])
+async def test_a_reused_answer_from_a_host_whose_clock_runs_ahead_still_sees_the_sign_out(
+        instance, cache):
+    """A session signed by a host 30 s ahead, answered from its reused answer (warm), is
+    refused on its next request once signed out, and stays refused: the revocation is held
+    whatever the clocks say, not read against a deadline of its own."""
+    async with instance("sqlite", cache, TOKEN_CLOCK_LEEWAY_SECONDS=60) as app:
+        user_id = await app.add_user("eve@example.com")
+        now = int(time.time())
+        body = claims(user_id, iat=now + 30, exp=now + 30 + 3600)
+        token = jwt.encode(body, TEST_SECRET)
+        for _ in range(3):  # judged once, then reused
+            assert (await as_cookie(app, token)).status_code == 200
+        await app.services.sessions.logout(body["jti"], user_id, body["exp"])
+        for _ in range(3):
+            r = await as_cookie(app, token)
+            assert r.status_code == 401 and r.json()["error"] == "session ended", r.text
