@@ -297,3 +297,78 @@ def test_the_reused_answers_are_bounded_oldest_first():
     memo.put("b", "B2")  # re-inserted: now the newest
     memo.put("e", "E")
     assert memo.get("c") is None and memo.get("b") == "B2" and len(memo) == 3
+
+
+@pytest.mark.parametrize("way", ["evicted", "dropped", "cleared", "expired"])
+async def test_a_reused_answer_lasts_only_while_the_near_tier_holds_its_validation(
+        tmp_path: Any, way: str):
+    """A warm token's answer is reused through the near tier's handle on the validation it
+    was made from (cache/memory.Held), not a request longer than the near tier keeps that
+    validation: evicted by others, dropped, cleared (a feed drop in front of Redis) or past
+    its deadline. The user is banned in the directory without telling anyone and the shared
+    tier emptied, so only a judgement made afresh can see the ban: while the near tier still
+    holds the entry the answer is reused (the ban unseen), and the first request after it
+    lets go is refused."""
+    shared = MemoryStore(10_000)
+    settings = load_settings(
+        DATABASE_URL="sqlite:///:memory:", REDIS_URL=None, NEXTAUTH_SECRET=SECRET,
+        DATA_DIR=str(tmp_path), PASSWORD_HASH_ROUNDS=TEST_HASH_ROUNDS, PASSWORD_WORKERS=1,
+        MAX_CACHE_SIZE=4,
+    )
+    svc = build_services(settings, shared=shared)
+    await svc.directory.open()
+    try:
+        user_id = await add(svc, "kept@example.com")
+        token = (await signed_in(svc, "kept@example.com")).token
+        for _ in range(3):  # judged, then reused
+            assert isinstance(await svc.authenticate(ours(svc, token)), SessionUser)
+        await svc.directory.set_banned_until(user_id, datetime.now(UTC) + timedelta(hours=1))
+        await shared.delete_prefix("")
+        # Still held: reused, the silent ban unseen (what shows the reuse is real).
+        assert isinstance(await svc.authenticate(ours(svc, token)), SessionUser)
+        near = svc.validator.cache.near
+        if way == "evicted":
+            for n in range(2 * settings.MAX_CACHE_SIZE):  # its second chance included
+                near.set_now(f"someone-{n}", object(), 60)
+        elif way == "dropped":
+            svc.validator.cache.drop_near(user_id)
+        elif way == "cleared":
+            near.clear()
+        else:
+            near.cap(lambda _entry: 0.0)
+        assert await svc.authenticate(ours(svc, token)) == Refusal(401, "account banned")
+    finally:
+        await svc.directory.close()
+        svc.passwords.close()
+
+
+def test_a_kept_handle_follows_its_entry():
+    """cache/memory.Held: live while the store maps its key to its value; replaced, deleted,
+    cleared, evicted or past its deadline, it says so without a lookup. One used through its
+    handle is kept once more when its turn to be evicted comes."""
+    store = MemoryStore(2)
+    store.set_now("a", "A", 60)
+    first = store.handle("a")
+    assert first is not None and first.live and first.value == "A"
+    store.set_now("a", "A2", 60)
+    second = store.handle("a")
+    assert not first.live and second is not None and second.live and second.value == "A2"
+    store.delete_now("a")
+    assert not second.live and store.handle("a") is None
+
+    store.set_now("a", "A", 60)
+    store.set_now("b", "B", 60)
+    a, b = store.handle("a"), store.handle("b")
+    assert a is not None and b is not None
+    a.used = True  # the oldest, but used since: b goes first
+    store.set_now("c", "C", 60)
+    assert a.live and not b.live and store.get_now("b") is None and store.get_now("a") == "A"
+    store.clear()
+    assert not a.live and not len(store)
+
+    store.set_now("d", "D", 60)
+    d = store.handle("d")
+    assert d is not None
+    store.cap(lambda _value: 0.0)  # in place: the handle sees the new deadline
+    assert d.deadline <= time.monotonic() and store.handle("d") is None
+    assert store.get_now("d") is None and not d.live

@@ -14,6 +14,7 @@ from logging import DEBUG
 from typing import NamedTuple
 
 from regcopilot.cache.entry import CacheEntry
+from regcopilot.cache.memory import Held
 from regcopilot.cache.tiers import ValidationCache, now_ms
 from regcopilot.metrics.auth_metrics import AuthMetrics
 from regcopilot.names import Count, Reason, Source
@@ -64,6 +65,18 @@ class SessionValidator:
             if log.isEnabledFor(DEBUG):  # one call, not log.debug's two, on every request
                 log.debug("Using cached validation result")
         return entry
+
+    def held(self, user_id: str) -> Held | None:
+        """The near tier's handle on the entry cached() just gave (not counted again): for
+        an answer kept beside it, reused while the handle is live (reused())."""
+        return self.cache.held(user_id)
+
+    def reused(self) -> None:
+        """A near-tier hit seen through a kept handle instead of cached(): counted and logged
+        as cached() counts and logs one (the entry is a valid one: only those are kept)."""
+        self.metrics.live.near_hits += 1
+        if log.isEnabledFor(DEBUG):
+            log.debug("Using cached validation result")
 
     async def validate(self, user_id: str) -> CacheEntry:
         entry = self.cached(user_id)

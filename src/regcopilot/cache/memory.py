@@ -17,20 +17,41 @@ from regcopilot.cache.breaker import Breaker
 FOREVER_S = 10 * 365 * 24 * 3600.0
 
 
+class Held:
+    """One entry of a MemoryStore, as a handle a caller may keep: while `live` and before its
+    `deadline` (time.monotonic()), the store still maps its key to this very `value`, which is
+    never changed in place (a new value is a new Held). The store clears `live` when it drops
+    or replaces the entry, so a keeper asks the handle instead of looking the key up again:
+    the warm request keeps the near tier's handle with its answer (auth/authenticate.py),
+    where the lookup read the dict, the OrderedDict's links and its neighbours' (all cold
+    with 1,000 users taking turns: bench/ab.py). A keeper that uses the value sets `used`:
+    the store gives such an entry a second chance before evicting it, as its lookup would
+    have moved it to the young end."""
+
+    __slots__ = ("deadline", "live", "used", "value")
+
+    def __init__(self, value: Any, deadline: float) -> None:
+        self.value = value
+        self.deadline = deadline
+        self.live = True
+        self.used = False
+
+
 class MemoryStore:
-    """An OrderedDict in LRU order with a deadline per entry.
+    """An OrderedDict in LRU order with a deadline per entry (each a Held).
 
     Written out rather than taken from cachetools: its TLRUCache keeps a timer context and an
     expiry heap, which the benchmark profile showed on every request; here a hit is one dict
     lookup, one clock read and one move_to_end. Expired entries are dropped when met, and the
-    least recently used go first when full.
+    least recently used go first when full (an entry used through its handle since it was
+    last looked up gets a second chance first).
     """
 
     name = "in-memory"
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._data: OrderedDict[str, tuple[Any, float]] = OrderedDict()
+        self._data: OrderedDict[str, Held] = OrderedDict()
         self._breaker: Breaker | None = None
         # Whether a key is held, expired or not yet dropped included: for a caller whose keys
         # carry their own expiry (a revoked session's id, asked only for a live token), the
@@ -39,50 +60,74 @@ class MemoryStore:
 
     def get_now(self, key: str) -> Any:
         """Synchronous lookup: the hot path needs no await for a dict."""
-        item = self._data.get(key)
-        if item is None:
+        held = self._data.get(key)
+        if held is None:
             return None
-        if item[1] <= time.monotonic():
-            del self._data[key]
+        if held.deadline <= time.monotonic():
+            self._drop(key)
             return None
         self._data.move_to_end(key)
-        return item[0]
+        return held.value
+
+    def handle(self, key: str) -> Held | None:
+        """The key's entry as a handle to keep (Held), or None if there is no live one. Not a
+        use: the caller has just looked the key up with get_now."""
+        held = self._data.get(key)
+        return held if held is not None and held.deadline > time.monotonic() else None
 
     def set_now(self, key: str, value: Any, ttl: float) -> None:
         if ttl <= 0:
             return
+        self._put(key, value, time.monotonic() + ttl)
         data = self._data
-        data[key] = (value, time.monotonic() + ttl)
-        data.move_to_end(key)
         while len(data) > self.max_size:
-            data.popitem(last=False)
+            old_key, held = data.popitem(last=False)
+            if held.used:  # used through its handle since it came round: keep it, once
+                held.used = False
+                data[old_key] = held
+            else:
+                held.live = False
+
+    def _put(self, key: str, value: Any, deadline: float) -> None:
+        """The key's new entry, at the young end; the one it replaces is no longer live."""
+        old = self._data.pop(key, None)
+        if old is not None:
+            old.live = False
+        self._data[key] = Held(value, deadline)
+
+    def _drop(self, key: str) -> None:
+        held = self._data.pop(key, None)
+        if held is not None:
+            held.live = False
 
     def delete_now(self, key: str) -> None:
-        self._data.pop(key, None)
+        self._drop(key)
 
     def remaining(self, key: str) -> float:
-        item = self._data.get(key)
-        return max(0.0, item[1] - time.monotonic()) if item is not None else 0.0
+        held = self._data.get(key)
+        return max(0.0, held.deadline - time.monotonic()) if held is not None else 0.0
 
     def cap(self, seconds_left: Callable[[Any], float]) -> None:
-        """Shorten every entry's life to at most seconds_left(value) from now."""
+        """Shorten every entry's life to at most seconds_left(value) from now (in place: a
+        kept handle sees the new deadline)."""
         now = time.monotonic()
-        data = self._data
-        for key, (value, deadline) in list(data.items()):
-            data[key] = (value, min(deadline, now + seconds_left(value)))
+        for held in self._data.values():
+            held.deadline = min(held.deadline, now + seconds_left(held.value))
 
     def clear(self) -> None:
+        for held in self._data.values():
+            held.live = False
         self._data.clear()
 
     def expire(self) -> None:
         now = time.monotonic()
-        for key in [k for k, (_, deadline) in self._data.items() if deadline <= now]:
-            del self._data[key]
+        for key in [k for k, held in self._data.items() if held.deadline <= now]:
+            self._drop(key)
 
     def items(self) -> list[tuple[str, Any]]:
         """The live entries, oldest use first (a snapshot: safe to change the store meanwhile)."""
         self.expire()
-        return [(key, value) for key, (value, _) in self._data.items()]
+        return [(key, held.value) for key, held in self._data.items()]
 
     def __bool__(self) -> bool:
         return bool(self._data)
@@ -127,7 +172,7 @@ class MemoryStore:
     async def delete_prefix(self, prefix: str) -> int:
         keys = [k for k in self._data if k.startswith(prefix)]
         for key in keys:
-            del self._data[key]
+            self._drop(key)
         return len(keys)
 
     async def scan_ttl(self, prefix: str) -> list[tuple[str, float]]:
@@ -155,13 +200,13 @@ class MemoryStore:
         if value is None:
             self.set_now(key, "1", window)
         else:  # the window is not moved by later counts
-            self._data[key] = (str(int(value) + 1), self._data[key][1])
+            self._put(key, str(int(value) + 1), self._data[key].deadline)
 
     async def unneeded_password(self) -> bool:
         return False
 
     async def close(self) -> None:
-        self._data.clear()
+        self.clear()
 
 
 class Memo:

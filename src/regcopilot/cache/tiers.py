@@ -25,7 +25,7 @@ from regcopilot.cache.breaker import Breaker
 from regcopilot.cache.entry import CacheEntry, upstream_shaped
 from regcopilot.cache.freshness import Freshness
 from regcopilot.cache.keys import CacheKeys
-from regcopilot.cache.memory import MemoryStore
+from regcopilot.cache.memory import Held, MemoryStore
 from regcopilot.cache.redis import UNNEEDED_PASSWORD
 from regcopilot.cache.single_flight import Loaded, Loader, SingleFlight
 from regcopilot.cache.store import SharedStore, StoreError
@@ -180,6 +180,12 @@ class ValidationCache:
         string object stored there, so the lookup needs neither a new key nor a comparison
         of characters."""
         return self.near.get_now(user_id)
+
+    def held(self, user_id: str) -> Held | None:
+        """The near tier's handle on the user's entry (cache/memory.py's Held), for a caller
+        that keeps an answer made from it: while the handle is live, the near tier still
+        holds that entry, and no lookup is needed to know it."""
+        return self.near.handle(user_id)
 
     async def get_shared(self, user_id: str) -> CacheEntry | None:
         if not self.shared_usable:
