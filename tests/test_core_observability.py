@@ -275,6 +275,15 @@ async def test_a_user_signed_in_elsewhere_counts_here_and_stays_counted_while_se
             assert (await b.client.get("/api/me")).status_code == 200
         assert await b.services.sessions.flush_seen() == 1
         assert await _active(b) == 1
+        # Every minute she is served in, again (a reused answer writes its session once per
+        # minute's batch, not once for good); a minute without her writes nothing.
+        assert await b.services.sessions.flush_seen() == 0
+        for _minute in range(2):
+            _age_past_the_window(b, alice)
+            for _ in range(3):
+                assert (await b.client.get("/api/me")).status_code == 200
+            assert await b.services.sessions.flush_seen() == 1
+            assert await _active(b) == 1
 
 
 async def test_active_users_are_stamped_while_the_database_cannot_take_last_seen(
