@@ -143,7 +143,7 @@ class Authenticator:
         # a lookup in the near tier (bench/ab.py, 1,000 users, 5 rounds: +2.6 % req/s on
         # /api/me, +2.0 % on the session read; 1,478 -> 1,438 bytecodes on /api/me).
         held.used = True
-        self.validator.reused()
+        self.validator.near_hit()
         revoked = self.revocations.known(user.jti)
         if revoked is False:
             self._used[user.jti] = user.id  # _settled's, written out: one call less

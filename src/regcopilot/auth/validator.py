@@ -58,24 +58,21 @@ class SessionValidator:
         less a request). None: ask validate()."""
         entry = self.cache.peek(user_id)
         if entry is not None:
-            live = self.metrics.live
-            live.near_hits += 1
+            self.near_hit()
             if not entry.is_valid:
-                live.near_failures += 1
-            if log.isEnabledFor(DEBUG):  # one call, not log.debug's two, on every request
-                log.debug("Using cached validation result")
+                self.metrics.live.near_failures += 1
         return entry
 
     def held(self, user_id: str) -> Held | None:
         """The near tier's handle on the entry cached() just gave (not counted again): for
-        an answer kept beside it, reused while the handle is live (reused())."""
+        an answer kept beside it, reused while the handle is live."""
         return self.cache.held(user_id)
 
-    def reused(self) -> None:
-        """A near-tier hit seen through a kept handle instead of cached(): counted and logged
-        as cached() counts and logs one (the entry is a valid one: only those are kept)."""
+    def near_hit(self) -> None:
+        """A validation answered by the near tier, counted and logged: by cached(), or by a
+        caller that saw it through a kept handle (a reused answer, always a valid entry)."""
         self.metrics.live.near_hits += 1
-        if log.isEnabledFor(DEBUG):
+        if log.isEnabledFor(DEBUG):  # one call, not log.debug's two, on every request
             log.debug("Using cached validation result")
 
     async def validate(self, user_id: str) -> CacheEntry:
