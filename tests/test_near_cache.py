@@ -113,3 +113,59 @@ async def test_listener_reconnects_after_its_connection_is_killed(instance, pg_u
             return (await app.client.get("/api/me")).status_code == 401
 
         await eventually(refused, timeout=5)
+
+
+async def test_reused_answers_end_on_a_ban_after_redis_restarted_empty_and_the_feed_cut(
+        instance, own_redis, pg_url):
+    """Lockout with reused answers (each token judged once, then answered from its kept
+    answer) through the faults in turn: Redis killed and started again empty on the same
+    port, then the change feed's connection cut. A ban written in plain SQL afterwards still
+    refuses, within the feed's bound, both a session from this host's sign-in and one signed
+    by a host whose clock runs 5 s ahead."""
+    import asyncpg
+    import jwt
+
+    from tests.conftest import TEST_SECRET
+    from tests.support import COOKIE
+    from tests.test_security_tokens import claims
+
+    server = own_redis
+    async with instance("postgres", server.url) as app:
+        user_id = await app.add_user("faults@example.com")
+        assert (await app.login("faults@example.com")).status_code == 200
+        signed_in = app.client.cookies[COOKIE]
+        app.client.cookies.clear()
+        now = int(time.time())
+        ahead = jwt.encode(claims(user_id, email="faults@example.com", iat=now + 5,
+                                  exp=now + 5 + 3600), TEST_SECRET)
+
+        async def statuses() -> list[int]:
+            return [(await app.client.get("/api/me", headers={"cookie": f"{COOKIE}={token}"}))
+                    .status_code for token in (signed_in, ahead) for _ in range(3)]
+
+        await eventually(lambda: app.services.feed.complete, timeout=5)
+        assert await statuses() == [200] * 6
+
+        server.kill()
+        server.start()  # the same port, no persistence: empty
+        assert await statuses() == [200] * 6
+
+        conn = await asyncpg.connect(pg_url)
+        try:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'regcopilot-listener'")
+            assert killed >= 1
+            await eventually(lambda: app.services.feed.complete, timeout=10)
+            assert await statuses() == [200] * 6
+            await conn.execute(
+                "UPDATE auth.users SET banned_until = now() + interval '1 hour' WHERE id = $1",
+                user_id)
+        finally:
+            await conn.close()
+
+        async def all_refused() -> bool:
+            return set(await statuses()) == {401}
+
+        await eventually(all_refused, timeout=5)
+        assert set(await statuses()) == {401}  # and it stays so
