@@ -57,7 +57,6 @@ router = APIRouter(tags=["NextAuth"],
 BASE = "/api/auth"
 PROVIDER = "credentials"
 PROVIDER_NAME = "Credentials"  # next-auth's default name for a credentials provider
-SESSION_BODY = "session_body"  # its key in SessionUser.memo
 NO_STORE = {"Cache-Control": "private, no-cache, no-store", "Pragma": "no-cache", "Expires": "0"}
 
 # Our refusals as NextAuth error codes (`signIn(…, {redirect: false})` returns it as `error`).
@@ -334,8 +333,8 @@ async def _session(request: Request) -> dict[str, Any] | Response:
 def session_body(user: SessionUser, exp: int) -> dict[str, Any]:
     """A superset of NextAuth's `{user: {name, email, image}, expires}` and the upstream's
     session callback (`id`, `currentTenantId`). The usual one (expiring with the user's
-    token) is made once per SessionUser, in its memo: not to be changed, only copied."""
-    body = user.memo.get(SESSION_BODY) if exp == user.exp else None
+    token) is made once per SessionUser, kept on it: not to be changed, only copied."""
+    body = user.session_answer if exp == user.exp else None
     if body is None:
         body = EncodedJSON(
             # What next-auth/react's useSession reads on top of ours; the upstream shows the
@@ -345,7 +344,7 @@ def session_body(user: SessionUser, exp: int) -> dict[str, Any]:
             expires=datetime.fromtimestamp(exp, UTC).isoformat(),
         )
         if exp == user.exp:
-            user.memo[SESSION_BODY] = body
+            user.session_answer = body
     return body
 
 

@@ -16,7 +16,6 @@ from regcopilot.web.pages import render
 from regcopilot.web.routes.workspaces import workspace_choices
 
 router = APIRouter(responses=errors(401, 503))
-USER_JSON = "user_json"  # its key in SessionUser.memo
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -38,10 +37,10 @@ async def home(request: Request, user: SessionUser = Depends(current_user)) -> R
 def user_json(user: SessionUser) -> dict[str, Any]:
     """The signed-in user as every JSON answer shows it: /api/me, the sign-in's answer and
     /api/auth/session (which adds NextAuth's `currentTenantId`); one builder, so the three
-    cannot drift apart. Made once per SessionUser (its memo): not to be changed, only copied."""
-    body = user.memo.get(USER_JSON)
+    cannot drift apart. Made once per SessionUser (kept on it): not to be changed, only copied."""
+    body = user.user_answer
     if body is None:
-        body = user.memo[USER_JSON] = EncodedJSON(
+        body = user.user_answer = EncodedJSON(
             id=user.id,
             email=user.email,
             name=user.name,
