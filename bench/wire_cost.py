@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from email.utils import formatdate
 from typing import Any
 
 import uvloop
@@ -71,8 +72,12 @@ def request_bytes(path: str, cookie: str | None) -> bytes:
 
 def connection(app: Any, protocol: type[HttpToolsProtocol]) -> tuple[Any, Transport]:
     """One kept-alive connection, as wrk holds 64 of; signals each completed response."""
+    from regcopilot.web.connections import GuardedHttpProtocol
+
+    # Ours as `regcopilot serve` runs it (no Server header), the others as uvicorn's defaults.
+    ours = issubclass(protocol, GuardedHttpProtocol)
     config = Config(app, http=protocol, proxy_headers=True, access_log=False, lifespan="off",
-                    log_level="warning")
+                    log_level="warning", server_header=not ours)
     config.load()
 
     class Driven(protocol):  # type: ignore[misc, valid-type]
@@ -83,7 +88,12 @@ def connection(app: Any, protocol: type[HttpToolsProtocol]) -> tuple[Any, Transp
             if self.done is not None:
                 self.done.set_result(None)
 
-    conn = Driven(config=config, server_state=ServerState(), app_state={})
+    state = ServerState()
+    # The headers uvicorn's server loop adds to every answer (it sets them once a second):
+    # the date, and `server: uvicorn` unless turned off. Each is one more pass of uvicorn's
+    # per-header checks.
+    state.default_headers = [(b"date", formatdate(usegmt=True).encode()), *config.encoded_headers]
+    conn = Driven(config=config, server_state=state, app_state={})
     transport = Transport()
     conn.connection_made(transport)
     return conn, transport

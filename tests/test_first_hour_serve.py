@@ -102,6 +102,7 @@ def test_first_start_announces_secret_and_token_once_and_monitor_reads_the_token
     env = fresh_env(PORT=str(port))  # the README's defaults: ./data, SQLite, in-memory cache
     with served(tmp_path, env, port) as log:
         first = log.read_text()
+        health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
         monitor = run(tmp_path, env, "monitor", f"http://127.0.0.1:{port}")
         monitor_json = run(tmp_path, env, "monitor", f"http://127.0.0.1:{port}", "--json")
         cost = run(tmp_path, env, "cost", "--url", f"http://127.0.0.1:{port}")
@@ -111,6 +112,8 @@ def test_first_start_announces_secret_and_token_once_and_monitor_reads_the_token
         no_token = run(elsewhere, env, "monitor", f"http://127.0.0.1:{port}")
         cost_refused = run(elsewhere, env, "cost", "--url", f"http://127.0.0.1:{port}")
     assert first.count("NEXTAUTH_SECRET not set") == 1, first
+    # The server software is not named (uvicorn would say `server: uvicorn`); the date is given.
+    assert "server" not in health.headers and "date" in health.headers, health.headers
     assert "generated a secret into data/.nextauth_secret" in first
     assert first.count("OBSERVABILITY_TOKEN not set") == 1, first
     assert "generated one into data/.observability_token" in first
@@ -146,9 +149,11 @@ def test_workers_share_the_generated_token(tmp_path, redis_prefix):
     env = fresh_env(PORT=str(port), REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix)
     with served(tmp_path, env, port, "--workers", "2") as log:
         token = (tmp_path / "data" / ".observability_token").read_text().strip()
-        answers = {httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5,
-                             headers={"Authorization": f"Bearer {token}"}).status_code
-                   for _ in range(20)}
+        responses = [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5,
+                               headers={"Authorization": f"Bearer {token}"})
+                     for _ in range(20)]
         text = log.read_text()
-    assert answers == {200}, answers
+    assert {r.status_code for r in responses} == {200}, responses
+    # Every worker leaves the server software unnamed too.
+    assert not [r for r in responses if "server" in r.headers]
     assert text.count("NEXTAUTH_SECRET not set") == 1, text
