@@ -63,8 +63,8 @@ class SessionUser:
     # validation stand, so the next request's answer is already made. Read-only to whoever
     # takes from them. Slots, where a dict was: with 1,000 users in turn the dict's object and
     # table were two more reads from cold memory on every request.
-    user_answer: Any = field(default=None, repr=False, compare=False)
-    session_answer: Any = field(default=None, repr=False, compare=False)
+    user_answer: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    session_answer: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_admin(self) -> bool:

