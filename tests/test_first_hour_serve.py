@@ -136,6 +136,8 @@ def test_first_start_announces_secret_and_token_once_and_monitor_reads_the_token
     # Later starts and every CLI command: nothing more about either.
     with served(tmp_path, env, port) as log:
         again = log.read_text()
+        restarted = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
+    assert "server" not in restarted.headers, restarted.headers
     users = run(tmp_path, env, "users", "list")
     assert users.returncode == 0, users.stderr
     for text in (again, users.stderr):
