@@ -24,6 +24,7 @@ from bench import seed
 from bench.harness import OUR_COOKIE, SECRET, our_env, our_server, plain_server
 from bench.infra import ROOT, BenchPostgres, BenchRedis, Server, cpu_times
 from bench.loadgen import run_wrk
+from bench.report import spread
 
 CONNECTIONS = 64
 
@@ -92,8 +93,8 @@ def main() -> None:
             each = [b[0] / x[0] for x, b in zip(runs[("A", path)], runs[("B", path)],
                                                 strict=True) if x[0]]
             if each:
-                print(f"{path:20} {statistics.median(each):.3f} ({min(each):.3f}–"
-                      f"{max(each):.3f})")
+                m, lo, hi = spread(each)
+                print(f"{path:20} {m:.3f} ({lo:.3f}–{hi:.3f})")
     finally:
         for s in servers.values():
             s.stop()

@@ -52,9 +52,14 @@ def round_ratios(result: dict[str, Any]) -> dict[str, tuple[float, float, float]
         ra, rb = v.get(a, {}).get("rpsAll"), v.get(b, {}).get("rpsAll")
         if ra and rb and len(ra) == len(rb) and all(rb):
             each = [x / y for x, y in zip(ra, rb, strict=True)]
-            out[f"{a}/{b}"] = (round(statistics.median(each), 2), round(min(each), 2),
-                               round(max(each), 2))
+            m, lo, hi = spread(each)
+            out[f"{a}/{b}"] = (round(m, 2), round(lo, 2), round(hi, 2))
     return out
+
+
+def spread(each: list[float]) -> tuple[float, float, float]:
+    """Ratios taken round by round: their median, then the lowest and the highest."""
+    return statistics.median(each), min(each), max(each)
 
 
 def cpu_ratios(result: dict[str, Any]) -> dict[str, float]:

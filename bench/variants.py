@@ -26,7 +26,7 @@ from regcopilot.cache.tiers import ValidationCache
 from regcopilot.config import load_settings
 from regcopilot.names import Source
 from regcopilot.web.app import create_app
-from regcopilot.web.connections import GuardedHttpProtocol
+from regcopilot.web.connections import SERVE_OPTIONS
 from regcopilot.web.services import build_services
 
 MODE_VARIABLE = "BENCH_CACHE_MODE"
@@ -86,9 +86,9 @@ def main() -> None:
     settings = load_settings()
     uvicorn.run(
         "bench.variants:app", factory=True, host=args.host, port=args.port, workers=1,
-        log_level=settings.LOG_LEVEL.lower(), access_log=False, proxy_headers=True,
-        http=GuardedHttpProtocol,
-        timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,  # type: ignore[arg-type]
+        log_level=settings.LOG_LEVEL.lower(),
+        timeout_keep_alive=settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,
+        **SERVE_OPTIONS,
     )
 
 

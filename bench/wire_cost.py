@@ -72,12 +72,12 @@ def request_bytes(path: str, cookie: str | None) -> bytes:
 
 def connection(app: Any, protocol: type[HttpToolsProtocol]) -> tuple[Any, Transport]:
     """One kept-alive connection, as wrk holds 64 of; signals each completed response."""
-    from regcopilot.web.connections import GuardedHttpProtocol
+    from regcopilot.web.connections import SERVE_OPTIONS
 
-    # Ours as `regcopilot serve` runs it (no Server header), the others as uvicorn's defaults.
-    ours = issubclass(protocol, GuardedHttpProtocol)
-    config = Config(app, http=protocol, proxy_headers=True, access_log=False, lifespan="off",
-                    log_level="warning", server_header=not ours)
+    # Ours as `regcopilot serve` runs it, the others on uvicorn's defaults (as bench/run's).
+    options = (SERVE_OPTIONS if protocol is SERVE_OPTIONS["http"]
+               else {"http": protocol, "proxy_headers": True, "access_log": False})
+    config = Config(app, **options, lifespan="off", log_level="warning")
     config.load()
 
     class Driven(protocol):  # type: ignore[misc, valid-type]

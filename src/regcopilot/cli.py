@@ -57,7 +57,7 @@ def serve(
     """Run the web tier (uvicorn)."""
     import uvicorn
 
-    from regcopilot.web.connections import GuardedHttpProtocol
+    from regcopilot.web.connections import SERVE_OPTIONS
 
     settings = settings_or_exit()
     if workers > 1 and not settings.REDIS_URL:
@@ -85,14 +85,7 @@ def serve(
         "port": port,
         "workers": workers,
         "log_level": settings.LOG_LEVEL.lower(),
-        "access_log": False,
-        "proxy_headers": True,
-        # No `Server: uvicorn`: naming the server software tells a scanner what to try and a
-        # client nothing; and it is one header less for uvicorn to check and write on every
-        # answer (bench.instructions: ~4,700 of /api/me's ~164,000 instructions a request).
-        # Date stays: RFC 9110 asks it of an origin server with a clock.
-        "server_header": False,
-        "http": GuardedHttpProtocol,
+        **SERVE_OPTIONS,
         "timeout_keep_alive": settings.HTTP_KEEPALIVE_TIMEOUT_SECONDS,
     }
     if workers > 1:  # SIGTERM drains each worker (web/drain.py); the supervisor lets go first
